@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/reverbgo/reverb/cluster"
+	"github.com/reverbgo/reverb/config"
+	"github.com/reverbgo/reverb/loop"
+	"github.com/reverbgo/reverb/pusher"
+)
+
+// startFlags are the flags of `reverb start`. Only flags given explicitly
+// override the configuration (defaults < file < environment < flags).
+type startFlags struct {
+	config   string
+	host     string
+	port     int
+	path     string
+	hostname string
+	debug    bool
+	set      map[string]bool
+}
+
+func parseStartFlags(args []string) (*startFlags, error) {
+	f := &startFlags{set: map[string]bool{}}
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	fs.StringVar(&f.config, "config", "", "path of reverb.toml (default: ./reverb.toml if it exists)")
+	fs.StringVar(&f.host, "host", "", "address to bind (server.host)")
+	fs.IntVar(&f.port, "port", 0, "port to listen on (server.port)")
+	fs.StringVar(&f.path, "path", "", "route prefix (server.path)")
+	fs.StringVar(&f.hostname, "hostname", "", "public host name (server.hostname)")
+	fs.BoolVar(&f.debug, "debug", false, "log the message flow")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	return f, nil
+}
+
+// loadConfig applies the precedence: defaults < TOML < environment < flags.
+func loadConfig(f *startFlags) (*config.Config, error) {
+	path := f.config
+	if path == "" {
+		if _, err := os.Stat("reverb.toml"); err == nil {
+			path = "reverb.toml"
+		}
+	}
+	cfg, err := config.Load(path, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if f.set["host"] {
+		cfg.Server.Host = f.host
+	}
+	if f.set["port"] {
+		cfg.Server.Port = f.port
+	}
+	if f.set["path"] {
+		cfg.Server.Path = f.path
+	}
+	if f.set["hostname"] {
+		cfg.Server.Hostname = f.hostname
+	}
+	if f.debug {
+		cfg.Log.Level = "debug"
+	}
+	return cfg, cfg.Validate()
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(cfg.Log.Format, "json") {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func cmdStart(args []string) int {
+	f, err := parseStartFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "reverb start:", err)
+		return 2
+	}
+	cfg, err := loadConfig(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reverb start: invalid configuration:\n"+err.Error())
+		return 2
+	}
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+
+	opts := cfg.Options()
+	opts.Logger = log
+	opts.Debug = f.debug
+	lcfg := loop.Config{
+		Host:             cfg.Server.Host,
+		Port:             cfg.Server.Port,
+		Loops:            cfg.Server.Loops,
+		HandshakeTimeout: time.Duration(cfg.Server.HandshakeTimeout) * time.Second,
+		APIWorkers:       cfg.Server.APIWorkers,
+		APIQueue:         cfg.Server.APIQueue,
+		ReusePort:        cfg.Server.ReusePort,
+		Logger:           log,
+	}
+	lcfg.Loops = loopsOrDefault(lcfg.Loops)
+	px, err := pusher.NewServer(opts, lcfg.Loops)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reverb start:", err)
+		return 2
+	}
+	px.SetBroker(cluster.NewLocal())
+	srv := loop.New(px, lcfg)
+
+	if cfg.DefaultApp {
+		a := cfg.Apps[0]
+		fmt.Fprintf(os.Stderr, "No app configured: serving the built-in local app (for development only).\n  REVERB_APP_ID=%s\n  REVERB_APP_KEY=%s\n  REVERB_APP_SECRET=%s\n", a.AppID, a.Key, a.Secret)
+	}
+	if cfg.Server.TLS.Enabled() {
+		log.Warn("[server.tls] is not served yet: terminate TLS at a reverse proxy (see the README)")
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run() }()
+	select {
+	case <-srv.Ready():
+	case err := <-errc:
+		fmt.Fprintln(os.Stderr, "reverb start:", err)
+		return 1
+	}
+	host := cfg.Server.Hostname
+	if host == "" {
+		host = "localhost"
+	}
+	log.Info("Starting server on "+srv.Addr()+" ("+host+")",
+		"loops", lcfg.Loops, "apps", len(cfg.Apps), "path", cfg.Server.Path, "version", version)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info("Stopping server", "signal", s.String())
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Server.DrainTimeout+5)*time.Second)
+		defer cancel()
+		if err := srv.Stop(ctx); err != nil {
+			log.Error("stop", "err", err)
+		}
+		<-errc
+		return 0
+	case err := <-errc:
+		log.Error("server stopped", "err", err)
+		return 1
+	}
+}
+
+func loopsOrDefault(n int) int {
+	if n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0)
+}

@@ -1,0 +1,256 @@
+package loop
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/reverbgo/reverb/pusher"
+	"github.com/reverbgo/reverb/wsproto"
+)
+
+// Connection phases.
+const (
+	phaseHTTP   uint8 = iota // reading an HTTP request (API call or upgrade)
+	phaseBusy                // an API request is being served; input waits
+	phaseWS                  // a WebSocket session
+	phaseClosed              // closing: input is dropped
+)
+
+// connState is the per-connection state, kept in gnet's Conn context. Loop-only.
+type connState struct {
+	phase uint8
+	since int64 // unix ns when the current HTTP request phase began
+	sh    *shard
+	sess  *pusher.Session
+	dec   wsproto.Decoder
+}
+
+// OnOpen starts a connection in the HTTP phase. Runs on the connection's loop.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	sh := s.shardOf(c.EventLoop())
+	st := &connState{phase: phaseHTTP, since: time.Now().UnixNano(), sh: sh}
+	c.SetContext(st)
+	sh.http[st] = c
+	return nil, gnet.None
+}
+
+// OnClose releases the session. Runs on the connection's loop.
+func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	st, _ := c.Context().(*connState)
+	if st == nil {
+		return gnet.None
+	}
+	delete(st.sh.http, st)
+	if st.sess != nil {
+		s.px.Closed(st.sess)
+		st.sess = nil
+	}
+	st.phase = phaseClosed
+	return gnet.None
+}
+
+// OnTraffic handles the bytes gnet read. Runs on the connection's loop.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	st, _ := c.Context().(*connState)
+	if st == nil {
+		return gnet.Close
+	}
+	switch st.phase {
+	case phaseHTTP:
+		return s.onHTTP(c, st)
+	case phaseWS:
+		return s.onWS(c, st)
+	case phaseBusy:
+		// Pipelined input waits until the response is written, within bounds.
+		if c.InboundBuffered() > 2*s.maxReq {
+			return gnet.Close
+		}
+		return gnet.None
+	default:
+		_, _ = c.Discard(-1)
+		return gnet.None
+	}
+}
+
+// respond writes a complete response and, unless keepAlive, closes.
+func (s *Server) respond(c gnet.Conn, st *connState, r pusher.APIResponse, keepAlive bool) gnet.Action {
+	_, _ = c.Write(r.AppendHTTP(nil, keepAlive))
+	if !keepAlive {
+		st.phase = phaseClosed
+		_, _ = c.Discard(-1)
+		return gnet.Close
+	}
+	st.since = time.Now().UnixNano()
+	return gnet.None
+}
+
+func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
+	for st.phase == phaseHTTP {
+		buf, _ := c.Peek(-1)
+		if len(buf) == 0 {
+			return gnet.None
+		}
+		var req wsproto.Request
+		n, err := wsproto.ParseRequest(buf, s.maxReq, &req)
+		switch {
+		case errors.Is(err, wsproto.ErrHeadTooLarge):
+			return s.respond(c, st, pusher.ErrorResponse(413, "Payload too large."), false)
+		case err != nil:
+			return s.respond(c, st, pusher.ErrorResponse(400, "Bad request."), false)
+		case n == 0:
+			return gnet.None
+		}
+		path, inside := s.px.StripPrefix(req.Path)
+		if req.IsUpgrade() {
+			return s.upgrade(c, st, buf[:n], &req, path, inside)
+		}
+		if req.Chunked {
+			return s.respond(c, st, pusher.ErrorResponse(411, "Length required."), false)
+		}
+		total := int64(n)
+		if req.ContentLength > 0 {
+			total += req.ContentLength
+		}
+		if total > int64(s.maxReq) {
+			return s.respond(c, st, pusher.ErrorResponse(413, "Payload too large."), false)
+		}
+		if int64(len(buf)) < total {
+			return gnet.None
+		}
+		if inside && path == "/up" && (req.Method == "GET" || req.Method == "HEAD") {
+			_, _ = c.Discard(int(total))
+			if a := s.respond(c, st, pusher.HealthResponse(), req.KeepAlive); a != gnet.None {
+				return a
+			}
+			continue
+		}
+		if inside && strings.HasPrefix(path, "/app/") {
+			_, _ = c.Discard(int(total))
+			return s.respond(c, st, pusher.ErrorResponse(426, "Upgrade required."), false)
+		}
+		ar := &pusher.APIRequest{
+			Method:   req.Method,
+			RawPath:  rawPath(req.Target),
+			Path:     req.Path,
+			RawQuery: req.RawQuery,
+			Body:     append([]byte(nil), buf[n:total]...),
+		}
+		_, _ = c.Discard(int(total))
+		keepAlive := req.KeepAlive
+		st.phase = phaseBusy
+		delete(st.sh.http, st)
+		ok := s.pool.submit(func() {
+			resp := s.px.ServeAPI(ar)
+			_ = c.AsyncWrite(resp.AppendHTTP(nil, keepAlive), func(c gnet.Conn, err error) error {
+				if err != nil || st.phase == phaseClosed {
+					return nil
+				}
+				if !keepAlive {
+					st.phase = phaseClosed
+					return c.Close()
+				}
+				st.phase = phaseHTTP
+				st.since = time.Now().UnixNano()
+				st.sh.http[st] = c
+				if c.InboundBuffered() > 0 {
+					return c.Wake(nil)
+				}
+				return nil
+			})
+		})
+		if !ok {
+			st.phase = phaseHTTP
+			return s.respond(c, st, pusher.ErrorResponse(503, "Server busy."), false)
+		}
+		return gnet.None
+	}
+	if st.phase == phaseWS {
+		return s.onWS(c, st)
+	}
+	return gnet.None
+}
+
+// rawPath returns the request-target without its query.
+func rawPath(target string) string {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		return target[:i]
+	}
+	return target
+}
+
+func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.Request, path string, inside bool) gnet.Action {
+	key, ok := strings.CutPrefix(path, "/app/")
+	if !inside || !ok || key == "" || strings.Contains(key, "/") {
+		_, _ = c.Discard(len(head))
+		return s.respond(c, st, pusher.ErrorResponse(404, "Not found."), false)
+	}
+	origin := req.Origin
+	res, err := wsproto.Upgrade(head)
+	_, _ = c.Write(res.Response)
+	_, _ = c.Discard(len(head))
+	if err != nil {
+		st.phase = phaseClosed
+		return gnet.Close
+	}
+	delete(st.sh.http, st)
+	st.phase = phaseWS
+	sess := s.px.Open(st.sh.px, c, key, origin)
+	if sess == nil {
+		st.phase = phaseClosed
+		return gnet.None
+	}
+	st.sess = sess
+	st.dec.MaxMessageSize = int64(sess.App().MaxMessageSize)
+	return s.onWS(c, st)
+}
+
+func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
+	buf, _ := c.Peek(-1)
+	off := 0
+	for off < len(buf) && !st.sess.Closed() {
+		m, n, err := st.dec.Next(buf[off:])
+		if err != nil {
+			var ce *wsproto.CloseError
+			code, reason := ws.StatusProtocolError, "Protocol error"
+			if errors.As(err, &ce) {
+				code, reason = ce.Code, ce.Reason
+			}
+			_, _ = c.Write(wsproto.CloseFrame(code, reason))
+			_, _ = c.Discard(-1)
+			st.phase = phaseClosed
+			return gnet.Close
+		}
+		if n == 0 {
+			break
+		}
+		off += n
+		switch m.OpCode {
+		case ws.OpText, ws.OpBinary:
+			st.sess.HandleMessage(m.Payload)
+		case ws.OpPing:
+			st.sess.Touch(true)
+			_, _ = c.Write(wsproto.AppendFrame(nil, ws.OpPong, m.Payload))
+		case ws.OpPong:
+			st.sess.Touch(true)
+		case ws.OpClose:
+			code := m.CloseCode
+			if code == ws.StatusNoStatusRcvd {
+				code = ws.StatusNormalClosure
+			}
+			_, _ = c.Write(wsproto.CloseFrame(code, ""))
+			_, _ = c.Discard(-1)
+			st.phase = phaseClosed
+			return gnet.Close
+		}
+	}
+	if st.sess.Closed() {
+		_, _ = c.Discard(-1)
+		st.phase = phaseClosed
+		return gnet.None
+	}
+	_, _ = c.Discard(off)
+	return gnet.None
+}

@@ -1,0 +1,9 @@
+// Package loop is the transport: the only package that imports gnet. It runs
+// a multi-reactor gnet engine, reads HTTP requests and WebSocket frames from
+// gnet's buffers with wsproto, hands WebSocket messages to pusher sessions on
+// the connection's own loop and HTTP API requests to a bounded worker pool.
+//
+// Concurrency: every connection belongs to one event loop; its state is only
+// touched there. Other goroutines reach a loop only through gnet's
+// concurrency-safe calls (AsyncWrite, Wake, Close, EventLoop.Execute).
+package loop

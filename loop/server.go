@@ -1,0 +1,226 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/reverbgo/reverb/pusher"
+)
+
+// Config is the transport's configuration. Zero values mean the documented
+// defaults.
+type Config struct {
+	// Host is the address to bind. Default: "0.0.0.0".
+	Host string
+	// Port to bind; 0 picks a free port (see Server.Addr). Default: 0.
+	Port int
+	// Loops is the number of event loops. Default: runtime.GOMAXPROCS(0).
+	Loops int
+	// HandshakeTimeout closes connections that have not completed an HTTP
+	// request (or the WebSocket upgrade) within it. Default: 10 s.
+	HandshakeTimeout time.Duration
+	// APIWorkers is the number of goroutines serving HTTP API requests.
+	// Default: 4 x GOMAXPROCS.
+	APIWorkers int
+	// APIQueue is how many API requests may wait for a worker; past it
+	// requests get 503. Default: 1024.
+	APIQueue int
+	// ReusePort gives every loop its own SO_REUSEPORT listener, so that
+	// several processes can share the port. Default: false.
+	ReusePort bool
+	// Logger for transport events. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) normalize() {
+	if c.Host == "" {
+		c.Host = "0.0.0.0"
+	}
+	if c.Loops <= 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.APIWorkers <= 0 {
+		c.APIWorkers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.APIQueue <= 0 {
+		c.APIQueue = 1024
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// ErrStopped is returned by Run when the engine stopped without Stop being
+// called (gnet shuts the whole engine down when accept fails, for example
+// with EMFILE); the process should treat it as fatal.
+var ErrStopped = errors.New("loop: engine stopped unexpectedly")
+
+// Server runs the gnet engine for a pusher.Server. Run, Ready, Addr and Stop
+// are goroutine-safe.
+type Server struct {
+	gnet.BuiltinEventEngine
+	cfg     Config
+	px      *pusher.Server
+	pool    *pool
+	log     *slog.Logger
+	maxReq  int
+	eng     gnet.Engine
+	ready   chan struct{}
+	addr    string
+	stopped atomic.Bool
+
+	mu     sync.Mutex
+	shards map[gnet.EventLoop]*shard
+	list   []*shard
+}
+
+// shard is the loop-local state of one event loop.
+type shard struct {
+	el   gnet.EventLoop
+	px   *pusher.Shard
+	http map[*connState]gnet.Conn // connections not upgraded yet, for the handshake timeout
+}
+
+// New creates a transport for px.
+func New(px *pusher.Server, cfg Config) *Server {
+	cfg.normalize()
+	return &Server{
+		cfg:    cfg,
+		px:     px,
+		log:    cfg.Logger,
+		maxReq: px.Options().MaxRequestSize,
+		ready:  make(chan struct{}),
+		shards: make(map[gnet.EventLoop]*shard),
+	}
+}
+
+// Loops returns the number of event loops the server runs.
+func (s *Server) Loops() int { return s.cfg.Loops }
+
+// Ready is closed once the server accepts connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the bound "host:port" once Ready is closed.
+func (s *Server) Addr() string { return s.addr }
+
+// Run serves until Stop is called. It returns nil after Stop and ErrStopped
+// (or gnet's error) when the engine ended by itself.
+func (s *Server) Run() error {
+	s.pool = newPool(s.cfg.APIWorkers, s.cfg.APIQueue)
+	defer s.pool.close()
+	addr := "tcp://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	err := gnet.Run(s, addr,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		gnet.WithLoadBalancing(gnet.LeastConnections),
+		gnet.WithReusePort(s.cfg.ReusePort),
+		gnet.WithReuseAddr(true),
+		gnet.WithTicker(true),
+		gnet.WithTCPKeepAlive(2*time.Minute),
+		gnet.WithLogger(gnetLogger{s.log}),
+	)
+	if err != nil {
+		return err
+	}
+	if !s.stopped.Load() {
+		return ErrStopped
+	}
+	return nil
+}
+
+// Stop closes the listener and every connection and makes Run return.
+func (s *Server) Stop(ctx context.Context) error {
+	s.stopped.Store(true)
+	<-s.ready
+	return s.eng.Stop(ctx)
+}
+
+// OnBoot records the engine and the bound address.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	s.addr = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := syscall.Getsockname(fd); err == nil {
+			switch a := sa.(type) {
+			case *syscall.SockaddrInet4:
+				s.addr = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+			case *syscall.SockaddrInet6:
+				s.addr = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+			}
+		}
+		syscall.Close(fd)
+	}
+	close(s.ready)
+	return gnet.None
+}
+
+// shardOf returns the loop's shard, creating it on the loop's first
+// connection. Called on the loop.
+func (s *Server) shardOf(el gnet.EventLoop) *shard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sh := s.shards[el]
+	if sh == nil {
+		sh = &shard{el: el, http: make(map[*connState]gnet.Conn)}
+		sh.px = s.px.NewShard(func(f func()) {
+			_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				f()
+				return nil
+			}))
+		})
+		s.shards[el] = sh
+		s.list = append(s.list, sh)
+	}
+	return sh
+}
+
+// OnTick sweeps every loop once a second: pings, pong timeouts and
+// handshake timeouts. It runs on its own goroutine and reaches the loops
+// through Execute.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	s.mu.Lock()
+	list := append([]*shard(nil), s.list...)
+	s.mu.Unlock()
+	now := time.Now()
+	for _, sh := range list {
+		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			sh.px.Sweep(now)
+			s.sweepHandshakes(sh, now)
+			return nil
+		}))
+	}
+	return time.Second, gnet.None
+}
+
+func (s *Server) sweepHandshakes(sh *shard, now time.Time) {
+	limit := now.Add(-s.cfg.HandshakeTimeout).UnixNano()
+	for st, c := range sh.http {
+		if st.since < limit {
+			delete(sh.http, st)
+			st.phase = phaseClosed
+			_ = c.Close()
+		}
+	}
+}
+
+// gnetLogger routes gnet's logs to slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Info(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }

@@ -1,0 +1,117 @@
+package pusher
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options are the node-wide settings of a Server. The zero value of each
+// field means its documented default; Normalize fills them in.
+type Options struct {
+	// Apps served by this node. At least one is required.
+	Apps []*App
+	// PathPrefix is the optional prefix of every route ("/ws" serves
+	// "/ws/app/{key}" and "/ws/apps/{id}/..."). It is stripped before HTTP API
+	// signatures are checked. Default: "" (none).
+	PathPrefix string
+	// MaxRequestSize caps a whole HTTP request (head and body), for API calls
+	// and WebSocket upgrades alike; larger ones get 413. Default: 10000 bytes.
+	MaxRequestSize int
+	// AuthTimestampWindow is how far an HTTP API request's auth_timestamp may
+	// be from the server clock. Negative turns the check off. Default: 600 s.
+	AuthTimestampWindow time.Duration
+	// MaxChannelsPerEvent caps the channels of one triggered event. Default: 100.
+	MaxChannelsPerEvent int
+	// MaxBatchSize caps the events of one batch_events request. Default: 10.
+	MaxBatchSize int
+	// MaxNameLength caps channel and event names, in bytes. Default: 200.
+	MaxNameLength int
+	// MaxChannelsPerConnection caps the subscriptions of one connection; the
+	// next subscribe gets pusher:subscription_error / 4301. Default: 1000.
+	MaxChannelsPerConnection int
+	// MaxPresenceMembers caps the distinct users of one presence channel on
+	// this node. Default: 100 (Pusher's limit).
+	MaxPresenceMembers int
+	// MaxUserInfoSize caps the user_info of a presence member, in bytes.
+	// Default: 1024 (Pusher's limit).
+	MaxUserInfoSize int
+	// ClientEventsPerSecond caps client events per connection per second;
+	// excess ones get pusher:error 4301 and are dropped. Default: 10 (Pusher's).
+	ClientEventsPerSecond int
+	// MaxOutboundBuffer caps the bytes waiting to be written to one
+	// connection; a connection past it is a slow consumer and is closed.
+	// Negative means no cap. Default: 1 MiB.
+	MaxOutboundBuffer int
+	// PongTimeout is how long a pinged connection may stay silent before it is
+	// closed with 4201. Default: 30 s.
+	PongTimeout time.Duration
+	// Logger receives the server's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Debug logs the message flow (connections, messages, broadcasts) at
+	// debug level, as `reverb:start --debug` does. Default: false.
+	Debug bool
+}
+
+// Defaults used by Normalize.
+const (
+	DefaultMaxRequestSize           = 10000
+	DefaultAuthTimestampWindow      = 600 * time.Second
+	DefaultMaxChannelsPerEvent      = 100
+	DefaultMaxBatchSize             = 10
+	DefaultMaxNameLength            = 200
+	DefaultMaxChannelsPerConnection = 1000
+	DefaultMaxPresenceMembers       = 100
+	DefaultMaxUserInfoSize          = 1024
+	DefaultClientEventsPerSecond    = 10
+	DefaultMaxOutboundBuffer        = 1 << 20
+	DefaultPongTimeout              = 30 * time.Second
+	DefaultPingInterval             = 60 * time.Second
+	DefaultActivityTimeout          = 30 * time.Second
+	DefaultMaxMessageSize           = 10000
+)
+
+// Normalize fills zero fields with their defaults.
+func (o *Options) Normalize() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxRequestSize, DefaultMaxRequestSize)
+	def(&o.MaxChannelsPerEvent, DefaultMaxChannelsPerEvent)
+	def(&o.MaxBatchSize, DefaultMaxBatchSize)
+	def(&o.MaxNameLength, DefaultMaxNameLength)
+	def(&o.MaxChannelsPerConnection, DefaultMaxChannelsPerConnection)
+	def(&o.MaxPresenceMembers, DefaultMaxPresenceMembers)
+	def(&o.MaxUserInfoSize, DefaultMaxUserInfoSize)
+	def(&o.ClientEventsPerSecond, DefaultClientEventsPerSecond)
+	def(&o.MaxOutboundBuffer, DefaultMaxOutboundBuffer)
+	if o.AuthTimestampWindow == 0 {
+		o.AuthTimestampWindow = DefaultAuthTimestampWindow
+	}
+	if o.PongTimeout == 0 {
+		o.PongTimeout = DefaultPongTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	for _, a := range o.Apps {
+		if a.PingInterval == 0 {
+			a.PingInterval = DefaultPingInterval
+		}
+		if a.ActivityTimeout == 0 {
+			a.ActivityTimeout = DefaultActivityTimeout
+		}
+		if len(a.AllowedOrigins) == 0 {
+			a.AllowedOrigins = []string{"*"}
+		}
+		if a.RateLimit.Enabled {
+			if a.RateLimit.MaxAttempts == 0 {
+				a.RateLimit.MaxAttempts = 60
+			}
+			if a.RateLimit.Decay == 0 {
+				a.RateLimit.Decay = 60 * time.Second
+			}
+		}
+	}
+}

@@ -1,0 +1,249 @@
+package pusher
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/reverbgo/reverb/wsproto"
+)
+
+// Broker carries events between the nodes of a cluster. The server delivers
+// every event to its own subscribers itself and hands it to the broker for
+// the other nodes. Implementations must be goroutine-safe and must not block
+// the caller on the network.
+type Broker interface {
+	// Publish sends an event message (the JSON a subscriber receives) for a
+	// channel of app to the other nodes; except is a socket id to skip.
+	Publish(app *App, channel string, msg []byte, except string)
+}
+
+type nopBroker struct{}
+
+func (nopBroker) Publish(*App, string, []byte, string) {}
+
+// Server is the Pusher protocol engine of one node: apps, channels, sessions
+// and the HTTP API, independent of the transport. Its exported methods are
+// goroutine-safe unless they say otherwise.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	byKey    map[string]*App
+	byID     map[string]*App
+	appStats map[*App]*appStats
+	hub      *hub
+	broker   Broker
+
+	mu     sync.Mutex
+	shards []*Shard
+	nShard int
+}
+
+type appStats struct {
+	connections atomic.Int64 // open connections
+	subscribed  atomic.Int64 // connections subscribed to at least one channel
+}
+
+// NewServer checks the options and builds a server for nShards event loops.
+func NewServer(opts Options, nShards int) (*Server, error) {
+	opts.Normalize()
+	if len(opts.Apps) == 0 {
+		return nil, ErrNoApps
+	}
+	srv := &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		byKey:    make(map[string]*App),
+		byID:     make(map[string]*App),
+		appStats: make(map[*App]*appStats),
+		broker:   nopBroker{},
+		nShard:   nShards,
+	}
+	for _, a := range opts.Apps {
+		if srv.byKey[a.Key] != nil || srv.byID[a.ID] != nil {
+			return nil, ErrDuplicateApp
+		}
+		srv.byKey[a.Key] = a
+		srv.byID[a.ID] = a
+		srv.appStats[a] = &appStats{}
+	}
+	srv.hub = newHub(opts.Apps, nShards)
+	return srv, nil
+}
+
+// Options returns the normalized options.
+func (srv *Server) Options() Options { return srv.opts }
+
+// SetBroker installs the cluster broker. Call it before serving.
+func (srv *Server) SetBroker(b Broker) { srv.broker = b }
+
+// AppByKey finds an app by key.
+func (srv *Server) AppByKey(key string) *App { return srv.byKey[key] }
+
+// AppByID finds an app by id.
+func (srv *Server) AppByID(id string) *App { return srv.byID[id] }
+
+func (srv *Server) stats(app *App) *appStats { return srv.appStats[app] }
+
+// NewShard creates the shard of one event loop. exec must run a function on
+// that loop, asynchronously, from any goroutine. It fails when all nShards
+// shards exist.
+func (srv *Server) NewShard(exec func(func())) *Shard {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.shards) >= srv.nShard {
+		panic("pusher: more shards than declared")
+	}
+	sh := &Shard{srv: srv, idx: len(srv.shards), exec: exec, local: make(map[localKey]*localChannel)}
+	srv.shards = append(srv.shards, sh)
+	return sh
+}
+
+func (srv *Server) shardList() []*Shard {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.shards
+}
+
+// Open starts a session for a WebSocket connection that asked for
+// /app/{key} with the given Origin header. It writes
+// pusher:connection_established, or the error and a close frame when the app
+// is unknown (4001), over quota (4004) or the origin is not allowed (4009);
+// then it returns nil and the transport must stop reading. Loop-only (the
+// shard's loop).
+func (srv *Server) Open(sh *Shard, c Conn, key, origin string) *Session {
+	app := srv.byKey[key]
+	reject := func(e *Error) *Session {
+		c.Write(wsproto.AppendText(nil, errorJSON(e)))
+		c.Write(wsproto.CloseFrame(ws.StatusCode(e.Code), e.Message))
+		c.Close()
+		if srv.opts.Debug {
+			srv.log.Debug("Connection Rejected", "code", e.Code, "message", e.Message)
+		}
+		return nil
+	}
+	if app == nil {
+		return reject(ErrAppNotFound)
+	}
+	if !app.originAllowed(origin) {
+		return reject(ErrOriginNotAllowed)
+	}
+	st := srv.appStats[app]
+	if n := st.connections.Add(1); app.MaxConnections > 0 && n > int64(app.MaxConnections) {
+		st.connections.Add(-1)
+		return reject(ErrOverQuota)
+	}
+	s := &Session{shard: sh, conn: c, app: app, id: newSocketID(), lastSeen: time.Now().UnixNano()}
+	sh.addSession(s)
+	msg := make([]byte, 0, 128)
+	inner := make([]byte, 0, 64)
+	inner = append(inner, `{"socket_id":"`...)
+	inner = append(inner, s.id...)
+	inner = append(inner, `","activity_timeout":`...)
+	inner = strconv.AppendInt(inner, int64(app.ActivityTimeout/time.Second), 10)
+	inner = append(inner, '}')
+	msg = eventJSON(msg, "pusher:connection_established", string(inner), "")
+	if srv.opts.Debug {
+		srv.log.Debug("Connection Established", "socket_id", s.id, "app_id", app.ID)
+	}
+	s.send(msg)
+	return s
+}
+
+// Closed releases a session after its connection closed: it leaves every
+// channel (presence members are removed and announced). Loop-only.
+func (srv *Server) Closed(s *Session) {
+	if s != nil && s.idx >= 0 {
+		s.close()
+	}
+}
+
+// newSocketID returns "<n>.<n>" with two random numbers in [1, 1e9], the
+// format of Pusher and Reverb.
+func newSocketID() string {
+	b := make([]byte, 0, 21)
+	b = strconv.AppendInt(b, rand.Int64N(1_000_000_000)+1, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, rand.Int64N(1_000_000_000)+1, 10)
+	return string(b)
+}
+
+// publish delivers an event message to the local subscribers of a channel
+// and, unless it came from another node, to the broker. Goroutine-safe.
+func (srv *Server) publish(app *App, channel string, msg []byte, except string, remote bool) {
+	var frame []byte
+	srv.hub.route(app, channel, msg, func(i int) {
+		if frame == nil {
+			frame = wsproto.AppendText(make([]byte, 0, len(msg)+10), msg)
+		}
+		srv.shards[i].enqueue(delivery{app: app, channel: channel, frame: frame, except: except})
+	})
+	if srv.opts.Debug {
+		srv.log.Debug("Broadcasting To", "channel", channel, "app_id", app.ID, "message", string(msg))
+	}
+	if !remote {
+		srv.broker.Publish(app, channel, msg, except)
+	}
+}
+
+// DeliverRemote delivers an event that another node published. Goroutine-safe.
+func (srv *Server) DeliverRemote(app *App, channel string, msg []byte, except string) {
+	srv.publish(app, channel, msg, except, true)
+}
+
+// Trigger publishes an event, as the HTTP API does: name and data go out as
+// {"event":name,"data":data,"channel":channel}. Goroutine-safe.
+func (srv *Server) Trigger(app *App, channel, name, data, except string) {
+	srv.publish(app, channel, eventJSON(nil, name, data, channel), except, false)
+}
+
+// TerminateUser closes every connection of app that belongs to user id
+// (signed in as it, or a presence member with that user_id), with pusher:error
+// and close code 4009. Goroutine-safe; the closes happen asynchronously on
+// the loops.
+func (srv *Server) TerminateUser(app *App, id string) {
+	for _, sh := range srv.shardList() {
+		sh.exec(func() {
+			for i := len(sh.sessions) - 1; i >= 0; i-- {
+				s := sh.sessions[i]
+				if s.app == app && !s.closed && s.matchesUser(id) {
+					s.fail(ErrTerminated)
+				}
+			}
+		})
+	}
+}
+
+// Stats gathers every shard's counters, running on each loop. It returns
+// early with what it has when ctx ends. Goroutine-safe; do not call it from a
+// loop.
+func (srv *Server) Stats(ctx context.Context) ShardStats {
+	shards := srv.shardList()
+	ch := make(chan ShardStats, len(shards))
+	for _, sh := range shards {
+		sh.exec(func() { ch <- sh.stats })
+	}
+	var total ShardStats
+	for range shards {
+		select {
+		case st := <-ch:
+			total.Connections += st.Connections
+			total.MessagesReceived += st.MessagesReceived
+			total.MessagesSent += st.MessagesSent
+			total.SlowConsumerCloses += st.SlowConsumerCloses
+			total.RateLimited += st.RateLimited
+			total.ClientEventsDropped += st.ClientEventsDropped
+		case <-ctx.Done():
+			return total
+		}
+	}
+	return total
+}
+
+// Connections returns the open connections of app on this node.
+func (srv *Server) Connections(app *App) int64 { return srv.appStats[app].connections.Load() }

@@ -1,0 +1,206 @@
+package pusher
+
+import (
+	"sync"
+	"time"
+)
+
+// Conn is the transport under a Session: a WebSocket connection owned by one
+// event loop. Write and Writev take whole, already-encoded WebSocket frames
+// and must not retain the slices after returning (gnet copies what it cannot
+// write at once). All methods are called on the connection's loop only,
+// except Close, which must be safe from any goroutine.
+type Conn interface {
+	Write(frame []byte) (int, error)
+	Writev(frames [][]byte) (int, error)
+	OutboundBuffered() int
+	Close() error
+}
+
+// Shard is the part of the server owned by one event loop: that loop's
+// sessions, which of them subscribe to which channel, and an inbox of
+// deliveries from other goroutines. Its methods are loop-only unless they say
+// otherwise.
+type Shard struct {
+	srv  *Server
+	idx  int
+	exec func(func()) // runs a function on the shard's loop; goroutine-safe
+
+	mu    sync.Mutex
+	inbox []delivery
+	spare []delivery
+	armed bool
+
+	local    map[localKey]*localChannel
+	sessions []*Session
+	touched  []*Session
+	stats    ShardStats
+}
+
+// ShardStats are a shard's counters. They are written on the shard's loop
+// only; read them with Server.Stats, which gathers them on each loop.
+type ShardStats struct {
+	Connections         int64
+	MessagesReceived    int64
+	MessagesSent        int64
+	SlowConsumerCloses  int64
+	RateLimited         int64
+	ClientEventsDropped int64
+}
+
+type localKey struct {
+	app  *App
+	name string
+}
+
+// localChannel lists the subscriptions to one channel on one shard.
+type localChannel struct {
+	subs []*subscription
+}
+
+// delivery is one event for the subscribers of a channel on a shard.
+type delivery struct {
+	app     *App
+	channel string
+	frame   []byte // the encoded WebSocket frame, shared by every subscriber
+	except  string // socket id that must not receive it, or ""
+}
+
+// Index returns the shard's position among the server's shards. Goroutine-safe.
+func (sh *Shard) Index() int { return sh.idx }
+
+// enqueue adds a delivery to the inbox and makes sure the loop will drain it.
+// Goroutine-safe; it never blocks on the loop.
+func (sh *Shard) enqueue(d delivery) {
+	sh.mu.Lock()
+	sh.inbox = append(sh.inbox, d)
+	if sh.armed {
+		sh.mu.Unlock()
+		return
+	}
+	sh.armed = true
+	sh.mu.Unlock()
+	sh.exec(sh.drain)
+}
+
+// drain delivers everything in the inbox, writing all the frames pending for
+// one connection with one Writev. Loop-only.
+func (sh *Shard) drain() {
+	sh.mu.Lock()
+	batch := sh.inbox
+	sh.inbox = sh.spare[:0]
+	sh.armed = false
+	sh.mu.Unlock()
+
+	for i := range batch {
+		d := &batch[i]
+		lc := sh.local[localKey{d.app, d.channel}]
+		if lc == nil {
+			continue
+		}
+		for _, sub := range lc.subs {
+			s := sub.sess
+			if s.closed || (d.except != "" && s.id == d.except) {
+				continue
+			}
+			if len(s.pending) == 0 {
+				sh.touched = append(sh.touched, s)
+			}
+			s.pending = append(s.pending, d.frame)
+		}
+	}
+	for i, s := range sh.touched {
+		s.flush()
+		sh.touched[i] = nil
+	}
+	sh.touched = sh.touched[:0]
+	clear(batch)
+	sh.mu.Lock()
+	sh.spare = batch[:0]
+	sh.mu.Unlock()
+}
+
+// addLocal records a subscription on this shard.
+func (sh *Shard) addLocal(sub *subscription) {
+	k := localKey{sub.sess.app, sub.name}
+	lc := sh.local[k]
+	if lc == nil {
+		lc = &localChannel{}
+		sh.local[k] = lc
+	}
+	sub.lc = lc
+	sub.idx = int32(len(lc.subs))
+	lc.subs = append(lc.subs, sub)
+}
+
+// removeLocal forgets a subscription on this shard.
+func (sh *Shard) removeLocal(sub *subscription) {
+	lc := sub.lc
+	if lc == nil {
+		return
+	}
+	last := len(lc.subs) - 1
+	moved := lc.subs[last]
+	lc.subs[sub.idx] = moved
+	moved.idx = sub.idx
+	lc.subs[last] = nil
+	lc.subs = lc.subs[:last]
+	sub.lc = nil
+	if len(lc.subs) == 0 {
+		delete(sh.local, localKey{sub.sess.app, sub.name})
+	}
+}
+
+func (sh *Shard) addSession(s *Session) {
+	s.idx = int32(len(sh.sessions))
+	sh.sessions = append(sh.sessions, s)
+	sh.stats.Connections++
+}
+
+func (sh *Shard) removeSession(s *Session) {
+	if s.idx < 0 {
+		return
+	}
+	last := len(sh.sessions) - 1
+	moved := sh.sessions[last]
+	sh.sessions[s.idx] = moved
+	moved.idx = s.idx
+	sh.sessions[last] = nil
+	sh.sessions = sh.sessions[:last]
+	s.idx = -1
+	sh.stats.Connections--
+}
+
+// Sweep pings connections that have been silent for their app's
+// ping_interval and closes, with 4201, those that stayed silent for
+// pong_timeout after the ping. It also covers connections that never
+// subscribed to anything. Call it on the shard's loop about once a second.
+func (sh *Shard) Sweep(now time.Time) {
+	t := now.UnixNano()
+	pongTimeout := int64(sh.srv.opts.PongTimeout)
+	// Iterate backwards: fail() does not remove sessions synchronously, but be
+	// robust should that ever change.
+	for i := len(sh.sessions) - 1; i >= 0; i-- {
+		s := sh.sessions[i]
+		if s.closed {
+			continue
+		}
+		if s.pingedAt != 0 {
+			if t-s.pingedAt >= pongTimeout {
+				s.fail(ErrPongTimeout)
+			}
+			continue
+		}
+		if t-s.lastSeen >= int64(s.app.PingInterval) {
+			s.pingedAt = t
+			if s.controlFrames {
+				s.writeFrame(framePing)
+			} else {
+				s.writeFrame(framePusherPing)
+			}
+		}
+	}
+}
+
+// Stats returns the shard's counters. Loop-only.
+func (sh *Shard) Stats() ShardStats { return sh.stats }
