@@ -40,8 +40,8 @@ type Server struct {
 	broker   Broker
 
 	mu     sync.Mutex
-	shards []*Shard
-	nShard int
+	shards []*Shard // fixed length nShards; element i is set once, before any subscription on it
+	nShard int     // shards created so far
 }
 
 type appStats struct {
@@ -62,7 +62,7 @@ func NewServer(opts Options, nShards int) (*Server, error) {
 		byID:     make(map[string]*App),
 		appStats: make(map[*App]*appStats),
 		broker:   nopBroker{},
-		nShard:   nShards,
+		shards:   make([]*Shard, nShards),
 	}
 	for _, a := range opts.Apps {
 		if srv.byKey[a.Key] != nil || srv.byID[a.ID] != nil {
@@ -96,18 +96,19 @@ func (srv *Server) stats(app *App) *appStats { return srv.appStats[app] }
 func (srv *Server) NewShard(exec func(func())) *Shard {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	if len(srv.shards) >= srv.nShard {
+	if srv.nShard >= len(srv.shards) {
 		panic("pusher: more shards than declared")
 	}
-	sh := &Shard{srv: srv, idx: len(srv.shards), exec: exec, local: make(map[localKey]*localChannel)}
-	srv.shards = append(srv.shards, sh)
+	sh := &Shard{srv: srv, idx: srv.nShard, exec: exec, local: make(map[localKey]*localChannel)}
+	srv.shards[srv.nShard] = sh
+	srv.nShard++
 	return sh
 }
 
 func (srv *Server) shardList() []*Shard {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	return srv.shards
+	return srv.shards[:srv.nShard:srv.nShard]
 }
 
 // Open starts a session for a WebSocket connection that asked for

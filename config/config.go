@@ -1,0 +1,340 @@
+// Package config is the configuration of the server: the reverb.toml schema,
+// its defaults, the environment variables Laravel Reverb reads, validation,
+// and the conversion into the pusher package's runtime types.
+//
+// Values are resolved in this order, later ones winning:
+//
+//  1. the built-in defaults (Default), which equal Reverb's config/reverb.php
+//     defaults wherever Reverb has the setting;
+//  2. the TOML file given to Load;
+//  3. the environment, under Reverb's variable names (REVERB_SERVER_PORT,
+//     REVERB_APP_KEY, REDIS_HOST, ...).
+//
+// Every problem found on the way is reported at once as a *ValidationError.
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Credentials of the app Load adds when neither the file nor the environment
+// configures one. They are public, so the app is for local development only.
+const (
+	DefaultAppID     = "local"
+	DefaultAppKey    = "local-key"
+	DefaultAppSecret = "local-secret"
+)
+
+// Config is the whole configuration of one server process. The zero value is
+// not useful; start from Default or Load.
+type Config struct {
+	// Server is the listener and node-wide runtime settings.
+	Server Server `toml:"server"`
+	// Apps are the applications served. Load guarantees at least one.
+	// Default: none in Default(); Load adds the local default app when
+	// nothing configures one (see DefaultApp).
+	Apps []App `toml:"apps"`
+	// Limits are the Pusher protocol limits, node-wide for all apps.
+	Limits Limits `toml:"limits"`
+	// Scaling is the Redis pub/sub fan-out between nodes.
+	Scaling Scaling `toml:"scaling"`
+	// Metrics is the Prometheus endpoint.
+	Metrics Metrics `toml:"metrics"`
+	// Log is the logger setup.
+	Log Log `toml:"log"`
+
+	// DefaultApp is true when Apps holds only the built-in local app
+	// (DefaultAppID, DefaultAppKey, DefaultAppSecret) because nothing else
+	// configured one. The CLI should print the credentials with a warning.
+	DefaultApp bool `toml:"-"`
+
+	// origins maps a field path ("server.port") to the environment variable
+	// that set it, so that problems can name their source.
+	origins map[string]string
+}
+
+// Server is the [server] table.
+type Server struct {
+	// Host is the address to bind. Reverb: servers.reverb.host,
+	// REVERB_SERVER_HOST. Default: "0.0.0.0".
+	Host string `toml:"host"`
+	// Port is the TCP port to listen on; 0 lets the kernel choose one.
+	// Reverb: servers.reverb.port, REVERB_SERVER_PORT. Default: 8080.
+	Port int `toml:"port"`
+	// Path is a prefix of every route (WebSocket, HTTP API and /up), also
+	// stripped before HTTP API signatures are checked. "" means none.
+	// Reverb: servers.reverb.path, REVERB_SERVER_PATH. Default: "".
+	Path string `toml:"path"`
+	// Hostname is the public host name, used only in the start-up banner.
+	// Reverb: servers.reverb.hostname, REVERB_HOST. Default: "".
+	Hostname string `toml:"hostname"`
+	// MaxRequestSize caps a whole HTTP request (head and body) in bytes, for
+	// API calls and WebSocket upgrades; larger ones get 413. Must be > 0.
+	// Reverb: servers.reverb.max_request_size, REVERB_MAX_REQUEST_SIZE.
+	// Default: 10000.
+	MaxRequestSize int `toml:"max_request_size"`
+	// Loops is the number of event loops. 0 means one per CPU. Default: 0.
+	Loops int `toml:"loops"`
+	// HandshakeTimeout is how many seconds a new TCP connection has to
+	// complete its HTTP request or WebSocket upgrade. Must be > 0.
+	// Default: 10.
+	HandshakeTimeout int `toml:"handshake_timeout"`
+	// MaxOutboundBuffer caps the bytes queued for one slow connection before
+	// it is disconnected. Must be > 0. Default: 1048576 (1 MiB).
+	MaxOutboundBuffer int `toml:"max_outbound_buffer"`
+	// PongTimeout is how many seconds a pinged connection may stay silent
+	// before it is closed with 4201. Must be > 0. Default: 30.
+	PongTimeout int `toml:"pong_timeout"`
+	// AuthTimestampWindow is how many seconds an HTTP API request's
+	// auth_timestamp may differ from the server clock. 0 turns the check off
+	// (Reverb never checks). Default: 600 (Pusher's window).
+	AuthTimestampWindow int `toml:"auth_timestamp_window"`
+	// APIWorkers is the number of goroutines handling HTTP API requests.
+	// 0 means 4 x the number of CPUs. Default: 0.
+	APIWorkers int `toml:"api_workers"`
+	// APIQueue is how many HTTP API requests may wait for a worker before new
+	// ones are refused. Must be > 0. Default: 1024.
+	APIQueue int `toml:"api_queue"`
+	// ReusePort sets SO_REUSEPORT so several processes can share the port.
+	// Default: false.
+	ReusePort bool `toml:"reuse_port"`
+	// DrainTimeout is how many seconds a graceful shutdown waits for
+	// connections to go before closing them. 0 closes them at once.
+	// Default: 10.
+	DrainTimeout int `toml:"drain_timeout"`
+	// MaxConnections caps the open connections of this node. 0 means no cap
+	// besides the file descriptor budget. Default: 0.
+	MaxConnections int `toml:"max_connections"`
+	// TLS turns on TLS on the listener when both paths are set.
+	TLS TLS `toml:"tls"`
+}
+
+// TLS is the [server.tls] table: both paths, or neither.
+type TLS struct {
+	// Cert is the path of a PEM certificate (chain). Reverb:
+	// servers.reverb.options.tls.local_cert. Default: "" (no TLS).
+	Cert string `toml:"cert"`
+	// Key is the path of the PEM private key of Cert. Reverb:
+	// servers.reverb.options.tls.local_pk. Default: "" (no TLS).
+	Key string `toml:"key"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" }
+
+// App is one [[apps]] entry. NewApp returns one filled with the defaults.
+type App struct {
+	// AppID is the id used in HTTP API paths (/apps/{app_id}/...). Required.
+	// Reverb: apps.apps[].app_id, REVERB_APP_ID.
+	AppID string `toml:"app_id"`
+	// Key is the public key used in WebSocket URLs (/app/{key}). Required.
+	// Reverb: apps.apps[].key, REVERB_APP_KEY.
+	Key string `toml:"key"`
+	// Secret signs channel authorizations and HTTP API requests. Required.
+	// Reverb: apps.apps[].secret, REVERB_APP_SECRET.
+	Secret string `toml:"secret"`
+	// AllowedOrigins are host patterns ('*' wildcard, case-sensitive) matched
+	// against the host of the Origin header; a "*" entry allows every origin.
+	// Must not be empty. Reverb: apps.apps[].allowed_origins;
+	// REVERB_ALLOWED_ORIGINS (comma separated) is our addition.
+	// Default: ["*"].
+	AllowedOrigins []string `toml:"allowed_origins"`
+	// PingInterval is how many seconds a connection may be silent before the
+	// server pings it. Must be > 0. Reverb: apps.apps[].ping_interval,
+	// REVERB_APP_PING_INTERVAL. Default: 60.
+	PingInterval int `toml:"ping_interval"`
+	// ActivityTimeout is the number of seconds sent to clients in
+	// pusher:connection_established; clients ping after that much silence.
+	// Must be > 0. Reverb: apps.apps[].activity_timeout,
+	// REVERB_APP_ACTIVITY_TIMEOUT. Default: 30.
+	ActivityTimeout int `toml:"activity_timeout"`
+	// MaxMessageSize is the largest inbound WebSocket message in bytes;
+	// larger ones close the connection with 1009. 0 means unlimited.
+	// Reverb: apps.apps[].max_message_size, REVERB_APP_MAX_MESSAGE_SIZE.
+	// Default: 10000.
+	MaxMessageSize int `toml:"max_message_size"`
+	// MaxConnections caps this app's connections on one node; the next one
+	// gets pusher:error 4004. 0 means unlimited. Reverb:
+	// apps.apps[].max_connections, REVERB_APP_MAX_CONNECTIONS. Default: 0.
+	MaxConnections int `toml:"max_connections"`
+	// AcceptClientEventsFrom says who may send client events: "members"
+	// (connections subscribed to the channel), "all", or "none". Reverb
+	// silently treats any other value as "none"; we report it. Reverb:
+	// apps.apps[].accept_client_events_from,
+	// REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM. Default: "members".
+	AcceptClientEventsFrom string `toml:"accept_client_events_from"`
+	// RateLimiting limits inbound messages per connection.
+	RateLimiting RateLimiting `toml:"rate_limiting"`
+}
+
+// RateLimiting is the [apps.rate_limiting] table.
+type RateLimiting struct {
+	// Enabled turns the limit on. Reverb: rate_limiting.enabled,
+	// REVERB_APP_RATE_LIMITING_ENABLED. Default: false.
+	Enabled bool `toml:"enabled"`
+	// MaxAttempts is the number of messages a connection may send per
+	// window. Must be > 0. Reverb: rate_limiting.max_attempts,
+	// REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS. Default: 60.
+	MaxAttempts int `toml:"max_attempts"`
+	// DecaySeconds is the window length in seconds. Must be > 0. Reverb:
+	// rate_limiting.decay_seconds, REVERB_APP_RATE_LIMIT_DECAY_SECONDS.
+	// Default: 60.
+	DecaySeconds int `toml:"decay_seconds"`
+	// TerminateOnLimit closes the connection when the limit trips. Reverb:
+	// rate_limiting.terminate_on_limit, REVERB_APP_RATE_LIMIT_TERMINATE.
+	// Default: false.
+	TerminateOnLimit bool `toml:"terminate_on_limit"`
+}
+
+// Limits is the [limits] table. Reverb has none of these (it is unlimited
+// where Pusher is not); the defaults are Pusher's. Every value must be > 0.
+type Limits struct {
+	// MaxChannelsPerEvent caps the channels of one triggered event.
+	// Default: 100.
+	MaxChannelsPerEvent int `toml:"max_channels_per_event"`
+	// MaxBatchSize caps the events of one batch_events request. Default: 10.
+	MaxBatchSize int `toml:"max_batch_size"`
+	// MaxNameLength caps channel and event names, in bytes. Default: 200.
+	MaxNameLength int `toml:"max_name_length"`
+	// MaxChannelsPerConnection caps the subscriptions of one connection.
+	// Default: 1000.
+	MaxChannelsPerConnection int `toml:"max_channels_per_connection"`
+	// MaxPresenceMembers caps the distinct users of one presence channel.
+	// Default: 100.
+	MaxPresenceMembers int `toml:"max_presence_members"`
+	// MaxUserInfoSize caps a presence member's user_info, in bytes.
+	// Default: 1024.
+	MaxUserInfoSize int `toml:"max_user_info_size"`
+	// ClientEventsPerSecond caps client events per connection per second.
+	// Default: 10.
+	ClientEventsPerSecond int `toml:"client_events_per_second"`
+}
+
+// Scaling is the [scaling] table.
+type Scaling struct {
+	// Enabled fans events out to other nodes over Redis pub/sub. Reverb:
+	// servers.reverb.scaling.enabled, REVERB_SCALING_ENABLED. Default: false.
+	Enabled bool `toml:"enabled"`
+	// Channel is the Redis pub/sub channel (and key prefix) shared by the
+	// nodes. Must not be empty when Enabled. Reverb:
+	// servers.reverb.scaling.channel, REVERB_SCALING_CHANNEL.
+	// Default: "reverb".
+	Channel string `toml:"channel"`
+	// Redis is the server to use.
+	Redis Redis `toml:"redis"`
+}
+
+// Redis is the [scaling.redis] table. As in Laravel, the parts of URL that
+// are present win over the separate fields.
+type Redis struct {
+	// URL is a redis://, rediss:// or unix:// URL. Reverb:
+	// scaling.server.url, REDIS_URL. Default: "" (use the fields below).
+	URL string `toml:"url"`
+	// Host of the Redis server. Reverb: scaling.server.host, REDIS_HOST.
+	// Default: "127.0.0.1".
+	Host string `toml:"host"`
+	// Port of the Redis server. Reverb: scaling.server.port, REDIS_PORT.
+	// Default: 6379.
+	Port int `toml:"port"`
+	// Username for Redis ACL auth. Reverb: scaling.server.username,
+	// REDIS_USERNAME. Default: "" (none).
+	Username string `toml:"username"`
+	// Password for Redis auth. Reverb: scaling.server.password,
+	// REDIS_PASSWORD. Default: "" (none).
+	Password string `toml:"password"`
+	// DB is the database number. Reverb: scaling.server.database, REDIS_DB.
+	// Default: 0.
+	DB int `toml:"db"`
+}
+
+// Metrics is the [metrics] table.
+type Metrics struct {
+	// Enabled serves Prometheus metrics on Host:Port at /metrics.
+	// Default: false.
+	Enabled bool `toml:"enabled"`
+	// Host to bind the metrics listener to. Default: "127.0.0.1".
+	Host string `toml:"host"`
+	// Port of the metrics listener; 0 lets the kernel choose. Default: 9090.
+	Port int `toml:"port"`
+}
+
+// Log is the [log] table.
+type Log struct {
+	// Level is the minimum level logged: "debug", "info", "warn" or "error".
+	// Default: "info".
+	Level string `toml:"level"`
+	// Format is "text" or "json". Default: "text".
+	Format string `toml:"format"`
+}
+
+// Default returns the built-in defaults. It has no apps; Load adds the local
+// default app when nothing configures one.
+func Default() *Config {
+	return &Config{
+		Server: Server{
+			Host:                "0.0.0.0",
+			Port:                8080,
+			MaxRequestSize:      10000,
+			HandshakeTimeout:    10,
+			MaxOutboundBuffer:   1 << 20,
+			PongTimeout:         30,
+			AuthTimestampWindow: 600,
+			APIQueue:            1024,
+			DrainTimeout:        10,
+		},
+		Limits: Limits{
+			MaxChannelsPerEvent:      100,
+			MaxBatchSize:             10,
+			MaxNameLength:            200,
+			MaxChannelsPerConnection: 1000,
+			MaxPresenceMembers:       100,
+			MaxUserInfoSize:          1024,
+			ClientEventsPerSecond:    10,
+		},
+		Scaling: Scaling{
+			Channel: "reverb",
+			Redis:   Redis{Host: "127.0.0.1", Port: 6379},
+		},
+		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
+		Log:     Log{Level: "info", Format: "text"},
+	}
+}
+
+// NewApp returns an app with the given credentials and every other field at
+// its default.
+func NewApp(appID, key, secret string) App {
+	return App{
+		AppID:                  appID,
+		Key:                    key,
+		Secret:                 secret,
+		AllowedOrigins:         []string{"*"},
+		PingInterval:           60,
+		ActivityTimeout:        30,
+		MaxMessageSize:         10000,
+		AcceptClientEventsFrom: "members",
+		RateLimiting:           RateLimiting{MaxAttempts: 60, DecaySeconds: 60},
+	}
+}
+
+// ValidationError lists every problem found in a configuration.
+type ValidationError struct {
+	// Problems are human-readable, each naming the key (and the environment
+	// variable, when one set it) it is about.
+	Problems []string
+}
+
+// Error lists the problems one per line under a summary line.
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	if len(e.Problems) == 1 {
+		b.WriteString("invalid configuration (1 problem):")
+	} else {
+		fmt.Fprintf(&b, "invalid configuration (%d problems):", len(e.Problems))
+	}
+	for _, p := range e.Problems {
+		b.WriteString("\n  - ")
+		b.WriteString(p)
+	}
+	return b.String()
+}

@@ -1,0 +1,254 @@
+package loop
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/reverbgo/reverb/pusher"
+	"github.com/reverbgo/reverb/wsproto"
+)
+
+func TestConnectionEstablished(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	c := connect(t, addr, testKey, "")
+	e := c.expectEvent("pusher:connection_established")
+	if !strings.Contains(e.dataString(), `"activity_timeout":30`) {
+		t.Fatalf("data %s", e.dataString())
+	}
+}
+
+func TestHandshakeSplitAtEveryByteWithPipelinedFrame(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	c := dial(t, addr)
+	req := fmt.Sprintf(upgradeReq, "/app/"+testKey, addr, "")
+	sub := wsproto.AppendClientFrame(nil, ws.OpText, true, []byte(`{"event":"pusher:subscribe","data":{"channel":"news"}}`), testMask)
+	all := append([]byte(req), sub...)
+	// The handshake arrives in small pieces and the subscribe frame comes in
+	// the same packet as the end of the handshake.
+	for i := 0; i < len(req)-1; i += 7 {
+		end := min(i+7, len(req)-1)
+		if _, err := c.Write(all[i:end]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // force separate reads; not a synchronisation
+	}
+	if _, err := c.Write(all[len(req)-1:]); err != nil {
+		t.Fatal(err)
+	}
+	cl := &wsClient{t: t, conn: c, r: bufio.NewReader(c)}
+	cl.expect101()
+	cl.established()
+	e := cl.expectEvent("pusher_internal:subscription_succeeded")
+	if e.Channel != "news" {
+		t.Fatalf("channel %q", e.Channel)
+	}
+}
+
+func TestUnknownAppKeyGets4001AndClose(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	c := connect(t, addr, "nope", "")
+	e := c.expectEvent("pusher:error")
+	if !strings.Contains(e.dataString(), `"code":4001`) {
+		t.Fatalf("data %s", e.dataString())
+	}
+	if code := c.expectClose(); code != 4001 {
+		t.Fatalf("close code %d", code)
+	}
+	c.expectEOF()
+}
+
+func TestTriggerReachesSubscribersOnAllLoops(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{Loops: 2})
+	var clients []*wsClient
+	for range 40 {
+		c := connect(t, addr, testKey, "")
+		c.established()
+		c.subscribe("orders")
+		clients = append(clients, c)
+	}
+	api := dial(t, addr)
+	r := bufio.NewReader(api)
+	body := `{"name":"created","channel":"orders","data":"{\"id\":1}"}`
+	fmt.Fprint(api, signedRequest("POST", "/apps/"+testAppID+"/events", body))
+	if code, resp := readResponse(t, r); code != 200 || resp != "{}" {
+		t.Fatalf("trigger: %d %s", code, resp)
+	}
+	for i, c := range clients {
+		e := c.expectEvent("created")
+		if e.Channel != "orders" || e.dataString() != `{"id":1}` {
+			t.Fatalf("client %d got %+v", i, e)
+		}
+	}
+	// Keep-alive: a second request on the same connection.
+	fmt.Fprint(api, signedRequest("GET", "/apps/"+testAppID+"/channels/orders", ""))
+	if code, resp := readResponse(t, r); code != 200 || resp != `{"occupied":true}` {
+		t.Fatalf("channel info: %d %s", code, resp)
+	}
+}
+
+func TestPipelinedAPIRequests(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	api := dial(t, addr)
+	r := bufio.NewReader(api)
+	req := signedRequest("GET", "/apps/"+testAppID+"/connections", "")
+	fmt.Fprint(api, req+req+"GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+	for i := range 2 {
+		if code, resp := readResponse(t, r); code != 200 || resp != `{"connections":0}` {
+			t.Fatalf("response %d: %d %s", i, code, resp)
+		}
+	}
+	if code, resp := readResponse(t, r); code != 200 || resp != `{"health":"OK"}` {
+		t.Fatalf("up: %d %s", code, resp)
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{MaxRequestSize: 2000}, Config{})
+	cases := []struct {
+		name   string
+		req    string
+		status int
+	}{
+		{
+			name:   "unsigned",
+			req:    "POST /apps/1234/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+			status: 401,
+		},
+		{
+			name:   "unknown app",
+			req:    "GET /apps/999/connections HTTP/1.1\r\nHost: x\r\n\r\n",
+			status: 404,
+		},
+		{
+			name:   "garbage",
+			req:    "\x00\x01\x02 nonsense\r\n\r\n",
+			status: 400,
+		},
+		{
+			name:   "head too large",
+			req:    "GET /up HTTP/1.1\r\nX: " + strings.Repeat("a", 3000) + "\r\n\r\n",
+			status: 413,
+		},
+		{
+			name:   "body too large",
+			req:    "POST /apps/1234/events HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+			status: 413,
+		},
+		{
+			name:   "websocket path without upgrade",
+			req:    "GET /app/test-key HTTP/1.1\r\nHost: x\r\n\r\n",
+			status: 426,
+		},
+		{
+			name:   "chunked",
+			req:    "POST /apps/1234/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+			status: 411,
+		},
+		{
+			name:   "upgrade on unknown path",
+			req:    fmt.Sprintf(upgradeReq, "/nope", "x", ""),
+			status: 404,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, addr)
+			fmt.Fprint(c, tc.req)
+			code, _ := readResponse(t, bufio.NewReader(c))
+			if code != tc.status {
+				t.Fatalf("status %d, want %d", code, tc.status)
+			}
+		})
+	}
+}
+
+func TestMessageTooBigCloses1009(t *testing.T) {
+	app := testApp()
+	app.MaxMessageSize = 100
+	_, addr := startServer(t, pusher.Options{Apps: []*pusher.App{app}}, Config{})
+	c := connect(t, addr, testKey, "")
+	c.established()
+	// Only the header is sent: the limit is enforced on the declared length.
+	frame := wsproto.AppendClientFrame(nil, ws.OpText, true, make([]byte, 101), testMask)
+	c.sendRaw(frame[:8])
+	if code := c.expectClose(); code != ws.StatusMessageTooBig {
+		t.Fatalf("close code %d", code)
+	}
+	c.expectEOF()
+}
+
+func TestUnmaskedFrameCloses1002(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	c := connect(t, addr, testKey, "")
+	c.established()
+	c.sendRaw(wsproto.AppendText(nil, []byte(`{"event":"pusher:ping"}`)))
+	if code := c.expectClose(); code != ws.StatusProtocolError {
+		t.Fatalf("close code %d", code)
+	}
+}
+
+func TestPingFrameGetsPong(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	c := connect(t, addr, testKey, "")
+	c.established()
+	c.sendRaw(wsproto.AppendClientFrame(nil, ws.OpPing, true, []byte("hello"), testMask))
+	f := c.read()
+	if f.op != ws.OpPong || string(f.payload) != "hello" {
+		t.Fatalf("got op %d %q", f.op, f.payload)
+	}
+}
+
+func TestCloseFrameIsEchoed(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	c := connect(t, addr, testKey, "")
+	c.established()
+	c.sendRaw(wsproto.AppendClientFrame(nil, ws.OpClose, true, []byte{0x03, 0xe8}, testMask))
+	if code := c.expectClose(); code != ws.StatusNormalClosure {
+		t.Fatalf("close code %d", code)
+	}
+	c.expectEOF()
+}
+
+func TestHandshakeTimeout(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{HandshakeTimeout: 200 * time.Millisecond})
+	c := dial(t, addr)
+	fmt.Fprint(c, "GET /app/test-key HTTP/1.1\r\n") // never finished
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if err != nil || n != 0 {
+		t.Fatalf("expected a silent close, got %d bytes, %v", n, err)
+	}
+}
+
+func TestPresenceAcrossLoops(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{Loops: 2})
+	app := testApp()
+	join := func(user string) (*wsClient, string) {
+		c := connect(t, addr, testKey, "")
+		sid := c.established()
+		cd := `{"user_id":"` + user + `","user_info":{"name":"` + user + `"}}`
+		auth := pusher.ChannelSignature(app, sid, "presence-room", cd)
+		c.send(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":"presence-room","auth":%q,"channel_data":%q}}`, auth, cd))
+		e := c.expectEvent("pusher_internal:subscription_succeeded")
+		return c, e.dataString()
+	}
+	a, _ := join("alice")
+	b, data := join("bob")
+	if !strings.Contains(data, `"count":2`) || !strings.Contains(data, `"alice":{"name":"alice"}`) {
+		t.Fatalf("presence data %s", data)
+	}
+	e := a.expectEvent("pusher_internal:member_added")
+	if !strings.Contains(e.dataString(), `"user_id":"bob"`) {
+		t.Fatalf("member_added %s", e.dataString())
+	}
+	b.conn.Close()
+	e = a.expectEvent("pusher_internal:member_removed")
+	if e.dataString() != `{"user_id":"bob"}` {
+		t.Fatalf("member_removed %s", e.dataString())
+	}
+}
