@@ -41,7 +41,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	shards []*Shard // fixed length nShards; element i is set once, before any subscription on it
-	nShard int     // shards created so far
+	nShard int      // shards created so far
 }
 
 type appStats struct {
