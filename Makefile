@@ -1,0 +1,53 @@
+# Everything a developer or CI runs. `make test` is the README's test command.
+GO       ?= go
+BIN      ?= bin/reverb
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+FUZZTIME ?= 30s
+
+.PHONY: all build run test test-go test-e2e deps-e2e vet lint fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/reverb
+
+# Runs the server with the embedded defaults (no config file, no Redis).
+run: build
+	./$(BIN) start
+
+# All tests: Go (with the race detector; the fuzz seed corpora run as tests)
+# and the Node end-to-end suite with pusher-js, laravel-echo and pusher.
+test: vet test-go test-e2e
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test -race -count=1 ./...
+
+deps-e2e:
+	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	cd e2e && npm ci --no-audit --no-fund
+
+test-e2e: build deps-e2e
+	cd e2e && REVERB_BIN=$(CURDIR)/$(BIN) npm test
+
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# Runs every fuzz target for FUZZTIME each.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./wsproto ./pusher
+
+clean:
+	rm -rf bin
