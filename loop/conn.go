@@ -30,6 +30,10 @@ type connState struct {
 
 // OnOpen starts a connection in the HTTP phase. Runs on the connection's loop.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if max := s.cfg.MaxConnections; max > 0 && s.eng.CountConnections() > max {
+		s.refused.Add(1)
+		return nil, gnet.Close
+	}
 	sh := s.shardOf(c.EventLoop())
 	st := &connState{phase: phaseHTTP, since: time.Now().UnixNano(), sh: sh}
 	c.SetContext(st)

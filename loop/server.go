@@ -38,6 +38,10 @@ type Config struct {
 	// ReusePort gives every loop its own SO_REUSEPORT listener, so that
 	// several processes can share the port. Default: false.
 	ReusePort bool
+	// MaxConnections caps the open TCP connections of the node; connections
+	// past it are closed as soon as they are accepted. 0 means no cap.
+	// Default: 0.
+	MaxConnections int
 	// Logger for transport events. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -82,6 +86,8 @@ type Server struct {
 	addr    string
 	stopped atomic.Bool
 
+	refused atomic.Int64 // connections closed at once because of MaxConnections
+
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard
 	list   []*shard
@@ -106,6 +112,10 @@ func New(px *pusher.Server, cfg Config) *Server {
 		shards: make(map[gnet.EventLoop]*shard),
 	}
 }
+
+// Refused returns how many connections were closed on accept because the
+// node was at MaxConnections. Goroutine-safe.
+func (s *Server) Refused() int64 { return s.refused.Load() }
 
 // Loops returns the number of event loops the server runs.
 func (s *Server) Loops() int { return s.cfg.Loops }

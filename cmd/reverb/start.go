@@ -118,6 +118,7 @@ func cmdStart(args []string) int {
 		APIWorkers:       cfg.Server.APIWorkers,
 		APIQueue:         cfg.Server.APIQueue,
 		ReusePort:        cfg.Server.ReusePort,
+		MaxConnections:   cfg.Server.MaxConnections,
 		Logger:           log,
 	}
 	lcfg.Loops = loopsOrDefault(lcfg.Loops)
