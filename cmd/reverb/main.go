@@ -19,6 +19,7 @@ const usage = `Usage: reverb <command> [options]
 Commands:
   start     Start the server (default when no command is given)
   install   Write a reverb.toml with a new app and print the .env lines for Laravel
+  bench     Load-test a Pusher-protocol server (this one, Soketi, Reverb)
   version   Print the version
 
 Run 'reverb <command> -h' for the options of a command.
@@ -34,6 +35,8 @@ func run(args []string) int {
 		return cmdStart(args)
 	case "install":
 		return cmdInstall(args)
+	case "bench":
+		return cmdBench(args)
 	case "version", "--version":
 		fmt.Println("reverb", version)
 		return 0
