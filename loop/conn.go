@@ -19,6 +19,10 @@ const (
 	phaseClosed              // closing: input is dropped
 )
 
+// hardMaxMessage bounds inbound messages of apps whose max_message_size is 0
+// (unlimited): 16 MiB.
+const hardMaxMessage = 16 << 20
+
 // connState is the per-connection state, kept in gnet's Conn context. Loop-only.
 type connState struct {
 	phase uint8
@@ -208,6 +212,10 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.R
 	}
 	st.sess = sess
 	st.dec.MaxMessageSize = int64(sess.App().MaxMessageSize)
+	if st.dec.MaxMessageSize <= 0 {
+		// "Unlimited" still may not grow a connection's buffer without bound.
+		st.dec.MaxMessageSize = hardMaxMessage
+	}
 	return s.onWS(c, st)
 }
 
