@@ -103,6 +103,11 @@ type Server struct {
 	// connections to go before closing them. 0 closes them at once.
 	// Default: 10.
 	DrainTimeout int `toml:"drain_timeout"`
+	// PidDir is the directory where `reverb start` writes its pid file
+	// (reverb-<port>.<pid>.pid) and where `reverb restart` looks for the
+	// servers to restart. "" means the system's temporary directory.
+	// Default: "".
+	PidDir string `toml:"pid_dir"`
 	// MaxConnections caps the open connections of this node. 0 means no cap
 	// besides the file descriptor budget. Default: 0.
 	MaxConnections int `toml:"max_connections"`

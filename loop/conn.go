@@ -147,7 +147,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 			Body:     append([]byte(nil), buf[n:total]...),
 		}
 		_, _ = c.Discard(int(total))
-		keepAlive := req.KeepAlive
+		keepAlive := req.KeepAlive && !s.px.Draining()
 		st.phase = phaseBusy
 		delete(st.sh.http, st)
 		ok := s.pool.submit(func() {

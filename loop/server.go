@@ -158,6 +158,32 @@ func (s *Server) Stop(ctx context.Context) error {
 	return s.eng.Stop(ctx)
 }
 
+// Drain shuts down gracefully: it stops accepting WebSocket upgrades,
+// closes every session with 4200 in jittered batches spread over half of
+// timeout, answers HTTP requests with Connection: close, waits until no
+// connection is left or timeout passes, then stops the engine. Goroutine-safe.
+func (s *Server) Drain(ctx context.Context, timeout time.Duration) error {
+	<-s.ready
+	s.px.Drain(timeout / 2)
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for s.eng.CountConnections() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			deadline = time.Now()
+		case <-tick.C:
+		}
+	}
+	left := s.eng.CountConnections()
+	if left > 0 {
+		s.log.Warn("drain timeout: closing the remaining connections", "connections", left)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.Stop(stopCtx)
+}
+
 // OnBoot records the engine and the bound address.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
@@ -217,8 +243,9 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 
 func (s *Server) sweepHandshakes(sh *shard, now time.Time) {
 	limit := now.Add(-s.cfg.HandshakeTimeout).UnixNano()
+	draining := s.px.Draining()
 	for st, c := range sh.http {
-		if st.since < limit {
+		if st.since < limit || draining {
 			delete(sh.http, st)
 			st.phase = phaseClosed
 			_ = c.Close()

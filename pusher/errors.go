@@ -41,6 +41,9 @@ var (
 	ErrSlowConsumer = &Error{4100, "Connection is too slow to receive messages."}
 	// ErrOverCapacity: the node refuses new connections (draining or at its fd budget).
 	ErrOverCapacity = &Error{4100, "Over capacity"}
+	// ErrShuttingDown: the node is draining; the client should reconnect at
+	// once (to another node behind the load balancer).
+	ErrShuttingDown = &Error{4200, "Server is shutting down; reconnect."}
 	// ErrInvalidMessage: a message that is not valid JSON or has wrong field types.
 	ErrInvalidMessage = &Error{4200, "Invalid message format"}
 	// ErrPongTimeout: the connection did not answer a ping in time. The connection is closed.

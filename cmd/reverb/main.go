@@ -18,6 +18,7 @@ const usage = `Usage: reverb <command> [options]
 
 Commands:
   start     Start the server (default when no command is given)
+  restart   Make the running servers of this configuration drain and exit (their process manager restarts them)
   install   Write a reverb.toml with a new app and print the .env lines for Laravel
   bench     Load-test a Pusher-protocol server (this one, Soketi, Reverb)
   version   Print the version
@@ -35,6 +36,8 @@ func run(args []string) int {
 		return cmdStart(args)
 	case "install":
 		return cmdInstall(args)
+	case "restart":
+		return cmdRestart(args)
 	case "bench":
 		return cmdBench(args)
 	case "version", "--version":

@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -150,6 +152,14 @@ func cmdStart(args []string) int {
 	if host == "" {
 		host = "localhost"
 	}
+	if _, portStr, err := net.SplitHostPort(srv.Addr()); err == nil {
+		port, _ := strconv.Atoi(portStr)
+		remove, err := writePidFile(cfg, port)
+		if err != nil {
+			log.Warn("cannot write the pid file; `reverb restart` will not find this server", "err", err)
+		}
+		defer remove()
+	}
 	log.Info("Starting server on "+srv.Addr()+" ("+host+")",
 		"loops", lcfg.Loops, "apps", len(cfg.Apps), "path", cfg.Server.Path, "version", version)
 
@@ -157,13 +167,25 @@ func cmdStart(args []string) int {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case s := <-sig:
-		log.Info("Stopping server", "signal", s.String())
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Server.DrainTimeout+5)*time.Second)
+		drain := time.Duration(cfg.Server.DrainTimeout) * time.Second
+		log.Info("Draining connections", "signal", s.String(), "timeout", drain)
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		if err := srv.Stop(ctx); err != nil {
+		go func() {
+			// A second signal skips the rest of the drain.
+			if _, ok := <-sig; ok {
+				cancel()
+			}
+		}()
+		start := time.Now()
+		if err := srv.Drain(ctx, drain); err != nil {
 			log.Error("stop", "err", err)
 		}
-		<-errc
+		if err := <-errc; err != nil {
+			log.Error("server stopped", "err", err)
+			return 1
+		}
+		log.Info("Server stopped", "drained_in", time.Since(start).Round(time.Millisecond))
 		return 0
 	case err := <-errc:
 		log.Error("server stopped", "err", err)
