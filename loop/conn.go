@@ -105,8 +105,10 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		n, err := wsproto.ParseRequest(buf, s.maxReq, &req)
 		switch {
 		case errors.Is(err, wsproto.ErrHeadTooLarge):
+			s.hsFail[ReasonTooLarge].Add(1)
 			return s.respond(c, st, pusher.ErrorResponse(413, "Payload too large."), false)
 		case err != nil:
+			s.hsFail[ReasonBadRequest].Add(1)
 			return s.respond(c, st, pusher.ErrorResponse(400, "Bad request."), false)
 		case n == 0:
 			return gnet.None
@@ -116,6 +118,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 			return s.upgrade(c, st, buf[:n], &req, path, inside)
 		}
 		if req.Chunked {
+			s.hsFail[ReasonBadRequest].Add(1)
 			return s.respond(c, st, pusher.ErrorResponse(411, "Length required."), false)
 		}
 		total := int64(n)
@@ -123,6 +126,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 			total += req.ContentLength
 		}
 		if total > int64(s.maxReq) {
+			s.hsFail[ReasonTooLarge].Add(1)
 			return s.respond(c, st, pusher.ErrorResponse(413, "Payload too large."), false)
 		}
 		if int64(len(buf)) < total {
@@ -170,6 +174,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 			})
 		})
 		if !ok {
+			s.apiBusy.Add(1)
 			st.phase = phaseHTTP
 			return s.respond(c, st, pusher.ErrorResponse(503, "Server busy."), false)
 		}
@@ -192,6 +197,7 @@ func rawPath(target string) string {
 func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.Request, path string, inside bool) gnet.Action {
 	key, ok := strings.CutPrefix(path, "/app/")
 	if !inside || !ok || key == "" || strings.Contains(key, "/") {
+		s.hsFail[ReasonNotFound].Add(1)
 		_, _ = c.Discard(len(head))
 		return s.respond(c, st, pusher.ErrorResponse(404, "Not found."), false)
 	}
@@ -200,6 +206,7 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.R
 	_, _ = c.Write(res.Response)
 	_, _ = c.Discard(len(head))
 	if err != nil {
+		s.hsFail[ReasonBadUpgrade].Add(1)
 		st.phase = phaseClosed
 		return gnet.Close
 	}
@@ -231,6 +238,7 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 				code, reason = ce.Code, ce.Reason
 			}
 			_, _ = c.Write(wsproto.CloseFrame(code, reason))
+			st.sh.px.CountClose(int(code))
 			_, _ = c.Discard(-1)
 			st.phase = phaseClosed
 			return gnet.Close
@@ -241,6 +249,7 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 		off += n
 		switch m.OpCode {
 		case ws.OpText, ws.OpBinary:
+			st.sess.CountBytesReceived(n)
 			st.sess.HandleMessage(m.Payload)
 		case ws.OpPing:
 			st.sess.Touch(true)

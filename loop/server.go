@@ -87,6 +87,8 @@ type Server struct {
 	stopped atomic.Bool
 
 	refused atomic.Int64 // connections closed at once because of MaxConnections
+	hsFail  [numReasons]atomic.Int64
+	apiBusy atomic.Int64 // API requests refused with 503
 
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard
@@ -116,6 +118,55 @@ func New(px *pusher.Server, cfg Config) *Server {
 // Refused returns how many connections were closed on accept because the
 // node was at MaxConnections. Goroutine-safe.
 func (s *Server) Refused() int64 { return s.refused.Load() }
+
+// Handshake failure reasons, the label values of Stats.HandshakeFailures.
+const (
+	ReasonBadRequest = iota // malformed HTTP
+	ReasonTooLarge          // head or body over max_request_size
+	ReasonTimeout           // no complete request within handshake_timeout
+	ReasonBadUpgrade        // invalid WebSocket handshake
+	ReasonNotFound          // upgrade on a path that is not /app/{key}
+	numReasons
+)
+
+// ReasonNames are the names of the handshake failure reasons.
+var ReasonNames = [numReasons]string{"bad_request", "too_large", "timeout", "bad_upgrade", "not_found"}
+
+// Stats are the node's figures: the protocol's (pusher.Stats) and the
+// transport's.
+type Stats struct {
+	pusher.Stats
+	// Connections is the number of open TCP connections (WebSocket and HTTP).
+	Connections int
+	// Loops is the number of event loops.
+	Loops int
+	// HandshakeFailures counts failed requests and upgrades, by ReasonNames.
+	HandshakeFailures map[string]int64
+	// Refused counts connections closed on accept at max_connections.
+	Refused int64
+	// APIBusy counts HTTP API requests refused with 503 (queue full).
+	APIBusy int64
+	// Draining is true once a graceful shutdown began.
+	Draining bool
+}
+
+// Stats gathers the node's figures, visiting each loop. Goroutine-safe;
+// never call it from a loop.
+func (s *Server) Stats(ctx context.Context) Stats {
+	st := Stats{Stats: s.px.Stats(ctx), Loops: s.cfg.Loops, HandshakeFailures: map[string]int64{}}
+	select {
+	case <-s.ready:
+		st.Connections = s.eng.CountConnections()
+	default:
+	}
+	for i := range s.hsFail {
+		st.HandshakeFailures[ReasonNames[i]] = s.hsFail[i].Load()
+	}
+	st.Refused = s.refused.Load()
+	st.APIBusy = s.apiBusy.Load()
+	st.Draining = s.px.Draining()
+	return st
+}
 
 // Loops returns the number of event loops the server runs.
 func (s *Server) Loops() int { return s.cfg.Loops }
@@ -246,6 +297,9 @@ func (s *Server) sweepHandshakes(sh *shard, now time.Time) {
 	draining := s.px.Draining()
 	for st, c := range sh.http {
 		if st.since < limit || draining {
+			if !draining {
+				s.hsFail[ReasonTimeout].Add(1)
+			}
 			delete(sh.http, st)
 			st.phase = phaseClosed
 			_ = c.Close()

@@ -87,52 +87,74 @@ func (srv *Server) StripPrefix(path string) (string, bool) {
 // the request; it may take locks but never waits on the network.
 // Goroutine-safe: it runs on the API worker pool, never on a loop.
 func (srv *Server) ServeAPI(req *APIRequest) APIResponse {
+	start := time.Now()
+	resp, route := srv.serveAPI(req)
+	if obs := srv.opts.APIObserver; obs != nil {
+		obs(route, resp.Status, time.Since(start))
+	}
+	return resp
+}
+
+// API route names, as passed to Options.APIObserver.
+const (
+	RouteEvents      = "events"
+	RouteBatchEvents = "batch_events"
+	RouteChannels    = "channels"
+	RouteChannel     = "channel"
+	RouteUsers       = "users"
+	RouteTerminate   = "terminate_connections"
+	RouteConnections = "connections"
+	RouteUp          = "up"
+	RouteUnknown     = "unknown"
+)
+
+func (srv *Server) serveAPI(req *APIRequest) (APIResponse, string) {
 	path, ok := srv.StripPrefix(req.Path)
 	rawPath, _ := srv.StripPrefix(req.RawPath)
 	if !ok {
-		return ErrorResponse(404, "Not found.")
+		return ErrorResponse(404, "Not found."), RouteUnknown
 	}
 	if path == "/up" {
 		if req.Method != "GET" && req.Method != "HEAD" {
-			return APIResponse{Status: 405, Body: []byte(`{"error":"Method not allowed."}`), Allow: "GET, HEAD"}
+			return APIResponse{Status: 405, Body: []byte(`{"error":"Method not allowed."}`), Allow: "GET, HEAD"}, RouteUp
 		}
-		return HealthResponse()
+		return HealthResponse(), RouteUp
 	}
 	seg := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	if len(seg) < 3 || seg[0] != "apps" {
-		return ErrorResponse(404, "Not found.")
+		return ErrorResponse(404, "Not found."), RouteUnknown
 	}
 	var route, method string
 	switch {
 	case len(seg) == 3 && seg[2] == "events":
-		route, method = "events", "POST"
+		route, method = RouteEvents, "POST"
 	case len(seg) == 3 && seg[2] == "batch_events":
-		route, method = "batch_events", "POST"
+		route, method = RouteBatchEvents, "POST"
 	case len(seg) == 3 && seg[2] == "channels":
-		route, method = "channels", "GET"
+		route, method = RouteChannels, "GET"
 	case len(seg) == 4 && seg[2] == "channels" && seg[3] != "":
-		route, method = "channel", "GET"
+		route, method = RouteChannel, "GET"
 	case len(seg) == 5 && seg[2] == "channels" && seg[4] == "users" && seg[3] != "":
-		route, method = "users", "GET"
+		route, method = RouteUsers, "GET"
 	case len(seg) == 5 && seg[2] == "users" && seg[4] == "terminate_connections" && seg[3] != "":
-		route, method = "terminate", "POST"
+		route, method = RouteTerminate, "POST"
 	case len(seg) == 3 && seg[2] == "connections":
-		route, method = "connections", "GET"
+		route, method = RouteConnections, "GET"
 	default:
-		return ErrorResponse(404, "Not found.")
+		return ErrorResponse(404, "Not found."), RouteUnknown
 	}
 	if req.Method != method {
 		r := ErrorResponse(405, "Method not allowed.")
 		r.Allow = method
-		return r
+		return r, route
 	}
 	app := srv.byID[seg[1]]
 	if app == nil {
-		return ErrorResponse(404, "No matching application for ID ["+seg[1]+"].")
+		return ErrorResponse(404, "No matching application for ID ["+seg[1]+"]."), route
 	}
 	query, err := url.ParseQuery(req.RawQuery)
 	if err != nil {
-		return ErrorResponse(400, "Invalid query string.")
+		return ErrorResponse(400, "Invalid query string."), route
 	}
 	signPath := rawPath
 	if signPath == "" {
@@ -144,26 +166,26 @@ func (srv *Server) ServeAPI(req *APIRequest) APIResponse {
 			err = verifyAPISignature(app, req.Method, path, query, req.Body, time.Now(), srv.opts.AuthTimestampWindow)
 		}
 		if err != nil {
-			return ErrorResponse(401, err.Error())
+			return ErrorResponse(401, err.Error()), route
 		}
 	}
 	switch route {
-	case "events":
-		return srv.apiEvents(app, req.Body)
-	case "batch_events":
-		return srv.apiBatch(app, req.Body)
-	case "channels":
-		return srv.apiChannels(app, query)
-	case "channel":
-		return srv.apiChannel(app, seg[3], query)
-	case "users":
-		return srv.apiUsers(app, seg[3])
-	case "terminate":
+	case RouteEvents:
+		return srv.apiEvents(app, req.Body), route
+	case RouteBatchEvents:
+		return srv.apiBatch(app, req.Body), route
+	case RouteChannels:
+		return srv.apiChannels(app, query), route
+	case RouteChannel:
+		return srv.apiChannel(app, seg[3], query), route
+	case RouteUsers:
+		return srv.apiUsers(app, seg[3]), route
+	case RouteTerminate:
 		srv.TerminateUser(app, seg[3])
-		return APIResponse{Status: 200, Body: respEmpty}
+		return APIResponse{Status: 200, Body: respEmpty}, route
 	default: // connections
 		b := append([]byte(`{"connections":`), strconv.AppendInt(nil, srv.appStats[app].subscribed.Load(), 10)...)
-		return APIResponse{Status: 200, Body: append(b, '}')}
+		return APIResponse{Status: 200, Body: append(b, '}')}, route
 	}
 }
 

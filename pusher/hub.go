@@ -276,3 +276,25 @@ func (h *hub) presenceOf(app *App, name string) []byte {
 	}
 	return ch.presenceJSON()
 }
+
+// count returns the number of occupied channels of app.
+func (h *hub) count(app *App) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.apps[app])
+}
+
+// members returns the presence members of a channel in first-seen order.
+func (h *hub) members(app *App, name string) []Member {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	ch := h.apps[app][name]
+	if ch == nil {
+		return nil
+	}
+	out := make([]Member, len(ch.order))
+	for i, m := range ch.order {
+		out[i] = Member{ID: m.id, Info: m.info}
+	}
+	return out
+}

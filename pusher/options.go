@@ -45,6 +45,10 @@ type Options struct {
 	// PongTimeout is how long a pinged connection may stay silent before it is
 	// closed with 4201. Default: 30 s.
 	PongTimeout time.Duration
+	// APIObserver, when set, is called after every HTTP API request with its
+	// route (one of the Route* names), status and duration, from the API
+	// worker goroutines; it must be goroutine-safe and fast. Default: nil.
+	APIObserver func(route string, status int, d time.Duration)
 	// Logger receives the server's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Debug logs the message flow (connections, messages, broadcasts) at

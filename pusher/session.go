@@ -19,6 +19,7 @@ type Session struct {
 	app   *App
 	id    string
 	idx   int32 // position in shard.sessions, -1 once removed
+	ac    *appCounters
 
 	controlFrames bool // the client used WebSocket control frames: ping it with them
 	closed        bool
@@ -71,7 +72,8 @@ func (s *Session) writeFrame(f []byte) {
 		return
 	}
 	s.conn.Write(f)
-	s.shard.stats.MessagesSent++
+	s.ac.messagesSent++
+	s.ac.bytesSent += int64(len(f))
 }
 
 // send encodes msg as a text frame and writes it.
@@ -95,7 +97,10 @@ func (s *Session) flush() {
 	} else {
 		s.conn.Writev(s.pending)
 	}
-	s.shard.stats.MessagesSent += int64(len(s.pending))
+	s.ac.messagesSent += int64(len(s.pending))
+	for _, f := range s.pending {
+		s.ac.bytesSent += int64(len(f))
+	}
 	clear(s.pending)
 	if cap(s.pending) > 64 {
 		s.pending = nil
@@ -103,7 +108,8 @@ func (s *Session) flush() {
 		s.pending = s.pending[:0]
 	}
 	if max := s.shard.srv.opts.MaxOutboundBuffer; max > 0 && s.conn.OutboundBuffered() > max {
-		s.shard.stats.SlowConsumerCloses++
+		s.shard.stats.slowConsumerCloses++
+		s.shard.stats.countClose(ErrSlowConsumer.Code)
 		s.closed = true
 		s.conn.Close()
 	}
@@ -111,6 +117,7 @@ func (s *Session) flush() {
 
 // sendError writes a pusher:error event.
 func (s *Session) sendError(e *Error) {
+	s.shard.stats.countError(e.Code)
 	s.send(errorJSON(e))
 }
 
@@ -122,6 +129,7 @@ func (s *Session) fail(e *Error) {
 	}
 	s.sendError(e)
 	s.writeFrame(wsproto.CloseFrame(ws.StatusCode(e.Code), e.Message))
+	s.shard.stats.countClose(e.Code)
 	s.closed = true
 	s.conn.Close()
 }
@@ -154,7 +162,7 @@ func (s *Session) HandleMessage(data []byte) {
 		return
 	}
 	s.Touch(false)
-	s.shard.stats.MessagesReceived++
+	s.ac.messagesReceived++
 	if s.debug() {
 		s.shard.srv.log.Debug("Message Received", "socket_id", s.id, "message", string(data))
 	}
@@ -164,7 +172,7 @@ func (s *Session) HandleMessage(data []byte) {
 			s.rlStart, s.rlCount = now, 0
 		}
 		if int(s.rlCount) >= rl.MaxAttempts {
-			s.shard.stats.RateLimited++
+			s.shard.stats.rateLimited++
 			if rl.TerminateOnLimit {
 				s.fail(ErrRateLimited)
 			} else {
@@ -532,7 +540,7 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 			s.ceSec, s.ceCount = sec, 0
 		}
 		if int(s.ceCount) >= limit {
-			s.shard.stats.ClientEventsDropped++
+			s.shard.stats.clientEventsDropped++
 			s.sendError(ErrClientEventRate)
 			return
 		}

@@ -34,18 +34,53 @@ type Shard struct {
 	local    map[localKey]*localChannel
 	sessions []*Session
 	touched  []*Session
-	stats    ShardStats
+	stats    shardStats
 }
 
-// ShardStats are a shard's counters. They are written on the shard's loop
-// only; read them with Server.Stats, which gathers them on each loop.
-type ShardStats struct {
-	Connections         int64
-	MessagesReceived    int64
-	MessagesSent        int64
-	SlowConsumerCloses  int64
-	RateLimited         int64
-	ClientEventsDropped int64
+// shardStats are a shard's counters. They are written on the shard's loop
+// only and summed by Server.Stats, which reads them on each loop.
+type shardStats struct {
+	apps                map[*App]*appCounters
+	slowConsumerCloses  int64
+	rateLimited         int64
+	clientEventsDropped int64
+	errors              map[int]int64 // pusher:error events sent, by code
+	closes              map[int]int64 // close frames sent by the server, by code
+}
+
+// appCounters are one app's counters on one shard.
+type appCounters struct {
+	connections      int64
+	messagesReceived int64
+	messagesSent     int64
+	bytesReceived    int64
+	bytesSent        int64
+}
+
+func (st *shardStats) app(a *App) *appCounters {
+	if st.apps == nil {
+		st.apps = make(map[*App]*appCounters)
+	}
+	c := st.apps[a]
+	if c == nil {
+		c = &appCounters{}
+		st.apps[a] = c
+	}
+	return c
+}
+
+func (st *shardStats) countError(code int) {
+	if st.errors == nil {
+		st.errors = make(map[int]int64)
+	}
+	st.errors[code]++
+}
+
+func (st *shardStats) countClose(code int) {
+	if st.closes == nil {
+		st.closes = make(map[int]int64)
+	}
+	st.closes[code]++
 }
 
 type localKey struct {
@@ -154,7 +189,8 @@ func (sh *Shard) removeLocal(sub *subscription) {
 func (sh *Shard) addSession(s *Session) {
 	s.idx = int32(len(sh.sessions))
 	sh.sessions = append(sh.sessions, s)
-	sh.stats.Connections++
+	s.ac = sh.stats.app(s.app)
+	s.ac.connections++
 }
 
 func (sh *Shard) removeSession(s *Session) {
@@ -168,7 +204,7 @@ func (sh *Shard) removeSession(s *Session) {
 	sh.sessions[last] = nil
 	sh.sessions = sh.sessions[:last]
 	s.idx = -1
-	sh.stats.Connections--
+	s.ac.connections--
 }
 
 // Sweep pings connections that have been silent for their app's
@@ -202,5 +238,9 @@ func (sh *Shard) Sweep(now time.Time) {
 	}
 }
 
-// Stats returns the shard's counters. Loop-only.
-func (sh *Shard) Stats() ShardStats { return sh.stats }
+// CountClose records a close frame the transport sent with code (for
+// protocol errors it detects itself). Loop-only.
+func (sh *Shard) CountClose(code int) { sh.stats.countClose(code) }
+
+// CountBytesReceived adds n inbound bytes of a session's connection. Loop-only.
+func (s *Session) CountBytesReceived(n int) { s.ac.bytesReceived += int64(n) }
