@@ -89,6 +89,7 @@ type Server struct {
 	refused atomic.Int64 // connections closed at once because of MaxConnections
 	hsFail  [numReasons]atomic.Int64
 	apiBusy atomic.Int64 // API requests refused with 503
+	ticks   int          // OnTick calls; touched only by the ticker goroutine
 
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard
@@ -282,6 +283,9 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	list := append([]*shard(nil), s.list...)
 	s.mu.Unlock()
 	now := time.Now()
+	if s.ticks++; s.ticks%60 == 0 {
+		s.px.SweepCaches(now)
+	}
 	for _, sh := range list {
 		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			sh.px.Sweep(now)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -184,7 +185,8 @@ func (srv *Server) serveAPI(req *APIRequest) (APIResponse, string) {
 		srv.TerminateUser(app, seg[3])
 		return APIResponse{Status: 200, Body: respEmpty}, route
 	default: // connections
-		b := append([]byte(`{"connections":`), strconv.AppendInt(nil, srv.appStats[app].subscribed.Load(), 10)...)
+		n := srv.gather(app, Query{Kind: QueryConnections}).Connections
+		b := append([]byte(`{"connections":`), strconv.AppendInt(nil, n, 10)...)
 		return APIResponse{Status: 200, Body: append(b, '}')}, route
 	}
 }
@@ -327,6 +329,7 @@ func (srv *Server) apiEvents(app *App, body []byte) APIResponse {
 	if len(ev.info) == 0 {
 		return APIResponse{Status: 200, Body: respEmpty}
 	}
+	subs := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: ev.channels}).Subscriptions
 	out := []byte(`{"channels":{`)
 	for i, ch := range ev.channels {
 		if i > 0 {
@@ -334,8 +337,7 @@ func (srv *Server) apiEvents(app *App, body []byte) APIResponse {
 		}
 		out = appendJSONString(out, ch)
 		out = append(out, ':')
-		info, ok := srv.hub.info(app, ch)
-		out = appendCounts(out, info, ok, ev.info, false)
+		out = srv.appendCounts(out, app, ch, subs[ch], ev.info, false)
 	}
 	return APIResponse{Status: 200, Body: append(out, "}}"...)}
 }
@@ -343,7 +345,10 @@ func (srv *Server) apiEvents(app *App, body []byte) APIResponse {
 // appendCounts writes {"user_count":N} / {"subscription_count":N} as asked,
 // user_count only for presence channels and subscription_count only for the
 // others (Reverb's and Pusher's rule); withOccupied adds "occupied" first.
-func appendCounts(b []byte, info ChannelInfo, ok bool, want []string, withOccupied bool) []byte {
+// subs is the cluster's subscription count of the channel.
+func (srv *Server) appendCounts(b []byte, app *App, name string, subs int, want []string, withOccupied bool) []byte {
+	info, _ := srv.hub.info(app, name)
+	occupied := subs > 0
 	b = append(b, '{')
 	n := 0
 	sep := func() {
@@ -355,19 +360,19 @@ func appendCounts(b []byte, info ChannelInfo, ok bool, want []string, withOccupi
 	if withOccupied {
 		sep()
 		b = append(b, `"occupied":`...)
-		b = strconv.AppendBool(b, ok)
+		b = strconv.AppendBool(b, occupied)
 	}
-	if ok {
+	if occupied {
 		presence := info.Kind == KindPresence
 		if !presence && has(want, "subscription_count") {
 			sep()
 			b = append(b, `"subscription_count":`...)
-			b = strconv.AppendInt(b, int64(info.SubscriptionCount), 10)
+			b = strconv.AppendInt(b, int64(subs), 10)
 		}
 		if presence && has(want, "user_count") {
 			sep()
 			b = append(b, `"user_count":`...)
-			b = strconv.AppendInt(b, int64(info.UserCount), 10)
+			b = strconv.AppendInt(b, int64(srv.hub.userCount(app, name)), 10)
 		}
 		if info.Cache && info.Cached != nil && has(want, "cache") {
 			sep()
@@ -427,34 +432,44 @@ func (srv *Server) apiBatch(app *App, body []byte) APIResponse {
 	if !anyInfo {
 		return APIResponse{Status: 200, Body: []byte(`{"batch":{}}`)}
 	}
+	names := make([]string, len(events))
+	for i, ev := range events {
+		names[i] = ev.channels[0]
+	}
+	subs := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: names}).Subscriptions
 	out := []byte(`{"batch":[`)
 	for i, ev := range events {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		info, ok := srv.hub.info(app, ev.channels[0])
-		out = appendCounts(out, info, ok, ev.info, false)
+		out = srv.appendCounts(out, app, ev.channels[0], subs[ev.channels[0]], ev.info, false)
 	}
 	return APIResponse{Status: 200, Body: append(out, "]}"...)}
 }
 
 func (srv *Server) apiChannels(app *App, q url.Values) APIResponse {
 	want := strings.Split(q.Get("info"), ",")
+	subs := srv.gather(app, Query{Kind: QuerySubscriptions, Prefix: q.Get("filter_by_prefix")}).Subscriptions
+	names := make([]string, 0, len(subs))
+	for name := range subs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
 	out := []byte(`{"channels":{`)
-	for i, info := range srv.hub.list(app, q.Get("filter_by_prefix")) {
+	for i, name := range names {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = appendJSONString(out, info.Name)
+		out = appendJSONString(out, name)
 		out = append(out, ':')
-		out = appendCounts(out, info, true, want, false)
+		out = srv.appendCounts(out, app, name, subs[name], want, false)
 	}
 	return APIResponse{Status: 200, Body: append(out, "}}"...)}
 }
 
 func (srv *Server) apiChannel(app *App, name string, q url.Values) APIResponse {
-	info, ok := srv.hub.info(app, name)
-	return APIResponse{Status: 200, Body: appendCounts(nil, info, ok, strings.Split(q.Get("info"), ","), true)}
+	subs := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: []string{name}}).Subscriptions
+	return APIResponse{Status: 200, Body: srv.appendCounts(nil, app, name, subs[name], strings.Split(q.Get("info"), ","), true)}
 }
 
 func (srv *Server) apiUsers(app *App, name string) APIResponse {

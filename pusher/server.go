@@ -15,19 +15,45 @@ import (
 	"github.com/reverbgo/reverb/wsproto"
 )
 
-// Broker carries events between the nodes of a cluster. The server delivers
-// every event to its own subscribers itself and hands it to the broker for
-// the other nodes. Implementations must be goroutine-safe and must not block
-// the caller on the network.
+// Broker carries events and presence between the nodes of a cluster. The
+// server delivers every event to its own subscribers itself and hands it to
+// the broker for the other nodes. Implementations must be goroutine-safe,
+// and every method but Gather must return at once, without waiting on the
+// network.
 type Broker interface {
 	// Publish sends an event message (the JSON a subscriber receives) for a
 	// channel of app to the other nodes; except is a socket id to skip.
 	Publish(app *App, channel string, msg []byte, except string)
+	// PresenceJoin tells the other nodes that this node now has a presence
+	// user on a channel (the user's first connection here).
+	PresenceJoin(app *App, channel string, m PresenceMember)
+	// PresenceLeave tells the other nodes that the user's last connection on
+	// this node left the channel.
+	PresenceLeave(app *App, channel string, key string)
+	// Terminate asks the other nodes to close the connections of a user.
+	Terminate(app *App, userID string)
+	// Gather asks the other live nodes to answer q and returns their replies,
+	// waiting at most the broker's gathering timeout.
+	Gather(ctx context.Context, app *App, q Query) []Reply
 }
 
-type nopBroker struct{}
+// NopBroker is the Broker of a server that runs alone.
+type NopBroker struct{}
 
-func (nopBroker) Publish(*App, string, []byte, string) {}
+// Publish implements Broker.
+func (NopBroker) Publish(*App, string, []byte, string) {}
+
+// PresenceJoin implements Broker.
+func (NopBroker) PresenceJoin(*App, string, PresenceMember) {}
+
+// PresenceLeave implements Broker.
+func (NopBroker) PresenceLeave(*App, string, string) {}
+
+// Terminate implements Broker.
+func (NopBroker) Terminate(*App, string) {}
+
+// Gather implements Broker: there is nobody to ask.
+func (NopBroker) Gather(context.Context, *App, Query) []Reply { return nil }
 
 // Server is the Pusher protocol engine of one node: apps, channels, sessions
 // and the HTTP API, independent of the transport. Its exported methods are
@@ -64,7 +90,7 @@ func NewServer(opts Options, nShards int) (*Server, error) {
 		byKey:    make(map[string]*App),
 		byID:     make(map[string]*App),
 		appStats: make(map[*App]*appStats),
-		broker:   nopBroker{},
+		broker:   NopBroker{},
 		shards:   make([]*Shard, nShards),
 	}
 	for _, a := range opts.Apps {
@@ -214,6 +240,11 @@ func (srv *Server) Trigger(app *App, channel, name, data, except string) {
 // and close code 4009. Goroutine-safe; the closes happen asynchronously on
 // the loops.
 func (srv *Server) TerminateUser(app *App, id string) {
+	srv.terminateLocal(app, id)
+	srv.broker.Terminate(app, id)
+}
+
+func (srv *Server) terminateLocal(app *App, id string) {
 	for _, sh := range srv.shardList() {
 		sh.exec(func() {
 			for i := len(sh.sessions) - 1; i >= 0; i-- {
@@ -374,3 +405,135 @@ type Member struct {
 func (srv *Server) Members(app *App, channel string) []Member {
 	return srv.hub.members(app, channel)
 }
+
+// announceRemoved tells this node's subscribers of a presence channel that a
+// user left (every node announces to its own subscribers).
+func (srv *Server) announceRemoved(app *App, channel string, userID json.RawMessage, except string) {
+	data := make([]byte, 0, 16+len(userID))
+	data = append(data, `{"user_id":`...)
+	data = append(data, userID...)
+	data = append(data, '}')
+	srv.publish(app, channel, eventJSON(nil, "pusher_internal:member_removed", string(data), channel), except, true)
+}
+
+func (srv *Server) announceAdded(c PresenceChange) {
+	srv.publish(c.App, c.Channel, eventJSON(nil, "pusher_internal:member_added", c.Member.Data, c.Channel), "", true)
+}
+
+// RemotePresenceJoin records that another node has a presence user on a
+// channel and announces member_added locally when the user is new to the
+// channel. Goroutine-safe.
+func (srv *Server) RemotePresenceJoin(node string, app *App, channel string, m PresenceMember) {
+	if srv.hub.remoteJoin(node, app, channel, m) {
+		srv.announceAdded(PresenceChange{App: app, Channel: channel, Member: m})
+	}
+}
+
+// RemotePresenceLeave records that another node no longer has a presence
+// user and announces member_removed locally when the user left the channel
+// everywhere. Goroutine-safe.
+func (srv *Server) RemotePresenceLeave(node string, app *App, channel, key string) {
+	if m := srv.hub.remoteLeave(node, app, channel, key); m != nil {
+		srv.announceRemoved(app, channel, m.id, "")
+	}
+}
+
+// ReplaceNodePresence replaces all that is known of another node's presence
+// users (after it announced itself, or after a resync) and announces the
+// differences locally. Goroutine-safe.
+func (srv *Server) ReplaceNodePresence(node string, state []PresenceChange) {
+	added, removed := srv.hub.replaceNode(node, state)
+	for _, c := range removed {
+		srv.announceRemoved(c.App, c.Channel, c.Member.ID, "")
+	}
+	for _, c := range added {
+		srv.announceAdded(c)
+	}
+}
+
+// DropNode forgets another node (it stopped or stopped answering): its
+// presence users who are connected nowhere else are announced as removed.
+// Goroutine-safe.
+func (srv *Server) DropNode(node string) {
+	for _, c := range srv.hub.dropNode(node) {
+		srv.announceRemoved(c.App, c.Channel, c.Member.ID, "")
+	}
+}
+
+// LocalPresence returns the presence users connected to this node, for
+// other nodes to replicate. Goroutine-safe.
+func (srv *Server) LocalPresence() []PresenceChange { return srv.hub.localPresence() }
+
+// Query asks a node for its local figures (cluster-wide HTTP API answers
+// are the sums over the nodes).
+type Query struct {
+	// Kind is QuerySubscriptions or QueryConnections.
+	Kind string `json:"kind"`
+	// Channels limits QuerySubscriptions to these channels; when empty, all
+	// channels with subscribers whose names start with Prefix are answered.
+	Channels []string `json:"channels,omitempty"`
+	Prefix   string   `json:"prefix,omitempty"`
+}
+
+// Query kinds.
+const (
+	QuerySubscriptions = "subscriptions"
+	QueryConnections   = "connections"
+)
+
+// Reply is a node's answer to a Query.
+type Reply struct {
+	// Subscriptions maps channel names to this node's subscription counts
+	// (channels without subscribers are left out).
+	Subscriptions map[string]int `json:"subscriptions,omitempty"`
+	// Connections is the node's count of connections subscribed to at least
+	// one channel.
+	Connections int64 `json:"connections,omitempty"`
+}
+
+// Answer computes this node's Reply to q. Goroutine-safe.
+func (srv *Server) Answer(app *App, q Query) Reply {
+	switch q.Kind {
+	case QueryConnections:
+		return Reply{Connections: srv.appStats[app].subscribed.Load()}
+	default:
+		r := Reply{Subscriptions: map[string]int{}}
+		if len(q.Channels) > 0 {
+			for _, name := range q.Channels {
+				if info, ok := srv.hub.info(app, name); ok {
+					r.Subscriptions[name] = info.SubscriptionCount
+				}
+			}
+			return r
+		}
+		for _, info := range srv.hub.list(app, q.Prefix) {
+			r.Subscriptions[info.Name] = info.SubscriptionCount
+		}
+		return r
+	}
+}
+
+// gather answers q for the whole cluster: this node's reply plus the other
+// nodes' replies the broker collected. Goroutine-safe; it may wait for the
+// broker's gathering timeout, so never call it on a loop.
+func (srv *Server) gather(app *App, q Query) Reply {
+	total := srv.Answer(app, q)
+	for _, r := range srv.broker.Gather(context.Background(), app, q) {
+		total.Connections += r.Connections
+		for name, n := range r.Subscriptions {
+			if total.Subscriptions == nil {
+				total.Subscriptions = map[string]int{}
+			}
+			total.Subscriptions[name] += n
+		}
+	}
+	return total
+}
+
+// TerminateLocal closes this node's connections of a user (see
+// TerminateUser), for a request that came from another node. Goroutine-safe.
+func (srv *Server) TerminateLocal(app *App, id string) { srv.terminateLocal(app, id) }
+
+// SweepCaches drops cached events of cache channels older than 30 minutes.
+// Call it now and then (the transport does, once a minute). Goroutine-safe.
+func (srv *Server) SweepCaches(now time.Time) { srv.hub.sweepCaches(now) }

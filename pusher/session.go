@@ -376,9 +376,15 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 			s.send([]byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`))
 		}
 	}
-	if m != nil && res.firstOfUser {
-		added := eventJSON(nil, "pusher_internal:member_added", channelData, name)
-		srv.publish(s.app, name, added, s.id, false)
+	if m != nil {
+		if res.firstOfUser {
+			// Every node announces a new member to its own subscribers.
+			added := eventJSON(nil, "pusher_internal:member_added", m.data, name)
+			srv.publish(s.app, name, added, s.id, true)
+		}
+		if res.firstLocal {
+			srv.broker.PresenceJoin(s.app, name, m.export())
+		}
 	}
 	if s.debug() {
 		srv.log.Debug("Subscribed", "socket_id", s.id, "channel", name)
@@ -420,7 +426,11 @@ func parseMember(channelData string, maxInfo int) (*member, *Error) {
 	if len(info) == 0 {
 		info = nil
 	}
-	return &member{key: key, id: append(json.RawMessage(nil), id...), info: append(json.RawMessage(nil), info...)}, nil
+	m := &member{key: key, id: append(json.RawMessage(nil), id...), data: channelData}
+	if info != nil {
+		m.info = append(json.RawMessage(nil), info...)
+	}
+	return m, nil
 }
 
 func (s *Session) handleUnsubscribe(raw json.RawMessage) {
@@ -452,13 +462,12 @@ func (s *Session) handleUnsubscribe(raw json.RawMessage) {
 func (s *Session) leave(sub *subscription) {
 	srv := s.shard.srv
 	s.shard.removeLocal(sub)
-	gone := srv.hub.leave(s.app, sub.name, s.shard.idx, sub.userKey, sub.kind == KindPresence)
-	if gone {
-		data := make([]byte, 0, 16+len(sub.userID))
-		data = append(data, `{"user_id":`...)
-		data = append(data, sub.userID...)
-		data = append(data, '}')
-		srv.publish(s.app, sub.name, eventJSON(nil, "pusher_internal:member_removed", string(data), sub.name), s.id, false)
+	res := srv.hub.leave(s.app, sub.name, s.shard.idx, sub.userKey, sub.kind == KindPresence)
+	if res.gone {
+		srv.announceRemoved(s.app, sub.name, sub.userID, s.id)
+	}
+	if res.lastLocal {
+		srv.broker.PresenceLeave(s.app, sub.name, sub.userKey)
 	}
 }
 

@@ -1,0 +1,193 @@
+// Starts the real server binary on a free loopback port and stops it by PID.
+//
+//   REVERB_BIN   path of the binary (default ../bin/reverb relative to e2e/)
+//
+// Two ways to configure it:
+//   startServer({ env: { REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM: 'none' } })
+//       single app from env (REVERB_APP_ID/KEY/SECRET default to DEFAULT_APP)
+//   startServer({ config: { server: {...}, limits: {...}, apps: [{...}] } })
+//       a temporary reverb.toml passed with --config
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { serverLogSources } from './wait.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const E2E_DIR = path.resolve(here, '..');
+export const REVERB_BIN = path.resolve(E2E_DIR, process.env.REVERB_BIN || '../bin/reverb');
+
+export const HOST = '127.0.0.1';
+
+export const DEFAULT_APP = Object.freeze({
+  app_id: '123456',
+  key: 'reverb-key',
+  secret: 'reverb-secret',
+});
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function tomlValue(v) {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  throw new Error(`cannot encode ${typeof v} as TOML`);
+}
+
+function tomlTable(header, obj, lines) {
+  lines.push(header);
+  for (const [k, v] of Object.entries(obj)) {
+    if (v === undefined || v === null || (typeof v === 'object' && !Array.isArray(v))) continue;
+    lines.push(`${k} = ${tomlValue(v)}`);
+  }
+  lines.push('');
+}
+
+export function toToml(cfg) {
+  const lines = [];
+  if (cfg.server) tomlTable('[server]', cfg.server, lines);
+  if (cfg.limits) tomlTable('[limits]', cfg.limits, lines);
+  for (const app of cfg.apps || []) {
+    tomlTable('[[apps]]', app, lines);
+    if (app.rate_limiting) tomlTable('[apps.rate_limiting]', app.rate_limiting, lines);
+  }
+  return lines.join('\n');
+}
+
+const MAX_LOG = 200_000;
+
+export async function startServer({ env = {}, config = null, label = 'reverb', healthPath } = {}) {
+  if (!fs.existsSync(REVERB_BIN)) {
+    throw new Error(
+      `server binary not found at ${REVERB_BIN}; build it with "cd /work/main && go build -o bin/reverb ./cmd/reverb" or set REVERB_BIN`,
+    );
+  }
+  const port = await freePort();
+  const args = ['start', '--host', HOST, '--port', String(port)];
+
+  // Do not let the caller's environment leak app or scaling settings in.
+  const childEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(REVERB_|REDIS_)/.test(k) && k !== 'REVERB_BIN') continue;
+    childEnv[k] = v;
+  }
+
+  let tmpDir = null;
+  let apps;
+  let prefix = '';
+  if (config) {
+    tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'reverb-e2e-'));
+    const full = { ...config, server: { host: HOST, port, ...(config.server || {}) } };
+    full.server.port = port;
+    const file = path.join(tmpDir, 'reverb.toml');
+    fs.writeFileSync(file, toToml(full));
+    args.push('--config', file);
+    apps = config.apps;
+    prefix = (config.server && config.server.path) || '';
+  } else {
+    Object.assign(childEnv, {
+      REVERB_APP_ID: DEFAULT_APP.app_id,
+      REVERB_APP_KEY: DEFAULT_APP.key,
+      REVERB_APP_SECRET: DEFAULT_APP.secret,
+    });
+    Object.assign(childEnv, env);
+    apps = [{ app_id: childEnv.REVERB_APP_ID, key: childEnv.REVERB_APP_KEY, secret: childEnv.REVERB_APP_SECRET }];
+  }
+
+  let logs = '';
+  const append = (chunk) => {
+    logs += chunk.toString();
+    if (logs.length > MAX_LOG) logs = logs.slice(-MAX_LOG);
+  };
+  const proc = spawn(REVERB_BIN, args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout.on('data', append);
+  proc.stderr.on('data', append);
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+    proc.on('error', (err) => {
+      exited = { error: err };
+      append(`spawn error: ${err.message}\n`);
+      resolve(exited);
+    });
+  });
+
+  const server = {
+    label: `${label}:${port}`,
+    host: HOST,
+    port,
+    prefix,
+    apps,
+    app: apps[0],
+    proc,
+    args,
+    healthPath: null,
+    logs: () => logs,
+    httpBase: `http://${HOST}:${port}`,
+    wsBase: `ws://${HOST}:${port}`,
+    async stop() {
+      serverLogSources.delete(server);
+      if (exited === null) {
+        try {
+          process.kill(proc.pid, 'SIGTERM');
+        } catch {}
+        const t = setTimeout(() => {
+          try {
+            if (exited === null) process.kill(proc.pid, 'SIGKILL');
+          } catch {}
+        }, 3000);
+        await exitPromise;
+        clearTimeout(t);
+      }
+      if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+      if (process.env.E2E_SERVER_LOGS) process.stderr.write(`--- ${server.label} logs ---\n${logs}\n`);
+    },
+  };
+  serverLogSources.add(server);
+
+  // Wait until /up (or {path}/up when a path prefix is configured) answers
+  // 200 {"health":"OK"}; deadline 10 s.
+  const candidates = healthPath ? [healthPath] : prefix ? [`${prefix}/up`, '/up'] : ['/up'];
+  const deadline = Date.now() + 10_000;
+  let lastErr = 'no attempt';
+  while (Date.now() < deadline) {
+    if (exited) break;
+    for (const p of candidates) {
+      try {
+        const res = await fetch(`${server.httpBase}${p}`, { signal: AbortSignal.timeout(1000) });
+        const body = await res.text();
+        if (res.status === 200 && body.includes('"health"')) {
+          server.healthPath = p;
+          return server;
+        }
+        lastErr = `GET ${p} -> ${res.status} ${body.slice(0, 200)}`;
+      } catch (e) {
+        lastErr = `GET ${p} -> ${e.cause?.code || e.message}`;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await server.stop();
+  throw new Error(
+    `server did not become healthy within 10 s (${exited ? `exited ${JSON.stringify(exited)}` : lastErr})\n` +
+      `command: ${REVERB_BIN} ${args.join(' ')}\n` +
+      (config ? `config:\n${toToml({ ...config, server: { host: HOST, port, ...(config.server || {}) } })}\n` : '') +
+      `output:\n${logs}`,
+  );
+}
