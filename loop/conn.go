@@ -155,7 +155,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		st.phase = phaseBusy
 		delete(st.sh.http, st)
 		ok := s.pool.submit(func() {
-			resp := s.px.ServeAPI(ar)
+			resp := s.serveAPI(ar)
 			_ = c.AsyncWrite(resp.AppendHTTP(nil, keepAlive), func(c gnet.Conn, err error) error {
 				if err != nil || st.phase == phaseClosed {
 					return nil
@@ -274,4 +274,16 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 	}
 	_, _ = c.Discard(off)
 	return gnet.None
+}
+
+// serveAPI runs one API request; a panic in a handler becomes a 500 for that
+// request instead of ending the process.
+func (s *Server) serveAPI(ar *pusher.APIRequest) (resp pusher.APIResponse) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("HTTP API handler panicked", "path", ar.Path, "panic", r)
+			resp = pusher.ErrorResponse(500, "Internal server error.")
+		}
+	}()
+	return s.px.ServeAPI(ar)
 }

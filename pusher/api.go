@@ -256,6 +256,8 @@ func (srv *Server) validateEvent(app *App, b *eventBody, prefix string, v *valid
 	if !isNull(b.Channels) {
 		if json.Unmarshal(b.Channels, &channels) != nil {
 			v.add(prefix+"channels", "The channels field must be an array of strings.")
+		} else if len(channels) == 0 {
+			v.add(prefix+"channels", "The channels field is required when channel is not present.")
 		}
 	} else if !isNull(b.Channel) {
 		ch, ok := jsonString(b.Channel)

@@ -1,6 +1,7 @@
 package pusher
 
 import (
+	"bytes"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -355,6 +356,9 @@ func (ch *channel) presenceJSON() []byte {
 // cache channels, stores msg as the cached event.
 func (h *hub) route(app *App, name string, msg []byte, fn func(shard int)) {
 	_, cache := Classify(name)
+	if cache && bytes.HasPrefix(msg, []byte(`{"event":"pusher_internal:`)) {
+		cache = false // presence bookkeeping is not an application event
+	}
 	if cache {
 		h.mu.Lock()
 		defer h.mu.Unlock()

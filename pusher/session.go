@@ -182,6 +182,10 @@ func (s *Session) HandleMessage(data []byte) {
 		}
 		s.rlCount++
 	}
+	if isPusherPing(data) {
+		s.writeFrame(framePong)
+		return
+	}
 	var m inbound
 	if err := json.Unmarshal(data, &m); err != nil {
 		s.sendError(ErrInvalidMessage)
@@ -602,6 +606,16 @@ func (s *Session) matchesUser(id string) bool {
 		if sub.kind == KindPresence && sub.userKey == id {
 			return true
 		}
+	}
+	return false
+}
+
+// isPusherPing recognises the pings pusher-js and other clients send, so
+// the most frequent message skips JSON decoding.
+func isPusherPing(b []byte) bool {
+	switch string(b) {
+	case `{"event":"pusher:ping","data":{}}`, `{"event":"pusher:ping"}`, `{"event":"pusher:ping","data":""}`:
+		return true
 	}
 	return false
 }

@@ -475,22 +475,34 @@ func TestSubscribeCacheChannels(t *testing.T) {
 			} else {
 				a.expectNothing()
 			}
-			// The cache dies with the channel.
+			// The cache outlives the channel's subscribers (Pusher's 30 min TTL).
+			// Regression (presence-cache): the member_removed of the leaving
+			// users was stored as the cached event and replayed instead of ev.
 			e.close(a)
 			e.close(b)
 			c := e.connect()
 			sub(c, "3")
 			msgs := c.take()
+			if len(msgs) != 2 || msgs[1] != ev {
+				t.Errorf("after the channel emptied: %q\nwant cached %s", msgs, ev)
+			}
+			// Past the TTL the cache is gone.
+			e.close(c)
+			e.srv.SweepCaches(time.Now().Add(31 * time.Minute))
+			d := e.connect()
+			sub(d, "4")
+			msgs = d.take()
 			if len(msgs) != 2 || msgs[1] != `{"event":"pusher:cache_miss","channel":"`+tt.channel+`"}` {
-				t.Errorf("after the channel emptied: %q", msgs)
+				t.Errorf("after the TTL: %q", msgs)
 			}
 		})
 	}
 }
 
-// BUG: presence member events are stored as a presence-cache channel's cached
-// event, so a later subscriber gets a stale pusher_internal:member_added (or
-// member_removed) instead of the last event the application triggered.
+// Regression: presence member events were stored as a presence-cache
+// channel's cached event, so a later subscriber got a stale
+// pusher_internal:member_added (or member_removed) instead of the last event
+// the application triggered.
 func TestPresenceCacheKeepsLastAppEvent(t *testing.T) {
 	e := newEnv(t, nil)
 	const ch = "presence-cache-room"
@@ -516,6 +528,18 @@ func TestPresenceCacheKeepsLastAppEvent(t *testing.T) {
 	if status != 200 || body != wantBody {
 		t.Errorf("channel info = %d %s\nwant %s", status, body, wantBody)
 	}
+}
+
+func TestCacheWithoutSubscribers(t *testing.T) {
+	e := newEnv(t, nil)
+	e.srv.Trigger(e.app, "cache-lonely", "ev", "1", "")
+	e.srv.Trigger(e.app, "cache-lonely", "ev", "2", "")
+	c := e.connect()
+	c.send(subMsg("cache-lonely", "", ""))
+	c.expect(succeeded("cache-lonely", ""), apiEvent("ev", "2", "cache-lonely"))
+	e.srv.Trigger(e.app, "not-cache", "ev", "1", "")
+	c.send(subMsg("not-cache", "", ""))
+	c.expect(succeeded("not-cache", ""))
 }
 
 func TestResubscribe(t *testing.T) {
@@ -986,7 +1010,7 @@ func TestUserInfoSizeLimit(t *testing.T) {
 		ok   bool
 	}{
 		{name: "exactly the limit", info: `{"name":"abcdefg"}`, ok: true}, // 18 bytes
-		{name: "one over", info: `{"name":"abcdefgh"}`, ok: false},       // 19 bytes
+		{name: "one over", info: `{"name":"abcdefgh"}`, ok: false},        // 19 bytes
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
