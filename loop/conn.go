@@ -272,7 +272,10 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 		st.phase = phaseClosed
 		return gnet.None
 	}
-	_, _ = c.Discard(off)
+	if off > 0 {
+		// Never Discard(0): gnet drops everything buffered for n <= 0.
+		_, _ = c.Discard(off)
+	}
 	return gnet.None
 }
 

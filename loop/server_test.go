@@ -252,3 +252,19 @@ func TestPresenceAcrossLoops(t *testing.T) {
 		t.Fatalf("member_removed %s", e.dataString())
 	}
 }
+
+// Regression: a frame whose header arrived in one read and its payload in the
+// next was corrupted, because Discard(0) makes gnet drop everything buffered.
+func TestFrameHeaderAloneInOneRead(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	c := connect(t, addr, testKey, "")
+	c.established()
+	msg := `{"event":"pusher:subscribe","data":{"channel":"` + strings.Repeat("a", 150) + `"}}`
+	f := wsproto.AppendClientFrame(nil, ws.OpText, true, []byte(msg), testMask)
+	for _, cut := range []int{1, 2, 4, 8, 20} {
+		c.sendRaw(f[:cut])
+		time.Sleep(20 * time.Millisecond) // force a separate read; not a synchronisation
+		c.sendRaw(f[cut:])
+		c.expectEvent("pusher_internal:subscription_succeeded")
+	}
+}

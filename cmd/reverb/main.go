@@ -40,6 +40,8 @@ func run(args []string) int {
 		return cmdRestart(args)
 	case "bench":
 		return cmdBench(args)
+	case "check-limits":
+		return cmdCheckLimits(args)
 	case "version", "--version":
 		fmt.Println("reverb", version)
 		return 0
