@@ -226,6 +226,20 @@ type Scaling struct {
 	// servers.reverb.scaling.channel, REVERB_SCALING_CHANNEL.
 	// Default: "reverb".
 	Channel string `toml:"channel"`
+	// HeartbeatInterval is how many seconds apart a node tells the others it
+	// is alive. Must be > 0. Default: 5.
+	HeartbeatInterval int `toml:"heartbeat_interval"`
+	// NodeTimeout is how many seconds a silent node is kept; then its
+	// presence members are removed (and announced) on every other node.
+	// Must be > heartbeat_interval. Default: 30.
+	NodeTimeout int `toml:"node_timeout"`
+	// GatherTimeoutMS bounds, in milliseconds, the wait for other nodes'
+	// answers to a cluster-wide HTTP API query. Must be > 0. Default: 1000.
+	GatherTimeoutMS int `toml:"gather_timeout_ms"`
+	// PublishQueue is how many envelopes may wait to be published (for
+	// example while Redis is unreachable); more are dropped and counted.
+	// Must be > 0. Default: 10000.
+	PublishQueue int `toml:"publish_queue"`
 	// Redis is the server to use.
 	Redis Redis `toml:"redis"`
 }
@@ -298,8 +312,12 @@ func Default() *Config {
 			ClientEventsPerSecond:    10,
 		},
 		Scaling: Scaling{
-			Channel: "reverb",
-			Redis:   Redis{Host: "127.0.0.1", Port: 6379},
+			Channel:           "reverb",
+			HeartbeatInterval: 5,
+			NodeTimeout:       30,
+			GatherTimeoutMS:   1000,
+			PublishQueue:      10000,
+			Redis:             Redis{Host: "127.0.0.1", Port: 6379},
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
 		Log:     Log{Level: "info", Format: "text"},

@@ -389,6 +389,12 @@ func (c *Config) problems() []string {
 		if sc.Channel == "" {
 			v.add("scaling.channel", "must not be empty when scaling is enabled")
 		}
+		v.positive("scaling.heartbeat_interval", c.Scaling.HeartbeatInterval)
+		v.positive("scaling.gather_timeout_ms", c.Scaling.GatherTimeoutMS)
+		v.positive("scaling.publish_queue", c.Scaling.PublishQueue)
+		if c.Scaling.NodeTimeout <= c.Scaling.HeartbeatInterval {
+			v.add("scaling.node_timeout", "must be greater than scaling.heartbeat_interval")
+		}
 		if sc.Redis.URL != "" {
 			u, err := url.Parse(sc.Redis.URL)
 			switch {

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"time"
+
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/reverbgo/reverb/cluster"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,12 +87,25 @@ func cmdRestart(args []string) int {
 		fmt.Fprintln(os.Stderr, "reverb restart: invalid configuration:\n"+err.Error())
 		return 2
 	}
+	failed := false
+	if cfg.Scaling.Enabled {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cluster.PublishRestart(ctx, clusterConfig(cfg, slog.Default()))
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "reverb restart: publishing the restart on Redis:", err)
+			failed = true
+		} else {
+			// Every node, this host's included, gets it through Redis.
+			fmt.Println("Asked every node of the cluster to drain and restart.")
+			return 0
+		}
+	}
 	pids := serverPids(pidDir(cfg), cfg.Server.Port)
 	if len(pids) == 0 {
 		fmt.Fprintf(os.Stderr, "reverb restart: no server running on port %d (pid files in %s)\n", cfg.Server.Port, pidDir(cfg))
 		return 1
 	}
-	failed := false
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 			fmt.Fprintf(os.Stderr, "reverb restart: pid %d: %v\n", pid, err)

@@ -129,8 +129,23 @@ func cmdStart(args []string) int {
 		fmt.Fprintln(os.Stderr, "reverb start:", err)
 		return 2
 	}
-	px.SetBroker(cluster.NewLocal())
 	srv := loop.New(px, lcfg)
+	sig := make(chan os.Signal, 2)
+	var redisBroker *cluster.Redis
+	if cfg.Scaling.Enabled {
+		redisBroker, err = cluster.NewRedis(clusterConfig(cfg, log), px)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "reverb start:", err)
+			return 2
+		}
+		px.SetBroker(redisBroker)
+		redisBroker.OnRestart(func() { sig <- syscall.SIGTERM })
+		redisBroker.Start()
+		defer redisBroker.Close()
+		log.Info("Scaling over Redis", "channel", cfg.Scaling.Channel, "node", redisBroker.NodeID())
+	} else {
+		px.SetBroker(cluster.NewLocal())
+	}
 
 	if cfg.DefaultApp {
 		a := cfg.Apps[0]
@@ -163,7 +178,6 @@ func cmdStart(args []string) int {
 	log.Info("Starting server on "+srv.Addr()+" ("+host+")",
 		"loops", lcfg.Loops, "apps", len(cfg.Apps), "path", cfg.Server.Path, "version", version)
 
-	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case s := <-sig:

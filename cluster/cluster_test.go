@@ -1,0 +1,654 @@
+package cluster_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// These tests run real processes: a redis-server from the system (installed
+// by `make test`) on a free loopback port and several `reverb` servers.
+
+const (
+	appID  = "100200"
+	appKey = "cluster-key"
+	secret = "cluster-secret"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func reverbBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "reverb-cluster-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "reverb")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/reverb").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// redisServer is a real redis-server process.
+type redisServer struct {
+	port int
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is not installed (make test installs it)")
+		}
+		t.Skip("redis-server is not installed; `make test` installs it")
+	}
+	port := freePort(t)
+	cmd := exec.Command(path, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &redisServer{port: port, cmd: cmd}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(time.Second))
+			fmt.Fprint(c, "PING\r\n")
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if strings.HasPrefix(line, "+PONG") {
+				return r
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	t.Fatal("redis-server did not answer PING within 10 s")
+	return nil
+}
+
+// node is a real reverb server process.
+type node struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startNode(t *testing.T, redisPort int, extra string) *node {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := fmt.Sprintf(`[server]
+host = "127.0.0.1"
+port = %d
+pid_dir = %q
+drain_timeout = 2
+
+[[apps]]
+app_id = %q
+key = %q
+secret = %q
+accept_client_events_from = "members"
+
+[scaling]
+enabled = true
+channel = "reverb-test"
+heartbeat_interval = 1
+node_timeout = 3
+gather_timeout_ms = 1500
+
+[scaling.redis]
+host = "127.0.0.1"
+port = %d
+%s`, port, dir, appID, appKey, secret, redisPort, extra)
+	path := filepath.Join(dir, "reverb.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, port: port, logs: &syncBuffer{}, done: make(chan struct{})}
+	args := []string{"start", "--config", path}
+	if os.Getenv("REVERB_TEST_DEBUG") != "" {
+		args = append(args, "--debug")
+	}
+	n.cmd = exec.Command(reverbBinary(t), args...)
+	n.cmd.Stdout = n.logs
+	n.cmd.Stderr = n.logs
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = n.cmd.Wait(); close(n.done) }()
+	t.Cleanup(func() {
+		_ = n.cmd.Process.Kill()
+		<-n.done
+		if t.Failed() {
+			t.Logf("node %d logs:\n%s", port, n.logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/up", port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return n
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	t.Fatalf("node did not start:\n%s", n.logs.String())
+	return nil
+}
+
+// mark returns the current length of the node's log.
+func (n *node) mark() int { return len(n.logs.String()) }
+
+// waitLog waits until the node's log, after mark, contains s.
+func (n *node) waitLog(mark int, s string, d time.Duration) {
+	n.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if strings.Contains(n.logs.String()[mark:], s) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	n.t.Fatalf("node %d never logged %q:\n%s", n.port, s, n.logs.String())
+}
+
+// api sends a signed HTTP API request and returns status and body.
+func (n *node) api(method, path, body string) (int, string) {
+	n.t.Helper()
+	q := fmt.Sprintf("auth_key=%s&auth_timestamp=%d&auth_version=1.0", appKey, time.Now().Unix())
+	if body != "" {
+		sum := md5.Sum([]byte(body))
+		q += "&body_md5=" + hex.EncodeToString(sum[:])
+	}
+	path, extra, _ := strings.Cut(path, "?")
+	if extra != "" {
+		// Query parameters are signed sorted; these tests only use info and
+		// filter_by_prefix, which sort after auth_*.
+		q += "&" + extra
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(method + "\n" + path + "\n" + q))
+	url := fmt.Sprintf("http://127.0.0.1:%d%s?%s&auth_signature=%s", n.port, path, q, hex.EncodeToString(mac.Sum(nil)))
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		n.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (n *node) trigger(channel, name, data, except string) {
+	n.t.Helper()
+	body := fmt.Sprintf(`{"name":%q,"channel":%q,"data":%q,"socket_id":%q}`, name, channel, data, except)
+	if code, resp := n.api("POST", "/apps/"+appID+"/events", body); code != 200 {
+		n.t.Fatalf("trigger: %d %s", code, resp)
+	}
+}
+
+type event struct {
+	Event   string          `json:"event"`
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func (e event) data() string {
+	var s string
+	if json.Unmarshal(e.Data, &s) == nil {
+		return s
+	}
+	return string(e.Data)
+}
+
+// client is a WebSocket client whose reader goroutine queues the events.
+type client struct {
+	t      *testing.T
+	conn   net.Conn
+	events chan event
+	closed chan struct{}
+	sid    string
+}
+
+func dial(t *testing.T, n *node) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/app/%s", n.port, appKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	c := &client{t: t, conn: conn, events: make(chan event, 1024), closed: make(chan struct{})}
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		defer close(c.closed)
+		rw := struct {
+			io.Reader
+			io.Writer
+		}{r, conn}
+		for {
+			msg, err := wsutil.ReadServerText(rw)
+			if err != nil {
+				if os.Getenv("REVERB_TEST_DEBUG") != "" {
+					fmt.Println("client reader:", err)
+				}
+				return
+			}
+			var e event
+			if json.Unmarshal(msg, &e) == nil {
+				c.events <- e
+			}
+		}
+	}()
+	e := c.next()
+	if e.Event != "pusher:connection_established" {
+		t.Fatalf("first event %s", e.Event)
+	}
+	var d struct {
+		SocketID string `json:"socket_id"`
+	}
+	_ = json.Unmarshal([]byte(e.data()), &d)
+	c.sid = d.SocketID
+	return c
+}
+
+func (c *client) send(msg string) {
+	c.t.Helper()
+	if err := wsutil.WriteClientText(c.conn, []byte(msg)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// next returns the next event within 10 s.
+func (c *client) next() event {
+	c.t.Helper()
+	select {
+	case e := <-c.events:
+		return e
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("no event within 10 s")
+	}
+	return event{}
+}
+
+// expect returns the next event, which must be name.
+func (c *client) expect(name string) event {
+	c.t.Helper()
+	e := c.next()
+	if e.Event != name {
+		c.t.Fatalf("expected %s, got %s %s", name, e.Event, e.Data)
+	}
+	return e
+}
+
+// waitFor skips events until one matches, within d.
+func (c *client) waitFor(d time.Duration, match func(event) bool) event {
+	c.t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case e := <-c.events:
+			if match(e) {
+				return e
+			}
+		case <-deadline:
+			c.t.Fatalf("no matching event within %s", d)
+			return event{}
+		}
+	}
+}
+
+func (c *client) subscribe(channel string) {
+	c.t.Helper()
+	c.send(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":%q}}`, channel))
+	c.expect("pusher_internal:subscription_succeeded")
+}
+
+// join subscribes to a presence channel as user and returns the presence data.
+func (c *client) join(channel, user string) string {
+	c.t.Helper()
+	cd := fmt.Sprintf(`{"user_id":%q,"user_info":{"name":%q}}`, user, user)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(c.sid + ":" + channel + ":" + cd))
+	auth := appKey + ":" + hex.EncodeToString(mac.Sum(nil))
+	c.send(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":%q,"auth":%q,"channel_data":%q}}`, channel, auth, cd))
+	return c.expect("pusher_internal:subscription_succeeded").data()
+}
+
+// private subscribes to a private channel.
+func (c *client) private(channel string) {
+	c.t.Helper()
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(c.sid + ":" + channel))
+	auth := appKey + ":" + hex.EncodeToString(mac.Sum(nil))
+	c.send(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":%q,"auth":%q}}`, channel, auth))
+	c.expect("pusher_internal:subscription_succeeded")
+}
+
+// waitNodes waits until every node's HTTP API sees subscriptions of channel
+// summing to want, i.e. the cluster has formed.
+func waitCount(t *testing.T, n *node, channel string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		_, body := n.api("GET", "/apps/"+appID+"/channels/"+channel+"?info=subscription_count,user_count", "")
+		last = body
+		if strings.Contains(body, fmt.Sprintf(`_count":%d`, want)) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+	t.Fatalf("channel %s never reached %d on node %d: %s", channel, want, n.port, last)
+}
+
+func TestEventsReachEveryNodeAndExclusionWorksAcrossNodes(t *testing.T) {
+	r := startRedis(t)
+	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	a, b := dial(t, n1), dial(t, n2)
+	a.subscribe("orders")
+	b.subscribe("orders")
+	waitCount(t, n1, "orders", 2)
+
+	n1.trigger("orders", "created", `{"id":1}`, "")
+	for _, c := range []*client{a, b} {
+		e := c.expect("created")
+		if e.Channel != "orders" || e.data() != `{"id":1}` {
+			t.Fatalf("got %+v", e)
+		}
+	}
+	// Excluding b (on the other node): only a gets it; the marker that
+	// follows proves b got nothing before it.
+	n1.trigger("orders", "skipped", "x", b.sid)
+	n1.trigger("orders", "marker", "y", "")
+	if e := a.expect("skipped"); e.data() != "x" {
+		t.Fatalf("a got %+v", e)
+	}
+	a.expect("marker")
+	b.expect("marker")
+
+	// Events triggered on node 2 reach node 1, in order.
+	for i := range 20 {
+		n2.trigger("orders", "seq", fmt.Sprint(i), "")
+	}
+	for _, c := range []*client{a, b} {
+		for i := range 20 {
+			if e := c.expect("seq"); e.data() != fmt.Sprint(i) {
+				t.Fatalf("event %d out of order: %s", i, e.data())
+			}
+		}
+	}
+	// Client events cross nodes too, never echoed.
+	a.private("private-chat")
+	b.private("private-chat")
+	waitCount(t, n1, "private-chat", 2)
+	a.send(`{"event":"client-typing","channel":"private-chat","data":{"who":"a"}}`)
+	e := b.expect("client-typing")
+	if !strings.Contains(string(e.Data), `"who":"a"`) {
+		t.Fatalf("client event %s", e.Data)
+	}
+	n1.trigger("private-chat", "marker", "z", "")
+	a.expect("marker")
+}
+
+func TestPresenceIsClusterWide(t *testing.T) {
+	r := startRedis(t)
+	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	alice := dial(t, n1)
+	data := alice.join("presence-room", "alice")
+	if !strings.Contains(data, `"count":1`) {
+		t.Fatalf("alice's view %s", data)
+	}
+	waitCount(t, n2, "presence-room", 1)
+	bob := dial(t, n2)
+	data = bob.join("presence-room", "bob")
+	if !strings.Contains(data, `"count":2`) || !strings.Contains(data, `"alice":{"name":"alice"}`) {
+		t.Fatalf("bob does not see alice on the other node: %s", data)
+	}
+	e := alice.expect("pusher_internal:member_added")
+	if !strings.Contains(e.data(), `"user_id":"bob"`) {
+		t.Fatalf("member_added %s", e.data())
+	}
+	// A second connection of bob, on node 1: no new member_added anywhere.
+	bob2 := dial(t, n1)
+	if data := bob2.join("presence-room", "bob"); !strings.Contains(data, `"count":2`) {
+		t.Fatalf("bob2's view %s", data)
+	}
+	waitCount(t, n2, "presence-room", 2) // user_count stays 2
+	code, body := n2.api("GET", "/apps/"+appID+"/channels/presence-room/users", "")
+	if code != 200 || !strings.Contains(body, `{"id":"alice"}`) || !strings.Contains(body, `{"id":"bob"}`) {
+		t.Fatalf("users on node 2: %d %s", code, body)
+	}
+	code, body = n1.api("GET", "/apps/"+appID+"/connections", "")
+	if code != 200 || body != `{"connections":3}` {
+		t.Fatalf("connections: %d %s", code, body)
+	}
+	// bob's first connection leaves: he is still there through bob2.
+	bob.conn.Close()
+	n1.trigger("presence-room", "marker", "1", "")
+	if e := alice.next(); e.Event != "marker" {
+		t.Fatalf("alice got %s %s before the marker", e.Event, e.Data)
+	}
+	// His last connection leaves: member_removed once.
+	bob2.conn.Close()
+	e = alice.expect("pusher_internal:member_removed")
+	if e.data() != `{"user_id":"bob"}` {
+		t.Fatalf("member_removed %s", e.data())
+	}
+}
+
+func TestDeadNodesMembersAreRemoved(t *testing.T) {
+	r := startRedis(t)
+	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	alice := dial(t, n1)
+	alice.join("presence-room", "alice")
+	bob := dial(t, n2)
+	if data := bob.join("presence-room", "bob"); !strings.Contains(data, `"count":2`) {
+		t.Fatalf("bob's view %s", data)
+	}
+	alice.expect("pusher_internal:member_added")
+	// Node 2 dies without a word: node 1 removes bob after node_timeout (3 s).
+	start := time.Now()
+	_ = n2.cmd.Process.Kill()
+	e := alice.waitFor(15*time.Second, func(e event) bool { return e.Event == "pusher_internal:member_removed" })
+	if e.data() != `{"user_id":"bob"}` {
+		t.Fatalf("member_removed %s", e.data())
+	}
+	t.Logf("member_removed after %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+func TestCacheChannelAndTerminateAcrossNodes(t *testing.T) {
+	r := startRedis(t)
+	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	a := dial(t, n1)
+	a.subscribe("cache-prices")
+	a.expect("pusher:cache_miss")
+	waitCount(t, n2, "cache-prices", 1)
+	n1.trigger("cache-prices", "price", "42", "")
+	a.expect("price")
+	// A new subscriber on the other node gets the last event.
+	b := dial(t, n2)
+	b.subscribe("cache-prices")
+	if e := b.expect("price"); e.data() != "42" {
+		t.Fatalf("cached event %+v", e)
+	}
+	// Terminating a user through node 1 closes their connection on node 2.
+	carol := dial(t, n2)
+	carol.join("presence-x", "carol")
+	waitCount(t, n1, "presence-x", 1)
+	if code, body := n1.api("POST", "/apps/"+appID+"/users/carol/terminate_connections", "{}"); code != 200 {
+		t.Fatalf("terminate: %d %s", code, body)
+	}
+	select {
+	case <-carol.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("carol's connection on node 2 was not closed")
+	}
+}
+
+func TestRedisOutageKeepsLocalDeliveryAndRecovers(t *testing.T) {
+	r := startRedis(t)
+	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	a, b := dial(t, n1), dial(t, n2)
+	a.subscribe("news")
+	b.subscribe("news")
+	alice := dial(t, n1)
+	alice.join("presence-room", "alice")
+	waitCount(t, n2, "news", 2)
+
+	// Redis freezes.
+	mark := n1.mark()
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	n1.waitLog(mark, "Redis unreachable", 15*time.Second)
+	// Local delivery goes on.
+	n1.trigger("news", "during", "1", "")
+	if e := a.expect("during"); e.data() != "1" {
+		t.Fatalf("local event during the outage: %+v", e)
+	}
+	// A presence user joins node 2 while Redis is frozen.
+	carol := dial(t, n2)
+	carol.join("presence-room", "carol")
+	// The node says it is degraded but does not exit.
+	select {
+	case <-n1.done:
+		t.Fatalf("node exited during the outage:\n%s", n1.logs.String())
+	default:
+	}
+
+	// Redis comes back: cross-node delivery and presence return.
+	mark = n1.mark()
+	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	n1.waitLog(mark, "Redis reachable again", 15*time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	got := false
+	for !got && time.Now().Before(deadline) {
+		n1.trigger("news", "after", "2", "")
+		select {
+		case e := <-b.events:
+			got = e.Event == "after"
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if !got {
+		t.Fatal("cross-node delivery did not come back after the outage")
+	}
+	bob := dial(t, n2)
+	if data := bob.join("presence-room", "bob"); !strings.Contains(data, `"alice"`) || !strings.Contains(data, `"carol"`) {
+		t.Fatalf("presence on node 2 after the outage: %s", data)
+	}
+	// Node 1 learnt about carol (and bob) after the resync.
+	alice.waitFor(10*time.Second, func(e event) bool {
+		return e.Event == "pusher_internal:member_added" && strings.Contains(e.data(), `"carol"`)
+	})
+	waitCount(t, n1, "presence-room", 3)
+}
+
+func TestRestartThroughRedisDrainsEveryNode(t *testing.T) {
+	r := startRedis(t)
+	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	a, b := dial(t, n1), dial(t, n2)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("[server]\nport = %d\npid_dir = %q\n[[apps]]\napp_id = %q\nkey = %q\nsecret = %q\n[scaling]\nenabled = true\nchannel = \"reverb-test\"\n[scaling.redis]\nport = %d\n", n1.port, dir, appID, appKey, secret, r.port)
+	path := filepath.Join(dir, "reverb.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(reverbBinary(t), "restart", "--config", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("reverb restart: %v\n%s", err, out)
+	}
+	for _, c := range []*client{a, b} {
+		e := c.expect("pusher:error")
+		if !strings.Contains(e.data(), `"code":4200`) {
+			t.Fatalf("drain error %s", e.data())
+		}
+	}
+	for _, n := range []*node{n1, n2} {
+		select {
+		case <-n.done:
+			if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Fatalf("node exited with %d", code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("node did not exit after the restart")
+		}
+	}
+}
