@@ -4,7 +4,7 @@ BIN      ?= bin/reverb
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-go test-e2e deps-e2e vet lint fuzz bench clean
+.PHONY: all build run test deps test-go test-e2e deps-e2e vet lint fuzz bench clean
 
 all: build
 
@@ -17,7 +17,18 @@ run: build
 
 # All tests: Go (with the race detector; the fuzz seed corpora run as tests)
 # and the Node end-to-end suite with pusher-js, laravel-echo and pusher.
-test: vet test-go test-e2e
+test: deps vet test-go test-e2e
+
+# System packages the tests use: a real redis-server for the cluster tests
+# and Debian's chromium for the dashboard test. Installed only when missing.
+deps:
+	@missing=""; \
+	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
