@@ -268,3 +268,22 @@ func TestFrameHeaderAloneInOneRead(t *testing.T) {
 		c.expectEvent("pusher_internal:subscription_succeeded")
 	}
 }
+
+func TestConnectionsPastMaxConnectionsAreRefused(t *testing.T) {
+	srv, addr := startServer(t, pusher.Options{}, Config{MaxConnections: 2})
+	a := connect(t, addr, testKey, "")
+	a.established()
+	b := connect(t, addr, testKey, "")
+	b.established()
+	c := dial(t, addr)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.Copy(io.Discard, c); err != nil || n != 0 {
+		t.Fatalf("third connection: %d bytes, %v", n, err)
+	}
+	if got := srv.Refused(); got != 1 {
+		t.Fatalf("Refused() = %d", got)
+	}
+	// The others are still served.
+	a.send(`{"event":"pusher:ping"}`)
+	a.expectEvent("pusher:pong")
+}

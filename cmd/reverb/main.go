@@ -20,6 +20,7 @@ Commands:
   start     Start the server (default when no command is given)
   restart   Make the running servers of this configuration drain and exit (their process manager restarts them)
   install   Write a reverb.toml with a new app and print the .env lines for Laravel
+  check-limits  Report what this machine allows (open files, sysctls, memory) and the fixes
   bench     Load-test a Pusher-protocol server (this one, Soketi, Reverb)
   version   Print the version
 

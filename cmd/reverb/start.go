@@ -124,6 +124,7 @@ func cmdStart(args []string) int {
 		Logger:           log,
 	}
 	lcfg.Loops = loopsOrDefault(lcfg.Loops)
+	lcfg.MaxConnections = capacityCheck(cfg, log, lcfg.MaxConnections)
 	px, err := pusher.NewServer(opts, lcfg.Loops)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reverb start:", err)

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"log/slog"
+	"strings"
+
+	"github.com/reverbgo/reverb/config"
+	"github.com/reverbgo/reverb/limits"
+)
+
+// capacityCheck reads this machine's limits at start-up, logs how many
+// connections the node can hold and every problem with its fix, and returns
+// the connection cap to enforce: the configured one, lowered to the file
+// descriptor budget so that accept never fails with EMFILE (gnet would shut
+// its whole engine down).
+func capacityCheck(cfg *config.Config, log *slog.Logger, configured int) int {
+	if _, _, err := limits.RaiseNoFile(); err != nil {
+		log.Debug("cannot raise RLIMIT_NOFILE", "err", err)
+	}
+	facts, err := limits.Read()
+	if err != nil {
+		log.Warn("cannot read the system limits", "err", err)
+		return configured
+	}
+	report := limits.Plan(facts, wantFromConfig(cfg))
+	log.Info("Capacity", "connections", report.Capacity, "fd_budget", report.FDBudget,
+		"memory_capacity", report.MemoryCapacity, "max_connections", report.Target)
+	for _, f := range report.Findings {
+		if f.Severity == limits.OK {
+			continue
+		}
+		var fixes []string
+		for _, fx := range f.Fixes {
+			fixes = append(fixes, fx.Where+": "+strings.Join(fx.Lines, " / "))
+		}
+		args := []any{"check", f.Check}
+		if len(fixes) > 0 {
+			args = append(args, "fix", strings.Join(fixes, "; "))
+		}
+		log.Warn(f.Message, args...)
+	}
+	budget := limits.FDBudget(facts)
+	if budget >= 0 && (configured == 0 || configured > budget) {
+		return budget
+	}
+	return configured
+}
