@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,9 @@ type Config struct {
 	// past it are closed as soon as they are accepted. 0 means no cap.
 	// Default: 0.
 	MaxConnections int
+	// TLS, when set, serves wss:// and HTTPS on the public address by
+	// terminating TLS in front of the engine (see tls.go). Default: nil.
+	TLS *tls.Config
 	// Logger for transport events. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -90,6 +94,7 @@ type Server struct {
 	hsFail  [numReasons]atomic.Int64
 	apiBusy atomic.Int64 // API requests refused with 503
 	ticks   int          // OnTick calls; touched only by the ticker goroutine
+	tls     *tlsRelay
 
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard
@@ -184,11 +189,25 @@ func (s *Server) Run() error {
 	s.pool = newPool(s.cfg.APIWorkers, s.cfg.APIQueue)
 	defer s.pool.close()
 	addr := "tcp://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	if s.cfg.TLS != nil {
+		sock, cleanup, err := newTLSSocket()
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		ln, err := tls.Listen("tcp", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)), s.cfg.TLS)
+		if err != nil {
+			return err
+		}
+		s.tls = &tlsRelay{ln: ln, backend: sock, timeout: s.cfg.HandshakeTimeout}
+		defer s.tls.close()
+		addr = "unix://" + sock
+	}
 	err := gnet.Run(s, addr,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
 		gnet.WithLoadBalancing(gnet.LeastConnections),
-		gnet.WithReusePort(s.cfg.ReusePort),
+		gnet.WithReusePort(s.cfg.ReusePort && s.cfg.TLS == nil),
 		gnet.WithReuseAddr(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPKeepAlive(2*time.Minute),
@@ -240,7 +259,10 @@ func (s *Server) Drain(ctx context.Context, timeout time.Duration) error {
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	s.addr = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
-	if fd, err := eng.Dup(); err == nil {
+	if s.tls != nil {
+		s.addr = s.tls.ln.Addr().String()
+		go s.tls.serve()
+	} else if fd, err := eng.Dup(); err == nil {
 		if sa, err := syscall.Getsockname(fd); err == nil {
 			switch a := sa.(type) {
 			case *syscall.SockaddrInet4:

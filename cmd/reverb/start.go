@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -124,6 +125,14 @@ func cmdStart(args []string) int {
 		Logger:           log,
 	}
 	lcfg.Loops = loopsOrDefault(lcfg.Loops)
+	if cfg.Server.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLS.Cert, cfg.Server.TLS.Key)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "reverb start: [server.tls]:", err)
+			return 2
+		}
+		lcfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	lcfg.MaxConnections = capacityCheck(cfg, log, lcfg.MaxConnections)
 	px, err := pusher.NewServer(opts, lcfg.Loops)
 	if err != nil {
@@ -152,9 +161,6 @@ func cmdStart(args []string) int {
 		a := cfg.Apps[0]
 		fmt.Fprintf(os.Stderr, "No app configured: serving the built-in local app (for development only).\n  REVERB_APP_ID=%s\n  REVERB_APP_KEY=%s\n  REVERB_APP_SECRET=%s\n", a.AppID, a.Key, a.Secret)
 	}
-	if cfg.Server.TLS.Enabled() {
-		log.Warn("[server.tls] is not served yet: terminate TLS at a reverse proxy (see the README)")
-	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run() }()
@@ -176,7 +182,11 @@ func cmdStart(args []string) int {
 		}
 		defer remove()
 	}
-	log.Info("Starting server on "+srv.Addr()+" ("+host+")",
+	scheme := "ws"
+	if lcfg.TLS != nil {
+		scheme = "wss"
+	}
+	log.Info("Starting server on "+srv.Addr()+" ("+host+")", "scheme", scheme,
 		"loops", lcfg.Loops, "apps", len(cfg.Apps), "path", cfg.Server.Path, "version", version)
 
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
