@@ -214,6 +214,13 @@ type Limits struct {
 	// ClientEventsPerSecond caps client events per connection per second.
 	// Default: 10.
 	ClientEventsPerSecond int `toml:"client_events_per_second"`
+	// SubscriptionsPerSecond caps pusher:subscribe messages per connection
+	// per second; excess ones get pusher:subscription_error and 4301. Must
+	// be > 0. Default: 100.
+	SubscriptionsPerSecond int `toml:"subscriptions_per_second"`
+	// MaxFragments caps the frames of one fragmented WebSocket message;
+	// more close the connection with 1008. Must be > 0. Default: 128.
+	MaxFragments int `toml:"max_fragments"`
 }
 
 // Scaling is the [scaling] table.
@@ -310,6 +317,8 @@ func Default() *Config {
 			MaxPresenceMembers:       100,
 			MaxUserInfoSize:          1024,
 			ClientEventsPerSecond:    10,
+			SubscriptionsPerSecond:   100,
+			MaxFragments:             128,
 		},
 		Scaling: Scaling{
 			Channel:           "reverb",

@@ -382,6 +382,8 @@ func (c *Config) problems() []string {
 	v.positive("limits.max_presence_members", l.MaxPresenceMembers)
 	v.positive("limits.max_user_info_size", l.MaxUserInfoSize)
 	v.positive("limits.client_events_per_second", l.ClientEventsPerSecond)
+	v.positive("limits.subscriptions_per_second", l.SubscriptionsPerSecond)
+	v.positive("limits.max_fragments", l.MaxFragments)
 
 	// Redis settings are shared with the rest of a Laravel app's .env, so
 	// they are only checked when scaling uses them.

@@ -57,6 +57,7 @@ func (c *Config) Options() pusher.Options {
 		MaxPresenceMembers:       l.MaxPresenceMembers,
 		MaxUserInfoSize:          l.MaxUserInfoSize,
 		ClientEventsPerSecond:    l.ClientEventsPerSecond,
+		SubscriptionsPerSecond:   l.SubscriptionsPerSecond,
 		MaxOutboundBuffer:        c.Server.MaxOutboundBuffer,
 		PongTimeout:              seconds(c.Server.PongTimeout),
 	}

@@ -219,6 +219,7 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.R
 	}
 	st.sess = sess
 	st.dec.MaxMessageSize = int64(sess.App().MaxMessageSize)
+	st.dec.MaxFragments = s.cfg.MaxFragments
 	if st.dec.MaxMessageSize <= 0 {
 		// "Unlimited" still may not grow a connection's buffer without bound.
 		st.dec.MaxMessageSize = hardMaxMessage

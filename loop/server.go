@@ -43,6 +43,9 @@ type Config struct {
 	// past it are closed as soon as they are accepted. 0 means no cap.
 	// Default: 0.
 	MaxConnections int
+	// MaxFragments caps the frames of one fragmented message (1008 past it).
+	// Default: 128.
+	MaxFragments int
 	// TLS, when set, serves wss:// and HTTPS on the public address by
 	// terminating TLS in front of the engine (see tls.go). Default: nil.
 	TLS *tls.Config
@@ -62,6 +65,9 @@ func (c *Config) normalize() {
 	}
 	if c.APIWorkers <= 0 {
 		c.APIWorkers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.MaxFragments <= 0 {
+		c.MaxFragments = 128
 	}
 	if c.APIQueue <= 0 {
 		c.APIQueue = 1024

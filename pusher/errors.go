@@ -54,6 +54,8 @@ var (
 	ErrClientEventsDisabled = &Error{4301, "The app does not have client messaging enabled."}
 	// ErrClientEventRate: more client events per second than client_events_per_second.
 	ErrClientEventRate = &Error{4301, "Client event rate limit exceeded"}
+	// ErrSubscribeRate: more subscriptions per second than subscriptions_per_second.
+	ErrSubscribeRate = &Error{4301, "Subscription rate limit exceeded"}
 	// ErrTooManyChannels: the connection reached max_channels_per_connection.
 	ErrTooManyChannels = &Error{4301, "Too many channels for this connection"}
 	// ErrPresenceFull: the presence channel reached max_presence_members.

@@ -38,6 +38,10 @@ type Options struct {
 	// ClientEventsPerSecond caps client events per connection per second;
 	// excess ones get pusher:error 4301 and are dropped. Default: 10 (Pusher's).
 	ClientEventsPerSecond int
+	// SubscriptionsPerSecond caps pusher:subscribe messages per connection
+	// per second; excess ones get pusher:subscription_error and 4301.
+	// Default: 100.
+	SubscriptionsPerSecond int
 	// MaxOutboundBuffer caps the bytes waiting to be written to one
 	// connection; a connection past it is a slow consumer and is closed.
 	// Negative means no cap. Default: 1 MiB.
@@ -67,6 +71,7 @@ const (
 	DefaultMaxPresenceMembers       = 100
 	DefaultMaxUserInfoSize          = 1024
 	DefaultClientEventsPerSecond    = 10
+	DefaultSubscriptionsPerSecond   = 100
 	DefaultMaxOutboundBuffer        = 1 << 20
 	DefaultPongTimeout              = 30 * time.Second
 	DefaultPingInterval             = 60 * time.Second
@@ -89,6 +94,7 @@ func (o *Options) Normalize() {
 	def(&o.MaxPresenceMembers, DefaultMaxPresenceMembers)
 	def(&o.MaxUserInfoSize, DefaultMaxUserInfoSize)
 	def(&o.ClientEventsPerSecond, DefaultClientEventsPerSecond)
+	def(&o.SubscriptionsPerSecond, DefaultSubscriptionsPerSecond)
 	def(&o.MaxOutboundBuffer, DefaultMaxOutboundBuffer)
 	if o.AuthTimestampWindow == 0 {
 		o.AuthTimestampWindow = DefaultAuthTimestampWindow

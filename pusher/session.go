@@ -33,6 +33,8 @@ type Session struct {
 	rlCount int32
 	ceSec   int64 // client event window (unix seconds)
 	ceCount int32
+	suSec   int64 // subscription window (unix seconds)
+	suCount int32
 
 	pending [][]byte // frames queued during a shard drain
 }
@@ -108,8 +110,11 @@ func (s *Session) flush() {
 		s.pending = s.pending[:0]
 	}
 	if max := s.shard.srv.opts.MaxOutboundBuffer; max > 0 && s.conn.OutboundBuffered() > max {
+		// The close frame queues behind what the client has not read; a
+		// client that catches up sees 4100, the others just lose the socket.
 		s.shard.stats.slowConsumerCloses++
 		s.shard.stats.countClose(ErrSlowConsumer.Code)
+		s.conn.Write(wsproto.CloseFrame(ws.StatusCode(ErrSlowConsumer.Code), ErrSlowConsumer.Message))
 		s.closed = true
 		s.conn.Close()
 	}
@@ -329,6 +334,15 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 		s.sendSubscribed(name, kind, presence)
 		return
 	}
+	if sec := s.lastSeen / int64(time.Second); sec != s.suSec {
+		s.suSec, s.suCount = sec, 0
+	}
+	if int(s.suCount) >= srv.opts.SubscriptionsPerSecond {
+		s.shard.stats.rateLimited++
+		s.subscriptionError(name, ErrSubscribeRate, 429)
+		return
+	}
+	s.suCount++
 	if len(s.subs) >= srv.opts.MaxChannelsPerConnection {
 		s.subscriptionError(name, ErrTooManyChannels, 429)
 		return

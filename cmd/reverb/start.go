@@ -122,6 +122,7 @@ func cmdStart(args []string) int {
 		APIQueue:         cfg.Server.APIQueue,
 		ReusePort:        cfg.Server.ReusePort,
 		MaxConnections:   cfg.Server.MaxConnections,
+		MaxFragments:     cfg.Limits.MaxFragments,
 		Logger:           log,
 	}
 	lcfg.Loops = loopsOrDefault(lcfg.Loops)
