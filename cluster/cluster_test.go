@@ -140,13 +140,19 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startNode(t *testing.T, redisPort int, extra string) *node {
+func startNode(t *testing.T, redisPort int) *node {
+	t.Helper()
+	return startNodeOn(t, redisPort, freePort(t), "")
+}
+
+// startNodeOn starts a node on port; serverExtra is added to [server].
+func startNodeOn(t *testing.T, redisPort, port int, serverExtra string) *node {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
 	cfg := fmt.Sprintf(`[server]
 host = "127.0.0.1"
 port = %d
+`+serverExtra+`
 pid_dir = %q
 drain_timeout = 2
 
@@ -166,7 +172,7 @@ gather_timeout_ms = 1500
 [scaling.redis]
 host = "127.0.0.1"
 port = %d
-%s`, port, dir, appID, appKey, secret, redisPort, extra)
+`, port, dir, appID, appKey, secret, redisPort)
 	path := filepath.Join(dir, "reverb.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -418,7 +424,7 @@ func waitCount(t *testing.T, n *node, channel string, want int) {
 
 func TestEventsReachEveryNodeAndExclusionWorksAcrossNodes(t *testing.T) {
 	r := startRedis(t)
-	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	n1, n2 := startNode(t, r.port), startNode(t, r.port)
 	a, b := dial(t, n1), dial(t, n2)
 	a.subscribe("orders")
 	b.subscribe("orders")
@@ -467,7 +473,7 @@ func TestEventsReachEveryNodeAndExclusionWorksAcrossNodes(t *testing.T) {
 
 func TestPresenceIsClusterWide(t *testing.T) {
 	r := startRedis(t)
-	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	n1, n2 := startNode(t, r.port), startNode(t, r.port)
 	alice := dial(t, n1)
 	data := alice.join("presence-room", "alice")
 	if !strings.Contains(data, `"count":1`) {
@@ -513,7 +519,7 @@ func TestPresenceIsClusterWide(t *testing.T) {
 
 func TestDeadNodesMembersAreRemoved(t *testing.T) {
 	r := startRedis(t)
-	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	n1, n2 := startNode(t, r.port), startNode(t, r.port)
 	alice := dial(t, n1)
 	alice.join("presence-room", "alice")
 	bob := dial(t, n2)
@@ -533,7 +539,7 @@ func TestDeadNodesMembersAreRemoved(t *testing.T) {
 
 func TestCacheChannelAndTerminateAcrossNodes(t *testing.T) {
 	r := startRedis(t)
-	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	n1, n2 := startNode(t, r.port), startNode(t, r.port)
 	a := dial(t, n1)
 	a.subscribe("cache-prices")
 	a.expect("pusher:cache_miss")
@@ -562,7 +568,7 @@ func TestCacheChannelAndTerminateAcrossNodes(t *testing.T) {
 
 func TestRedisOutageKeepsLocalDeliveryAndRecovers(t *testing.T) {
 	r := startRedis(t)
-	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	n1, n2 := startNode(t, r.port), startNode(t, r.port)
 	a, b := dial(t, n1), dial(t, n2)
 	a.subscribe("news")
 	b.subscribe("news")
@@ -623,7 +629,7 @@ func TestRedisOutageKeepsLocalDeliveryAndRecovers(t *testing.T) {
 
 func TestRestartThroughRedisDrainsEveryNode(t *testing.T) {
 	r := startRedis(t)
-	n1, n2 := startNode(t, r.port, ""), startNode(t, r.port, "")
+	n1, n2 := startNode(t, r.port), startNode(t, r.port)
 	a, b := dial(t, n1), dial(t, n2)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("[server]\nport = %d\npid_dir = %q\n[[apps]]\napp_id = %q\nkey = %q\nsecret = %q\n[scaling]\nenabled = true\nchannel = \"reverb-test\"\n[scaling.redis]\nport = %d\n", n1.port, dir, appID, appKey, secret, r.port)
@@ -650,5 +656,62 @@ func TestRestartThroughRedisDrainsEveryNode(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("node did not exit after the restart")
 		}
+	}
+}
+
+func TestReusePortLetsProcessesShareAPort(t *testing.T) {
+	r := startRedis(t)
+	port := freePort(t)
+	n1 := startNodeOn(t, r.port, port, "reuse_port = true")
+	n2 := startNodeOn(t, r.port, port, "reuse_port = true")
+	var clients []*client
+	for range 24 {
+		c := dial(t, n1) // same port as n2: the kernel spreads them
+		c.subscribe("shared")
+		clients = append(clients, c)
+	}
+	waitCount(t, n2, "shared", 24)
+	// Kill one process: its clients lose their socket, the others are
+	// still served through the same port by the other process.
+	_ = n1.cmd.Process.Kill()
+	<-n1.done
+	// The kernel closes a killed process's sockets at once; give the
+	// readers a moment to see it.
+	lost := 0
+	deadline := time.After(3 * time.Second)
+	expired := false
+	for _, c := range clients {
+		if expired {
+			select {
+			case <-c.closed:
+				lost++
+			default:
+			}
+			continue
+		}
+		select {
+		case <-c.closed:
+			lost++
+		case <-deadline:
+			expired = true
+		}
+	}
+	if lost == 0 || lost == len(clients) {
+		t.Fatalf("%d of %d clients were on the killed process; the port was not shared", lost, len(clients))
+	}
+	n2.trigger("shared", "still", "here", "")
+	got := 0
+	for _, c := range clients {
+		select {
+		case <-c.closed:
+			continue
+		default:
+		}
+		if e := c.expect("still"); e.data() == "here" {
+			got++
+		}
+	}
+	if got != len(clients)-lost {
+		t.Fatalf("%d clients served after the kill, want %d", got, len(clients)-lost)
 	}
 }
