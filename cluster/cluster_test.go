@@ -546,6 +546,18 @@ func TestCacheChannelAndTerminateAcrossNodes(t *testing.T) {
 	waitCount(t, n2, "cache-prices", 1)
 	n1.trigger("cache-prices", "price", "42", "")
 	a.expect("price")
+	// Node 2 stores the event when it arrives through Redis.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := n2.api("GET", "/apps/"+appID+"/channels/cache-prices?info=cache", "")
+		if strings.Contains(body, `"cache":`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 2 never cached the event: %s", body)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
 	// A new subscriber on the other node gets the last event.
 	b := dial(t, n2)
 	b.subscribe("cache-prices")
