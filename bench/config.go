@@ -1,0 +1,339 @@
+package bench
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Scenario names accepted by --scenario.
+const (
+	ScenarioConnect      = "connect"
+	ScenarioFanout       = "fanout"
+	ScenarioBurst        = "burst"
+	ScenarioClientEvents = "client-events"
+	ScenarioAPI          = "api"
+	ScenarioChurn        = "churn"
+)
+
+// Scenarios lists every scenario in the order the usage text shows them.
+var Scenarios = []string{ScenarioConnect, ScenarioFanout, ScenarioBurst, ScenarioClientEvents, ScenarioAPI, ScenarioChurn}
+
+// MaxConnsPerWorker is how many WebSocket connections one process holds at
+// most (one process may only have 20000 open files here).
+const MaxConnsPerWorker = 18000
+
+// Config is one bench run. ParseArgs fills it from the command line and
+// applies the per-scenario defaults; a Config built in code must go
+// through Normalize before Run.
+type Config struct {
+	// Host and Port of the server.
+	Host string
+	Port int
+	// Path is the server's optional path prefix ("" or "/ws").
+	Path string
+	// AppID, Key and Secret of the app under test.
+	AppID, Key, Secret string
+	// Scenario is one of Scenarios.
+	Scenario string
+	// Connections: WebSocket connections (connect, fanout, burst,
+	// client-events), concurrent HTTP clients (api) or concurrent
+	// connect/subscribe/close lanes (churn).
+	Connections int
+	// Channels is the number of public channels the connections are spread
+	// over (connect: default 100; fanout and burst: default 1, and each
+	// trigger goes to all of them, at most 100).
+	Channels int
+	// Rate: connects/s (connect, 0 = as fast as ConnectConcurrency allows),
+	// triggers/s (fanout, default 4), bursts/s (burst, default 2), client
+	// events/s per connection (client-events, default 2), requests/s in all
+	// (api, 0 = unlimited), cycles/s (churn, 0 = unlimited).
+	Rate float64
+	// ConnectRate paces the connection ramp of the scenarios whose Rate
+	// means something else; 0 means unpaced.
+	ConnectRate float64
+	// ConnectConcurrency bounds the handshakes in flight per process.
+	ConnectConcurrency int
+	// Payload is the size in bytes of each event's data (at least the
+	// timestamp it carries).
+	Payload int
+	// Burst is the number of events per trigger in the burst scenario
+	// (batch_events of up to 10 events, several requests back to back for
+	// more).
+	Burst int
+	// Group is the size of a client-events group (one private channel per
+	// group; every member whispers to the others).
+	Group int
+	// Duration of the measured phase (for connect: how long the idle
+	// connections are held after the ramp).
+	Duration time.Duration
+	// Drain is how long to wait after the last event for in-flight
+	// deliveries.
+	Drain time.Duration
+	// Timeout bounds the whole run. Default: Duration + 2 min.
+	Timeout time.Duration
+	// PingInterval is how often an idle connection sends pusher:ping.
+	PingInterval time.Duration
+	// ServerPID, when non-zero, is the server process whose RSS and CPU are
+	// read from /proc.
+	ServerPID int
+	// Workers is the number of child processes holding the connections; 0
+	// picks ceil(connections / MaxConnsPerWorker) when over that limit and
+	// runs in-process otherwise.
+	Workers int
+	// SourceIPs are the local addresses the dialers bind to, round robin.
+	SourceIPs []netip.Addr
+	// Client is the connection runtime: "gnet" (event loops) or "goroutine"
+	// (one goroutine per connection).
+	Client string
+	// Loops is the number of gnet client event loops. Default: GOMAXPROCS.
+	Loops int
+	// JSON prints only the JSON summary line.
+	JSON bool
+	// Report is the path of the HTML report to write, if any.
+	Report string
+	// Progress forces progress output on (1) or off (-1); 0 decides from
+	// whether stdout is a terminal.
+	Progress int
+
+	// worker marks a child process (hidden --worker flag).
+	worker bool
+}
+
+// Addr returns host:port.
+func (c *Config) Addr() string { return fmt.Sprintf("%s:%d", c.Host, c.Port) }
+
+// Normalize applies the defaults of c.Scenario and validates c.
+func (c *Config) Normalize() error {
+	var errs []string
+	if c.Host == "" {
+		c.Host = "127.0.0.1"
+	}
+	if c.Port <= 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Sprintf("--port %d out of range", c.Port))
+	}
+	c.Path = strings.TrimRight(c.Path, "/")
+	if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
+		c.Path = "/" + c.Path
+	}
+	if c.AppID == "" || c.Key == "" || c.Secret == "" {
+		errs = append(errs, "--app-id, --key and --secret must not be empty")
+	}
+	defConns, defChannels, defRate := 0, 1, 0.0
+	switch c.Scenario {
+	case ScenarioConnect:
+		defConns, defChannels = 1000, 100
+	case ScenarioFanout:
+		defConns, defRate = 1000, 4
+	case ScenarioBurst:
+		defConns, defRate = 1000, 2
+	case ScenarioClientEvents:
+		defConns, defRate = 100, 2
+	case ScenarioAPI:
+		defConns = 16
+	case ScenarioChurn:
+		defConns = 50
+	default:
+		errs = append(errs, fmt.Sprintf("unknown --scenario %q (one of %s)", c.Scenario, strings.Join(Scenarios, ", ")))
+	}
+	if c.Connections == 0 {
+		c.Connections = defConns
+	}
+	if c.Channels == 0 {
+		c.Channels = defChannels
+	}
+	if c.Rate == 0 {
+		c.Rate = defRate
+	}
+	if c.Connections < 0 || c.Channels < 0 || c.Rate < 0 || c.Payload < 0 || c.Burst < 0 || c.Group < 0 {
+		errs = append(errs, "counts and rates must not be negative")
+	}
+	if (c.Scenario == ScenarioFanout || c.Scenario == ScenarioBurst) && c.Channels > 100 {
+		errs = append(errs, "--channels: a trigger reaches at most 100 channels")
+	}
+	if c.Scenario == ScenarioClientEvents {
+		if c.Group == 0 {
+			c.Group = 2
+		}
+		if c.Group < 2 {
+			errs = append(errs, "--group must be at least 2")
+		}
+		if c.Rate > 10 {
+			errs = append(errs, "--rate: at most 10 client events per second per connection (Pusher's limit)")
+		}
+		if c.Connections%c.Group != 0 {
+			c.Connections += c.Group - c.Connections%c.Group
+		}
+	}
+	if c.Burst == 0 {
+		c.Burst = 10
+	}
+	if c.Payload == 0 {
+		c.Payload = 100
+	}
+	if c.ConnectConcurrency <= 0 {
+		c.ConnectConcurrency = 64
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Drain <= 0 {
+		c.Drain = 10 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = c.Duration + 2*time.Minute
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	switch c.Client {
+	case "":
+		c.Client = "gnet"
+	case "gnet", "goroutine":
+	default:
+		errs = append(errs, fmt.Sprintf("--client %q: gnet or goroutine", c.Client))
+	}
+	if c.Loops <= 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
+	if c.Workers < 0 {
+		errs = append(errs, "--workers must not be negative")
+	}
+	if c.Workers == 0 && c.wsScenario() && c.Connections > MaxConnsPerWorker {
+		c.Workers = (c.Connections + MaxConnsPerWorker - 1) / MaxConnsPerWorker
+	}
+	if !c.wsScenario() {
+		c.Workers = 0
+	}
+	if c.Scenario == ScenarioClientEvents && c.Workers > 1 {
+		// Groups must not straddle workers.
+		per := (c.Connections/c.Workers + c.Group - 1) / c.Group * c.Group
+		if per > MaxConnsPerWorker {
+			errs = append(errs, "--workers too few for --connections")
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// wsScenario reports whether the scenario holds WebSocket connections that
+// can be spread over worker processes.
+func (c *Config) wsScenario() bool {
+	switch c.Scenario {
+	case ScenarioConnect, ScenarioFanout, ScenarioBurst, ScenarioClientEvents:
+		return true
+	}
+	return false
+}
+
+// ParseArgs parses the arguments of `reverb bench` (without the command
+// name) into a normalized Config. Usage and errors go to errOut. It returns
+// flag.ErrHelp for -h.
+func ParseArgs(args []string, errOut io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("reverb bench", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.StringVar(&c.Host, "host", "127.0.0.1", "server host")
+	fs.IntVar(&c.Port, "port", 8080, "server port")
+	fs.StringVar(&c.Path, "path", "", "server path prefix")
+	fs.StringVar(&c.AppID, "app-id", "app-id", "app id (HTTP API)")
+	fs.StringVar(&c.Key, "key", "app-key", "app key")
+	fs.StringVar(&c.Secret, "secret", "app-secret", "app secret (signs API calls and private channels)")
+	fs.StringVar(&c.Scenario, "scenario", ScenarioConnect, "one of "+strings.Join(Scenarios, ", "))
+	fs.IntVar(&c.Connections, "connections", 0, "connections (api: HTTP clients, churn: lanes); 0 = scenario default")
+	fs.IntVar(&c.Channels, "channels", 0, "public channels (connect: default 100; fanout/burst: default 1)")
+	fs.Float64Var(&c.Rate, "rate", 0, "connect: connects/s; fanout: triggers/s (4); burst: bursts/s (2); client-events: events/s per connection (2); api: requests/s; churn: cycles/s; 0 = default/unlimited")
+	fs.Float64Var(&c.ConnectRate, "connect-rate", 0, "connects/s during the ramp of fanout, burst, client-events (0 = unpaced)")
+	fs.IntVar(&c.ConnectConcurrency, "connect-concurrency", 64, "handshakes in flight per process")
+	fs.IntVar(&c.Payload, "payload", 100, "event data size in bytes")
+	fs.IntVar(&c.Burst, "burst", 10, "events per trigger burst (burst)")
+	fs.IntVar(&c.Group, "group", 2, "connections per private channel (client-events)")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
+	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for in-flight deliveries after the last event")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default duration + 2m)")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 30*time.Second, "pusher:ping interval of idle connections")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "server PID: read its RSS and CPU from /proc")
+	fs.IntVar(&c.Workers, "workers", 0, "child processes holding connections (0 = one per 18000 connections when more)")
+	srcIPs := fs.String("source-ips", "", "local addresses to dial from, e.g. 127.0.0.2-127.0.0.20 or a,b,c")
+	fs.StringVar(&c.Client, "client", "gnet", "connection runtime: gnet or goroutine")
+	fs.IntVar(&c.Loops, "loops", 0, "gnet client event loops (default GOMAXPROCS)")
+	fs.BoolVar(&c.JSON, "json", false, "print only the JSON summary line")
+	fs.StringVar(&c.Report, "report", "", "write an HTML report to this file")
+	progress := fs.String("progress", "auto", "auto, on or off")
+	fs.BoolVar(&c.worker, "worker", false, "internal: run as a worker process")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch *progress {
+	case "auto":
+	case "on":
+		c.Progress = 1
+	case "off":
+		c.Progress = -1
+	default:
+		return c, fmt.Errorf("--progress %q: auto, on or off", *progress)
+	}
+	ips, err := ParseSourceIPs(*srcIPs)
+	if err != nil {
+		return c, err
+	}
+	c.SourceIPs = ips
+	if c.worker {
+		return c, nil
+	}
+	return c, c.Normalize()
+}
+
+// ParseSourceIPs parses a comma-separated list of addresses and inclusive
+// ranges ("127.0.0.2-127.0.0.20"). An empty string means none. A range must
+// stay within one address family, go upwards and hold at most 65536
+// addresses.
+func ParseSourceIPs(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := netip.ParseAddr(strings.TrimSpace(lo))
+		if err != nil {
+			return nil, fmt.Errorf("--source-ips: %q is not an address", lo)
+		}
+		if !isRange {
+			out = append(out, a)
+			continue
+		}
+		b, err := netip.ParseAddr(strings.TrimSpace(hi))
+		if err != nil {
+			return nil, fmt.Errorf("--source-ips: %q is not an address", hi)
+		}
+		if a.Is4() != b.Is4() {
+			return nil, fmt.Errorf("--source-ips: range %q mixes address families", part)
+		}
+		if b.Less(a) {
+			return nil, fmt.Errorf("--source-ips: range %q goes downwards", part)
+		}
+		n := 0
+		for x := a; ; x = x.Next() {
+			if n++; n > 65536 {
+				return nil, fmt.Errorf("--source-ips: range %q holds more than 65536 addresses", part)
+			}
+			out = append(out, x)
+			if x == b {
+				break
+			}
+		}
+	}
+	return out, nil
+}

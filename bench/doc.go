@@ -1,0 +1,28 @@
+// Package bench is a load client for Pusher-protocol WebSocket servers
+// (this one, Soketi, Laravel Reverb). It runs the scenarios of `reverb
+// bench`:
+//
+//   - connect: N idle subscribed connections over C public channels; connect
+//     rate, connect+subscribe latency, and with the server's PID its RSS per
+//     connection and CPU per connect+subscribe;
+//   - fanout: M subscribers, events triggered through the signed HTTP API at
+//     a fixed rate, each carrying its send time; delivery latency, loss,
+//     deliveries/s, server CPU per delivery;
+//   - burst: like fanout, K events per trigger (batch_events);
+//   - client-events: groups of connections on private channels whispering
+//     client-* events to each other; relay latency and throughput;
+//   - api: HTTP trigger requests/s and latency with K keep-alive clients;
+//   - churn: connect, subscribe, disconnect in a loop.
+//
+// WebSocket connections are dialed and upgraded with blocking sockets (a
+// bounded number in flight), then handed to gnet's client event loops
+// (Client.Enroll) for the steady state, so an idle connection costs no
+// goroutine. Config.Client = "goroutine" keeps a goroutine per connection
+// instead, for comparison. Latencies go to one HDR histogram per event loop
+// and are merged at the end; past ~18k connections (one process may hold
+// 20000 open files here) the run is split over child processes that the
+// bench starts by re-executing itself with a hidden --worker flag.
+//
+// Run is the entry point; ParseArgs turns command-line arguments into a
+// Config. Nothing here is used by the server.
+package bench

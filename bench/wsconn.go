@@ -1,0 +1,378 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/reverbgo/reverb/wsproto"
+)
+
+// Event names and the marker of the send timestamp inside event data.
+const (
+	benchEvent  = "bench-event"
+	clientEvent = "client-bench"
+	// tsMarker precedes the send time (Unix nanoseconds, decimal) in the data
+	// of every event the bench sends.
+	tsMarker = "bts="
+)
+
+var (
+	tsMarkerB   = []byte(tsMarker)
+	pingMsg     = []byte(`{"event":"pusher:ping","data":{}}`)
+	pongMsg     = []byte(`{"event":"pusher:pong","data":{}}`)
+	clientMask  = [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	pingFrame   = wsproto.AppendClientFrame(nil, ws.OpText, true, pingMsg, clientMask)
+	pongFrame   = wsproto.AppendClientFrame(nil, ws.OpText, true, pongMsg, clientMask)
+	closeFrame  = wsproto.AppendClientFrame(nil, ws.OpClose, true, []byte{0x03, 0xe8}, clientMask)
+	errNotWS    = errors.New("upgrade refused")
+	errTooLarge = errors.New("frame too large")
+)
+
+// maxFrame caps the frames the bench accepts from a server.
+const maxFrame = 1 << 20
+
+// eventData returns the data string of a bench event: the send time then
+// padding up to size bytes.
+func eventData(now time.Time, size int) []byte {
+	b := make([]byte, 0, max(size, 32))
+	b = append(b, tsMarker...)
+	b = strconv.AppendInt(b, now.UnixNano(), 10)
+	if len(b) < size {
+		b = append(b, ";pad="...)
+		for len(b) < size {
+			b = append(b, 'x')
+		}
+	}
+	return b
+}
+
+// sentAt finds the send timestamp in a message; ok is false if there is
+// none.
+func sentAt(msg []byte) (time.Time, bool) {
+	i := bytes.Index(msg, tsMarkerB)
+	if i < 0 {
+		return time.Time{}, false
+	}
+	var ns int64
+	j := i + len(tsMarker)
+	start := j
+	for ; j < len(msg) && msg[j] >= '0' && msg[j] <= '9'; j++ {
+		ns = ns*10 + int64(msg[j]-'0')
+	}
+	if j == start {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
+// dialer opens TCP connections to the server, binding round robin to the
+// configured source addresses.
+type dialer struct {
+	addr    string
+	hostHdr string
+	path    string
+	key     string
+	ips     []netip.Addr
+	timeout time.Duration
+}
+
+func newDialer(c *Config) *dialer {
+	return &dialer{addr: c.Addr(), hostHdr: c.Addr(), path: c.Path, key: c.Key, ips: c.SourceIPs, timeout: 10 * time.Second}
+}
+
+func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
+	nd := net.Dialer{Timeout: d.timeout}
+	if len(d.ips) > 0 {
+		nd.LocalAddr = &net.TCPAddr{IP: d.ips[idx%len(d.ips)].AsSlice()}
+	}
+	return nd.DialContext(ctx, "tcp", d.addr)
+}
+
+// blockConn reads WebSocket frames from a blocking net.Conn during the
+// handshake and subscription, before the connection is handed to the
+// steady-state runtime.
+type blockConn struct {
+	c    net.Conn
+	buf  []byte
+	r, w int
+}
+
+func (b *blockConn) fill() error {
+	if b.r > 0 && b.r == b.w {
+		b.r, b.w = 0, 0
+	}
+	if b.w == len(b.buf) {
+		if b.r > 0 {
+			copy(b.buf, b.buf[b.r:b.w])
+			b.w -= b.r
+			b.r = 0
+		} else {
+			if len(b.buf) >= maxFrame+16 {
+				return errTooLarge
+			}
+			nb := make([]byte, 2*len(b.buf))
+			copy(nb, b.buf[:b.w])
+			b.buf = nb
+		}
+	}
+	n, err := b.c.Read(b.buf[b.w:])
+	b.w += n
+	if n > 0 {
+		return nil
+	}
+	return err
+}
+
+// upgrade sends the WebSocket upgrade request and reads the 101 head.
+func (b *blockConn) upgrade(d *dialer) error {
+	req := "GET " + d.path + "/app/" + d.key + "?protocol=7&client=js&version=8.4.0&flash=false HTTP/1.1\r\nHost: " +
+		d.hostHdr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+		"Sec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := b.c.Write([]byte(req)); err != nil {
+		return err
+	}
+	for {
+		if i := bytes.Index(b.buf[b.r:b.w], []byte("\r\n\r\n")); i >= 0 {
+			head := b.buf[b.r : b.r+i]
+			b.r += i + 4
+			if !bytes.HasPrefix(head, []byte("HTTP/1.1 101")) {
+				line, _, _ := bytes.Cut(head, []byte("\r\n"))
+				return fmt.Errorf("%w: %s", errNotWS, line)
+			}
+			return nil
+		}
+		if err := b.fill(); err != nil {
+			return err
+		}
+	}
+}
+
+// next returns the next data message (text or binary), answering pings on
+// the way. The payload is valid until the next call.
+func (b *blockConn) next() ([]byte, error) {
+	for {
+		h, n, err := wsproto.ParseHeader(b.buf[b.r:b.w])
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 && h.Length > maxFrame {
+			return nil, errTooLarge
+		}
+		if n == 0 || int64(b.w-b.r-n) < h.Length {
+			if err := b.fill(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		p := b.buf[b.r+n : b.r+n+int(h.Length)]
+		b.r += n + int(h.Length)
+		switch h.OpCode {
+		case ws.OpText, ws.OpBinary:
+			return p, nil
+		case ws.OpPing:
+			if _, err := b.c.Write(wsproto.AppendClientFrame(nil, ws.OpPong, true, p, clientMask)); err != nil {
+				return nil, err
+			}
+		case ws.OpClose:
+			code := 0
+			if len(p) >= 2 {
+				code = int(p[0])<<8 | int(p[1])
+			}
+			return nil, fmt.Errorf("server closed the connection (%d %s)", code, p[min(2, len(p)):])
+		}
+	}
+}
+
+// leftover returns the bytes read past the last message.
+func (b *blockConn) leftover() []byte {
+	if b.r == b.w {
+		return nil
+	}
+	return append([]byte(nil), b.buf[b.r:b.w]...)
+}
+
+// pusherMsg is the envelope of a Pusher protocol message.
+type pusherMsg struct {
+	Event   string          `json:"event"`
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// dataString returns Data decoded from a JSON string, or as is.
+func (m *pusherMsg) dataString() string {
+	var s string
+	if json.Unmarshal(m.Data, &s) == nil {
+		return s
+	}
+	return string(m.Data)
+}
+
+// established reads pusher:connection_established and returns the socket id.
+func (b *blockConn) established() (string, error) {
+	for {
+		p, err := b.next()
+		if err != nil {
+			return "", err
+		}
+		var m pusherMsg
+		if err := json.Unmarshal(p, &m); err != nil {
+			return "", fmt.Errorf("bad message %q", p)
+		}
+		switch m.Event {
+		case "pusher:connection_established":
+			var d struct {
+				SocketID string `json:"socket_id"`
+			}
+			if err := json.Unmarshal([]byte(m.dataString()), &d); err != nil || d.SocketID == "" {
+				return "", fmt.Errorf("bad connection_established %q", p)
+			}
+			return d.SocketID, nil
+		case "pusher:error":
+			return "", fmt.Errorf("pusher:error %s", m.dataString())
+		}
+	}
+}
+
+// subscribe subscribes to channel (signing it when auth is not empty) and
+// waits for pusher_internal:subscription_succeeded.
+func (b *blockConn) subscribe(channel, auth string) error {
+	var msg []byte
+	if auth == "" {
+		msg = fmt.Appendf(nil, `{"event":"pusher:subscribe","data":{"channel":%q}}`, channel)
+	} else {
+		msg = fmt.Appendf(nil, `{"event":"pusher:subscribe","data":{"channel":%q,"auth":%q}}`, channel, auth)
+	}
+	if _, err := b.c.Write(wsproto.AppendClientFrame(nil, ws.OpText, true, msg, clientMask)); err != nil {
+		return err
+	}
+	for {
+		p, err := b.next()
+		if err != nil {
+			return err
+		}
+		var m pusherMsg
+		if err := json.Unmarshal(p, &m); err != nil {
+			return fmt.Errorf("bad message %q", p)
+		}
+		switch m.Event {
+		case "pusher_internal:subscription_succeeded":
+			if m.Channel == channel {
+				return nil
+			}
+		case "pusher:subscription_error", "pusher:error":
+			return fmt.Errorf("%s on %s: %s", m.Event, channel, m.dataString())
+		case "pusher:ping":
+			if _, err := b.c.Write(pongFrame); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// loopStats collects what the connections of one event loop (or one lock
+// shard in goroutine mode) received.
+type loopStats struct {
+	mu       sync.Mutex
+	hist     *hdrhistogram.Histogram
+	received atomic.Int64
+	errors   atomic.Int64
+	lastErr  atomic.Value // string
+}
+
+func newLoopStats() *loopStats { return &loopStats{hist: newHist()} }
+
+// wsConn is one subscribed connection in its steady state.
+type wsConn struct {
+	sh       *shard
+	idx      int
+	channel  string
+	stats    *loopStats
+	gc       gnet.Conn // gnet runtime
+	nc       net.Conn  // goroutine runtime
+	wmu      sync.Mutex
+	leftover []byte
+	nextPing time.Time // pinger goroutine only
+	closed   atomic.Bool
+}
+
+// send writes a masked frame from any goroutine. b must not be modified
+// afterwards.
+func (c *wsConn) send(b []byte) {
+	if c.closed.Load() {
+		return
+	}
+	if c.gc != nil {
+		_ = c.gc.AsyncWrite(b, nil)
+		return
+	}
+	c.wmu.Lock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := c.nc.Write(b)
+	c.wmu.Unlock()
+	if err != nil {
+		c.nc.Close()
+	}
+}
+
+// consume handles the complete frames at the start of buf and returns the
+// bytes consumed. reply writes on the connection from the current
+// goroutine (a gnet.Conn on its loop, or the wsConn itself). A returned error means the connection must be closed.
+func (c *wsConn) consume(buf []byte, now time.Time, reply io.Writer) (int, error) {
+	done := 0
+	for {
+		h, n, err := wsproto.ParseHeader(buf[done:])
+		if err != nil {
+			return done, err
+		}
+		if n == 0 {
+			return done, nil
+		}
+		if h.Length > maxFrame {
+			return done, errTooLarge
+		}
+		if int64(len(buf)-done-n) < h.Length {
+			return done, nil
+		}
+		p := buf[done+n : done+n+int(h.Length)]
+		done += n + int(h.Length)
+		switch h.OpCode {
+		case ws.OpText, ws.OpBinary:
+			c.handle(p, now, reply)
+		case ws.OpPing:
+			_, _ = reply.Write(wsproto.AppendClientFrame(nil, ws.OpPong, true, p, clientMask))
+		case ws.OpClose:
+			return done, errors.New("close frame")
+		}
+	}
+}
+
+func (c *wsConn) handle(p []byte, now time.Time, reply io.Writer) {
+	if t, ok := sentAt(p); ok {
+		st := c.stats
+		st.mu.Lock()
+		recordLatency(st.hist, now.Sub(t))
+		st.mu.Unlock()
+		st.received.Add(1)
+		return
+	}
+	switch {
+	case bytes.Contains(p, []byte(`"pusher:ping"`)):
+		_, _ = reply.Write(pongFrame)
+	case bytes.Contains(p, []byte(`"pusher:error"`)), bytes.Contains(p, []byte(`"pusher:subscription_error"`)):
+		c.stats.errors.Add(1)
+		c.stats.lastErr.Store(string(p))
+	}
+}
