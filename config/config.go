@@ -283,6 +283,10 @@ type Metrics struct {
 	Host string `toml:"host"`
 	// Port of the metrics listener; 0 lets the kernel choose. Default: 9090.
 	Port int `toml:"port"`
+	// PProf also serves Go's net/http/pprof profiles under /debug/pprof/ on
+	// the metrics listener (only when Enabled). Profiles reveal internals and
+	// cost CPU while they run: keep the listener private. Default: false.
+	PProf bool `toml:"pprof"`
 }
 
 // Log is the [log] table.

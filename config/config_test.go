@@ -131,6 +131,7 @@ func TestDefault(t *testing.T) {
 		{"metrics.enabled", c.Metrics.Enabled, false},
 		{"metrics.host", c.Metrics.Host, "127.0.0.1"},
 		{"metrics.port", c.Metrics.Port, 9090},
+		{"metrics.pprof", c.Metrics.PProf, false},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "text"},
 	}
@@ -866,4 +867,14 @@ func TestMetricsPortConflict(t *testing.T) {
 	}
 	// Disabled metrics do not conflict.
 	mustLoad(t, "[metrics]\nenabled = false\nport = 8080\n", nil)
+}
+
+func TestMetricsPProf(t *testing.T) {
+	c := mustLoad(t, "[metrics]\nenabled = true\npprof = true\n", nil)
+	if !c.Metrics.PProf || !c.Metrics.Enabled {
+		t.Errorf("metrics = %+v, want pprof on", c.Metrics)
+	}
+	if c := mustLoad(t, "", nil); c.Metrics.PProf {
+		t.Error("pprof is on by default")
+	}
 }

@@ -86,6 +86,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // respond writes a complete response and, unless keepAlive, closes.
 func (s *Server) respond(c gnet.Conn, st *connState, r pusher.APIResponse, keepAlive bool) gnet.Action {
 	_, _ = c.Write(r.AppendHTTP(nil, keepAlive))
+	if st.phase == phaseClosed { // the write failed and gnet closed the connection
+		return gnet.None
+	}
 	if !keepAlive {
 		st.phase = phaseClosed
 		_, _ = c.Discard(-1)
@@ -204,6 +207,9 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.R
 	origin := req.Origin
 	res, err := wsproto.Upgrade(head)
 	_, _ = c.Write(res.Response)
+	if st.phase == phaseClosed { // the write failed and gnet closed the connection
+		return gnet.None
+	}
 	_, _ = c.Discard(len(head))
 	if err != nil {
 		s.hsFail[ReasonBadUpgrade].Add(1)
@@ -217,6 +223,12 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.R
 		st.phase = phaseClosed
 		return gnet.None
 	}
+	if st.phase == phaseClosed {
+		// Writing connection_established failed and OnClose already ran,
+		// before the session was attached: release it here.
+		s.px.Closed(sess)
+		return gnet.None
+	}
 	st.sess = sess
 	st.dec.MaxMessageSize = int64(sess.App().MaxMessageSize)
 	st.dec.MaxFragments = s.cfg.MaxFragments
@@ -228,9 +240,13 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.R
 }
 
 func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
+	// Any write below may fail and make gnet close the connection at once,
+	// calling OnClose before the write returns: after each one, stop touching
+	// the connection and its buffer if that happened.
+	sess := st.sess
 	buf, _ := c.Peek(-1)
 	off := 0
-	for off < len(buf) && !st.sess.Closed() {
+	for off < len(buf) && !sess.Closed() {
 		m, n, err := st.dec.Next(buf[off:])
 		if err != nil {
 			var ce *wsproto.CloseError
@@ -238,8 +254,11 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 			if errors.As(err, &ce) {
 				code, reason = ce.Code, ce.Reason
 			}
-			_, _ = c.Write(wsproto.CloseFrame(code, reason))
 			st.sh.px.CountClose(int(code))
+			_, _ = c.Write(wsproto.CloseFrame(code, reason))
+			if st.phase == phaseClosed {
+				return gnet.None
+			}
 			_, _ = c.Discard(-1)
 			st.phase = phaseClosed
 			return gnet.Close
@@ -250,25 +269,31 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 		off += n
 		switch m.OpCode {
 		case ws.OpText, ws.OpBinary:
-			st.sess.CountBytesReceived(n)
-			st.sess.HandleMessage(m.Payload)
+			sess.CountBytesReceived(n)
+			sess.HandleMessage(m.Payload)
 		case ws.OpPing:
-			st.sess.Touch(true)
+			sess.Touch(true)
 			_, _ = c.Write(wsproto.AppendFrame(nil, ws.OpPong, m.Payload))
 		case ws.OpPong:
-			st.sess.Touch(true)
+			sess.Touch(true)
 		case ws.OpClose:
 			code := m.CloseCode
 			if code == ws.StatusNoStatusRcvd {
 				code = ws.StatusNormalClosure
 			}
 			_, _ = c.Write(wsproto.CloseFrame(code, ""))
+			if st.phase == phaseClosed {
+				return gnet.None
+			}
 			_, _ = c.Discard(-1)
 			st.phase = phaseClosed
 			return gnet.Close
 		}
+		if st.phase == phaseClosed {
+			return gnet.None
+		}
 	}
-	if st.sess.Closed() {
+	if sess.Closed() {
 		_, _ = c.Discard(-1)
 		st.phase = phaseClosed
 		return gnet.None

@@ -86,15 +86,16 @@ var ErrStopped = errors.New("loop: engine stopped unexpectedly")
 // are goroutine-safe.
 type Server struct {
 	gnet.BuiltinEventEngine
-	cfg     Config
-	px      *pusher.Server
-	pool    *pool
-	log     *slog.Logger
-	maxReq  int
-	eng     gnet.Engine
-	ready   chan struct{}
-	addr    string
-	stopped atomic.Bool
+	cfg       Config
+	px        *pusher.Server
+	pool      *pool
+	log       *slog.Logger
+	maxReq    int
+	eng       gnet.Engine
+	ready     chan struct{}
+	addr      string
+	stopped   atomic.Bool
+	readyOnce sync.Once
 
 	refused atomic.Int64 // connections closed at once because of MaxConnections
 	hsFail  [numReasons]atomic.Int64
@@ -168,7 +169,7 @@ func (s *Server) Stats(ctx context.Context) Stats {
 	st := Stats{Stats: s.px.Stats(ctx), Loops: s.cfg.Loops, HandshakeFailures: map[string]int64{}}
 	select {
 	case <-s.ready:
-		st.Connections = s.eng.CountConnections()
+		st.Connections = max(s.eng.CountConnections(), 0) // gnet's count dips below 0 while stopping
 	default:
 	}
 	for i := range s.hsFail {
@@ -279,7 +280,8 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 		}
 		syscall.Close(fd)
 	}
-	close(s.ready)
+	// Ready closes on the first tick: gnet starts the ticker after it has
+	// registered its event loops, so the engine is fully usable then.
 	return gnet.None
 }
 
@@ -307,6 +309,7 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 // handshake timeouts. It runs on its own goroutine and reaches the loops
 // through Execute.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	s.readyOnce.Do(func() { close(s.ready) })
 	s.mu.Lock()
 	list := append([]*shard(nil), s.list...)
 	s.mu.Unlock()

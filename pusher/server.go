@@ -149,6 +149,8 @@ func (srv *Server) shardList() []*Shard {
 func (srv *Server) Open(sh *Shard, c Conn, key, origin string) *Session {
 	app := srv.byKey[key]
 	reject := func(e *Error) *Session {
+		sh.stats.countError(e.Code)
+		sh.stats.countClose(e.Code)
 		c.Write(wsproto.AppendText(nil, errorJSON(e)))
 		c.Write(wsproto.CloseFrame(ws.StatusCode(e.Code), e.Message))
 		c.Close()

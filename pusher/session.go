@@ -386,14 +386,8 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 	if len(s.subs) == 1 {
 		srv.stats(s.app).subscribed.Add(1)
 	}
-	s.sendSubscribed(name, kind, res.presence)
-	if cache {
-		if res.cached != nil {
-			s.send(res.cached)
-		} else {
-			s.send([]byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`))
-		}
-	}
+	// Announce first: if answering fails and closes the connection, its
+	// leave then follows the join everywhere.
 	if m != nil {
 		if res.firstOfUser {
 			// Every node announces a new member to its own subscribers.
@@ -402,6 +396,14 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 		}
 		if res.firstLocal {
 			srv.broker.PresenceJoin(s.app, name, m.export())
+		}
+	}
+	s.sendSubscribed(name, kind, res.presence)
+	if cache {
+		if res.cached != nil {
+			s.send(res.cached)
+		} else {
+			s.send([]byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`))
 		}
 	}
 	if s.debug() {

@@ -113,6 +113,7 @@ func cmdStart(args []string) int {
 	opts := cfg.Options()
 	opts.Logger = log
 	opts.Debug = f.debug
+	api := metricsObserver(cfg, &opts)
 	lcfg := loop.Config{
 		Host:             cfg.Server.Host,
 		Port:             cfg.Server.Port,
@@ -162,6 +163,13 @@ func cmdStart(args []string) int {
 		a := cfg.Apps[0]
 		fmt.Fprintf(os.Stderr, "No app configured: serving the built-in local app (for development only).\n  REVERB_APP_ID=%s\n  REVERB_APP_KEY=%s\n  REVERB_APP_SECRET=%s\n", a.AppID, a.Key, a.Secret)
 	}
+
+	stopMetrics, err := startMetrics(cfg, api, srv, px, redisBroker, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reverb start: [metrics]:", err)
+		return 1
+	}
+	defer stopMetrics()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run() }()

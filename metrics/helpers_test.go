@@ -1,0 +1,378 @@
+package metrics
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/reverbgo/reverb/loop"
+	"github.com/reverbgo/reverb/pusher"
+)
+
+const (
+	appID     = "1"
+	appKey    = "app-key"
+	appSecret = "app-secret"
+	app2ID    = "2"
+	app2Key   = "second-key"
+)
+
+// node is a real server (pusher + loop) with its metrics listener, all on
+// 127.0.0.1 with free ports.
+type node struct {
+	t       testing.TB
+	px      *pusher.Server
+	srv     *loop.Server
+	m       *Server
+	api     *API
+	wsAddr  string // set by run
+	metrics string // "http://127.0.0.1:port"
+	errc    chan error
+}
+
+// newNode builds the node and starts the metrics listener, but not the
+// WebSocket server (see run). Everything stops when the test ends.
+func newNode(t testing.TB, mopts Options) *node {
+	t.Helper()
+	n := &node{t: t, api: NewAPI()}
+	opts := pusher.Options{
+		Apps: []*pusher.App{
+			{ID: appID, Key: appKey, Secret: appSecret, MaxMessageSize: 10000},
+			{ID: app2ID, Key: app2Key, Secret: "second-secret", MaxMessageSize: 10000},
+		},
+		APIObserver: n.api.Observer(),
+	}
+	const loops = 2
+	px, err := pusher.NewServer(opts, loops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.px = px
+	n.srv = loop.New(px, loop.Config{Host: "127.0.0.1", Port: 0, Loops: loops})
+	mopts.Addr = "127.0.0.1:0"
+	mopts.API = n.api
+	if mopts.CacheFor == 0 {
+		mopts.CacheFor = -1 // exact values right after each action
+	}
+	if mopts.Version == "" {
+		mopts.Version = "v9.9.9-test"
+	}
+	if mopts.NodeID == "" {
+		mopts.NodeID = "node-a"
+	}
+	n.m, err = New(n.srv, px, mopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.metrics = "http://" + n.m.Addr()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := n.m.Close(ctx); err != nil {
+			t.Errorf("metrics Close: %v", err)
+		}
+	})
+	return n
+}
+
+// run starts the WebSocket server and waits until it accepts connections.
+func (n *node) run() {
+	t := n.t
+	t.Helper()
+	n.errc = make(chan error, 1)
+	go func() { n.errc <- n.srv.Run() }()
+	select {
+	case <-n.srv.Ready():
+	case err := <-n.errc:
+		t.Fatalf("server did not start: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not start in 5 s")
+	}
+	n.wsAddr = n.srv.Addr()
+	// loop.Server closes Ready in gnet's OnBoot, before gnet registers its
+	// event loops, so reading the connection count (Stats) right away races
+	// with that registration. One request makes a loop create its shard
+	// under the pusher server's lock, which Stats takes too: after it, Stats
+	// is ordered after the registration.
+	if code := n.rawHTTP("GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); code != 200 {
+		t.Fatalf("GET /up: %d", code)
+	}
+	// Registered after newNode's cleanup, so it runs before it: the engine
+	// stops while the metrics listener is still up.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = n.srv.Stop(ctx)
+		select {
+		case err := <-n.errc:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after Stop")
+		}
+	})
+}
+
+// startNode is newNode + run.
+func startNode(t testing.TB, mopts Options) *node {
+	n := newNode(t, mopts)
+	n.run()
+	return n
+}
+
+// get fetches a path of the metrics listener and returns status and body.
+func (n *node) get(path string) (int, string) {
+	n.t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(n.metrics + path)
+	if err != nil {
+		n.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		n.t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// getJSON fetches a path and decodes its JSON body into v; the status must
+// be 200.
+func (n *node) getJSON(path string, v any) {
+	n.t.Helper()
+	code, body := n.get(path)
+	if code != 200 {
+		n.t.Fatalf("GET %s: %d %s", path, code, body)
+	}
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		n.t.Fatalf("GET %s: %v in %s", path, err, body)
+	}
+}
+
+// scrape returns the samples of /metrics as "name{labels}" -> value.
+func (n *node) scrape() map[string]float64 {
+	n.t.Helper()
+	code, body := n.get("/metrics")
+	if code != 200 {
+		n.t.Fatalf("/metrics: %d %s", code, body)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(body, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			n.t.Fatalf("bad exposition line %q", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			n.t.Fatalf("bad value in %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// waitFor polls check until it returns "" or the timeout passes; then the
+// test fails with check's last complaint.
+func waitFor(t testing.TB, timeout time.Duration, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msg := check()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, msg)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not a settle delay
+	}
+}
+
+// expectSamples waits until every sample has its value.
+func (n *node) expectSamples(want map[string]float64) {
+	n.t.Helper()
+	waitFor(n.t, 5*time.Second, func() string {
+		got := n.scrape()
+		var bad []string
+		for k, v := range want {
+			if g, ok := got[k]; !ok {
+				bad = append(bad, k+" missing")
+			} else if g != v {
+				bad = append(bad, fmt.Sprintf("%s = %v, want %v", k, g, v))
+			}
+		}
+		sort.Strings(bad)
+		return strings.Join(bad, "; ")
+	})
+}
+
+// wsClient is a small WebSocket client on gobwas/ws.
+type wsClient struct {
+	t        testing.TB
+	conn     net.Conn
+	rw       io.ReadWriter
+	socketID string
+}
+
+// event is a decoded Pusher message.
+type event struct {
+	Event   string          `json:"event"`
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// connect opens /app/{key} and reads pusher:connection_established.
+func (n *node) connect(key string) *wsClient {
+	t := n.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dial(ctx, "ws://"+n.wsAddr+"/app/"+key+"?protocol=7&client=js&version=8.4.0")
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	var r io.Reader = conn
+	if br != nil {
+		r = br // bytes after the 101 may already be buffered here
+	}
+	c := &wsClient{t: t, conn: conn, rw: struct {
+		io.Reader
+		io.Writer
+	}{r, conn}}
+	e := c.expect("pusher:connection_established")
+	var inner string
+	_ = json.Unmarshal(e.Data, &inner)
+	var d struct {
+		SocketID string `json:"socket_id"`
+	}
+	if err := json.Unmarshal([]byte(inner), &d); err != nil || d.SocketID == "" {
+		t.Fatalf("connection_established data %s", e.Data)
+	}
+	c.socketID = d.SocketID
+	return c
+}
+
+func (c *wsClient) send(msg string) {
+	c.t.Helper()
+	if err := wsutil.WriteClientText(c.conn, []byte(msg)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// next reads the next message, failing the test after 5 s.
+func (c *wsClient) next() event {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	data, err := wsutil.ReadServerText(c.rw)
+	if err != nil {
+		c.t.Fatalf("reading: %v", err)
+	}
+	var e event
+	if err := json.Unmarshal(data, &e); err != nil {
+		c.t.Fatalf("bad JSON %q: %v", data, err)
+	}
+	return e
+}
+
+// expect reads the next message, which must be the event name.
+func (c *wsClient) expect(name string) event {
+	c.t.Helper()
+	e := c.next()
+	if e.Event != name {
+		c.t.Fatalf("got %s (%s), want %s", e.Event, e.Data, name)
+	}
+	return e
+}
+
+// subscribe joins a public channel.
+func (c *wsClient) subscribe(channel string) {
+	c.t.Helper()
+	c.send(`{"event":"pusher:subscribe","data":{"channel":"` + channel + `"}}`)
+	if e := c.expect("pusher_internal:subscription_succeeded"); e.Channel != channel {
+		c.t.Fatalf("subscribed to %q, want %q", e.Channel, channel)
+	}
+}
+
+// join subscribes to a presence channel as user id, signing like Laravel's
+// broadcasting/auth endpoint.
+func (c *wsClient) join(channel, userID string) {
+	c.t.Helper()
+	channelData := `{"user_id":"` + userID + `","user_info":{"name":"User ` + userID + `"}}`
+	mac := hmac.New(sha256.New, []byte(appSecret))
+	mac.Write([]byte(c.socketID + ":" + channel + ":" + channelData))
+	auth := appKey + ":" + hex.EncodeToString(mac.Sum(nil))
+	msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": map[string]string{
+		"channel": channel, "auth": auth, "channel_data": channelData,
+	}})
+	c.send(string(msg))
+	if e := c.expect("pusher_internal:subscription_succeeded"); e.Channel != channel {
+		c.t.Fatalf("joined %q, want %q", e.Channel, channel)
+	}
+}
+
+// trigger POSTs a signed event to /apps/{id}/events and returns the status.
+func (n *node) trigger(channel, name, data string) int {
+	t := n.t
+	t.Helper()
+	body := fmt.Sprintf(`{"name":%q,"channel":%q,"data":%q}`, name, channel, data)
+	path := "/apps/" + appID + "/events"
+	sum := md5.Sum([]byte(body))
+	q := fmt.Sprintf("auth_key=%s&auth_timestamp=%d&auth_version=1.0&body_md5=%s",
+		appKey, time.Now().Unix(), hex.EncodeToString(sum[:]))
+	mac := hmac.New(sha256.New, []byte(appSecret))
+	mac.Write([]byte("POST\n" + path + "\n" + q))
+	q += "&auth_signature=" + hex.EncodeToString(mac.Sum(nil))
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Post("http://"+n.wsAddr+path+"?"+q, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("trigger: %v", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// rawHTTP sends raw bytes to the WebSocket port and returns the response
+// status.
+func (n *node) rawHTTP(req string) int {
+	t := n.t
+	t.Helper()
+	c, err := net.DialTimeout("tcp", n.wsAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the response to %q: %v", req, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
