@@ -4,7 +4,7 @@ BIN      ?= bin/reverb
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test deps test-go test-e2e deps-e2e vet lint fuzz bench clean
+.PHONY: all build run test deps test-go test-e2e deps-e2e vet lint fuzz bench bench-compare bench-scale clean
 
 all: build
 
@@ -59,6 +59,14 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./wsproto ./pusher
+
+# Side-by-side run against Soketi (installed from npm into /tmp); see bench/RESULTS.md.
+bench-compare:
+	bash bench/compare.sh
+
+# 100k connections over 6 reuse_port processes and Redis; see bench/RESULTS.md.
+bench-scale:
+	bash bench/scale100k.sh
 
 clean:
 	rm -rf bin
