@@ -57,11 +57,6 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONBytes is appendJSONString for a byte slice.
-func appendJSONBytes(dst, s []byte) []byte {
-	return appendJSONString(dst, string(s)) // the conversion does not escape; Go elides the copy
-}
-
 // eventJSON encodes {"event":E,"data":"<data>","channel":C}: the shape of an
 // event triggered through the HTTP API. data is embedded as a JSON string;
 // channel is omitted when empty.
