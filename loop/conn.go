@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"encoding/base64"
 	"errors"
 	"strings"
 	"time"
@@ -205,6 +206,15 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.R
 		return s.respond(c, st, pusher.ErrorResponse(404, "Not found."), false)
 	}
 	origin := req.Origin
+	if k := req.SecWebSocketKey; k != "" {
+		// gobwas/ws checks only the key's length; RFC 6455 4.2.1 wants the
+		// base64 encoding of 16 bytes.
+		if raw, err := base64.StdEncoding.DecodeString(k); err != nil || len(raw) != 16 {
+			s.hsFail[ReasonBadUpgrade].Add(1)
+			_, _ = c.Discard(len(head))
+			return s.respond(c, st, pusher.ErrorResponse(400, "Bad Sec-WebSocket-Key."), false)
+		}
+	}
 	res, err := wsproto.Upgrade(head)
 	_, _ = c.Write(res.Response)
 	if st.phase == phaseClosed { // the write failed and gnet closed the connection
@@ -292,6 +302,12 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 		if st.phase == phaseClosed {
 			return gnet.None
 		}
+	}
+	// The answers to this input (pongs, pusher:pong, errors) count against
+	// max_outbound_buffer like broadcasts do.
+	sess.CheckOutbound()
+	if st.phase == phaseClosed {
+		return gnet.None
 	}
 	if sess.Closed() {
 		_, _ = c.Discard(-1)

@@ -109,6 +109,15 @@ func (s *Session) flush() {
 	} else {
 		s.pending = s.pending[:0]
 	}
+	s.CheckOutbound()
+}
+
+// CheckOutbound closes the connection as a slow consumer (4100) when its
+// outbound buffer passed max_outbound_buffer. Loop-only.
+func (s *Session) CheckOutbound() {
+	if s.closed {
+		return
+	}
 	if max := s.shard.srv.opts.MaxOutboundBuffer; max > 0 && s.conn.OutboundBuffered() > max {
 		// The close frame queues behind what the client has not read; a
 		// client that catches up sees 4100, the others just lose the socket.
