@@ -220,3 +220,30 @@ func FuzzDecoder(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUpgrade runs the handshake the way the transport does: ParseRequest
+// first, then Upgrade over exactly the head of an upgrade request. Upgrade
+// must never panic and must always produce an HTTP response; a 101 must carry
+// Sec-WebSocket-Accept. (Upgrade on its own is laxer than ParseRequest, e.g.
+// about an empty request target, which is why it always runs second.)
+func FuzzUpgrade(f *testing.F) {
+	f.Add([]byte("GET /app/key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	f.Add([]byte("POST /app/key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.0\r\nUpgrade: websocket\r\n\r\n"))
+	f.Add([]byte("GET /app/key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!!!\r\nSec-WebSocket-Version: 8\r\n\r\n"))
+	f.Add([]byte("\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var r Request
+		n, err := ParseRequest(in, 1<<16, &r)
+		if err != nil || n == 0 || !r.IsUpgrade() {
+			return
+		}
+		res, err := Upgrade(in[:n])
+		if !bytes.HasPrefix(res.Response, []byte("HTTP/1.")) {
+			t.Fatalf("no HTTP response: %q (err %v)", res.Response, err)
+		}
+		if err == nil && !bytes.Contains(res.Response, []byte("Sec-WebSocket-Accept: ")) {
+			t.Fatalf("101 without Sec-WebSocket-Accept: %q", res.Response)
+		}
+	})
+}
