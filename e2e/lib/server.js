@@ -69,13 +69,13 @@ export function toToml(cfg) {
 
 const MAX_LOG = 200_000;
 
-export async function startServer({ env = {}, config = null, label = 'reverb', healthPath } = {}) {
+export async function startServer({ env = {}, config = null, label = 'reverb', healthPath, port: fixedPort } = {}) {
   if (!fs.existsSync(REVERB_BIN)) {
     throw new Error(
       `server binary not found at ${REVERB_BIN}; build it with "cd /work/main && go build -o bin/reverb ./cmd/reverb" or set REVERB_BIN`,
     );
   }
-  const port = await freePort();
+  const port = fixedPort || (await freePort());
   const args = ['start', '--host', HOST, '--port', String(port)];
 
   // Do not let the caller's environment leak app or scaling settings in.
@@ -141,6 +141,8 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
     logs: () => logs,
     httpBase: `http://${HOST}:${port}`,
     wsBase: `ws://${HOST}:${port}`,
+    exited: () => exited,
+    exitPromise,
     async stop() {
       serverLogSources.delete(server);
       if (exited === null) {
