@@ -44,6 +44,7 @@ type Envelope struct {
 	Key    string                 `json:"key,omitempty"`
 	// sync
 	Gen     int64        `json:"gen,omitempty"`
+	Part    int          `json:"part,omitempty"` // 0, 1, ... within a gen
 	Last    bool         `json:"last,omitempty"`
 	Members []syncMember `json:"members,omitempty"`
 	// query, reply

@@ -153,7 +153,9 @@ type Redis struct {
 
 	published, received, dropped, invalid, reconnects atomic.Int64
 	degraded                                          atomic.Bool
-	connected                                         atomic.Bool // the first subscription succeeded
+	lastHello                                         atomic.Int64  // unix ns of the last hello sent
+	stopping                                          chan struct{} // closed by Close: flush the queue and stop
+	connected                                         atomic.Bool   // the first subscription succeeded
 	degradedSince                                     atomic.Int64
 
 	mu        sync.Mutex
@@ -166,6 +168,7 @@ type Redis struct {
 
 type syncState struct {
 	gen     int64
+	next    int // the part expected next
 	members []pusher.PresenceChange
 }
 
@@ -181,17 +184,18 @@ func NewRedis(cfg Config, px *pusher.Server) (*Redis, error) {
 	_, _ = rand.Read(id[:])
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Redis{
-		cfg:     cfg,
-		px:      px,
-		rdb:     redis.NewClient(opts),
-		node:    hex.EncodeToString(id[:]),
-		log:     cfg.Logger.With("component", "cluster"),
-		queue:   make(chan []byte, cfg.PublishQueue),
-		ctx:     ctx,
-		cancel:  cancel,
-		nodes:   make(map[string]time.Time),
-		pending: make(map[string]chan pusher.Reply),
-		syncs:   make(map[string]*syncState),
+		cfg:      cfg,
+		px:       px,
+		rdb:      redis.NewClient(opts),
+		node:     hex.EncodeToString(id[:]),
+		log:      cfg.Logger.With("component", "cluster"),
+		queue:    make(chan []byte, cfg.PublishQueue),
+		ctx:      ctx,
+		cancel:   cancel,
+		nodes:    make(map[string]time.Time),
+		pending:  make(map[string]chan pusher.Reply),
+		syncs:    make(map[string]*syncState),
+		stopping: make(chan struct{}),
 	}
 	r.degraded.Store(true) // until the first subscription is confirmed
 	r.degradedSince.Store(time.Now().UnixNano())
@@ -258,12 +262,10 @@ func (r *Redis) Close() {
 	if !r.started.Load() {
 		return
 	}
-	if b, err := r.encode(&Envelope{Type: typeBye}); err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = r.rdb.Publish(ctx, r.cfg.Channel, b).Err()
-		cancel()
-	}
-	r.cancel()
+	// bye goes last through the queue, after the envelopes already queued
+	// (leaves of the drained connections among them).
+	r.send(&Envelope{Type: typeBye})
+	close(r.stopping)
 	r.wg.Wait()
 	_ = r.rdb.Close()
 }
@@ -316,24 +318,41 @@ func (r *Redis) send(e *Envelope) {
 
 func (r *Redis) publishLoop() {
 	defer r.wg.Done()
+	defer r.cancel() // stops the subscriber and the heartbeat once flushed
 	for {
 		select {
-		case <-r.ctx.Done():
+		case <-r.stopping:
+			// Flush what is queued (bye is last), for at most 2 s.
+			deadline := time.Now().Add(2 * time.Second)
+			for time.Now().Before(deadline) {
+				select {
+				case b := <-r.queue:
+					if !r.publish(b, time.Until(deadline)) {
+						return
+					}
+				default:
+					return
+				}
+			}
 			return
 		case b := <-r.queue:
-			ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
-			err := r.rdb.Publish(ctx, r.cfg.Channel, b).Err()
-			cancel()
-			if err != nil {
-				r.dropped.Add(1)
-				if r.ctx.Err() == nil {
-					r.setDegraded(true)
-				}
-				continue
-			}
-			r.published.Add(1)
+			r.publish(b, 2*time.Second)
 		}
 	}
+}
+
+// publish sends one envelope, counting the outcome.
+func (r *Redis) publish(b []byte, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := r.rdb.Publish(ctx, r.cfg.Channel, b).Err()
+	cancel()
+	if err != nil {
+		r.dropped.Add(1)
+		r.setDegraded(true)
+		return false
+	}
+	r.published.Add(1)
+	return true
 }
 
 func (r *Redis) subscribeLoop() {
@@ -417,6 +436,7 @@ func (r *Redis) expireNodes(now time.Time) {
 		if now.Sub(t) >= r.cfg.NodeTimeout {
 			dead = append(dead, id)
 			delete(r.nodes, id)
+			delete(r.syncs, id)
 		}
 	}
 	r.mu.Unlock()
@@ -429,23 +449,38 @@ func (r *Redis) expireNodes(now time.Time) {
 // sendSync publishes this node's complete presence state, in parts that
 // fit the envelope limit.
 func (r *Redis) sendSync() {
-	state := r.px.LocalPresence()
 	r.mu.Lock()
 	r.gen++
 	gen := r.gen
 	r.mu.Unlock()
 	const perPart = 500
-	for start := 0; ; start += perPart {
-		end := min(start+perPart, len(state))
-		e := &Envelope{Type: typeSync, Gen: gen, Last: end == len(state)}
-		for _, c := range state[start:end] {
-			e.Members = append(e.Members, syncMember{App: c.App.ID, Channel: c.Channel, Member: c.Member})
+	// Queued while the registry is locked: a join or leave of this node
+	// cannot slip in between the snapshot and its envelopes.
+	r.px.WithLocalPresence(func(state []pusher.PresenceChange) {
+		for part, start := 0, 0; ; part, start = part+1, start+perPart {
+			end := min(start+perPart, len(state))
+			e := &Envelope{Type: typeSync, Gen: gen, Part: part, Last: end == len(state)}
+			for _, c := range state[start:end] {
+				e.Members = append(e.Members, syncMember{App: c.App.ID, Channel: c.Channel, Member: c.Member})
+			}
+			r.send(e)
+			if e.Last {
+				return
+			}
 		}
-		r.send(e)
-		if e.Last {
-			return
-		}
+	})
+}
+
+// helloDue reports whether a hello may be sent now: at most one per
+// heartbeat interval, so that a node joining a cluster of K nodes does not
+// set off K full resyncs of everyone.
+func (r *Redis) helloDue() bool {
+	now := time.Now().UnixNano()
+	last := r.lastHello.Load()
+	if now-last < int64(r.cfg.HeartbeatInterval) {
+		return false
 	}
+	return r.lastHello.CompareAndSwap(last, now)
 }
 
 // handle applies one envelope from Redis.
@@ -465,15 +500,24 @@ func (r *Redis) handle(b []byte) {
 		r.nodes[e.Node] = time.Now()
 	}
 	r.mu.Unlock()
-	if !known && e.Type != typeHello && e.Type != typeBye && e.Type != typeRestart {
-		// A node we did not know (we started after it, or it came back):
-		// make sure we get its state.
-		r.send(&Envelope{Type: typeHello})
+	switch e.Type {
+	case typeHello, typeBye, typeRestart, typeSync:
+	default:
+		if !known && r.helloDue() {
+			// A node we did not know (we started after it, or it came
+			// back): make sure we get its state.
+			r.send(&Envelope{Type: typeHello})
+		}
 	}
 	var app *pusher.App
 	if e.App != "" {
 		if app = r.px.AppByID(e.App); app == nil {
-			return // an app this node does not serve
+			// An app this node does not serve. A query still gets an
+			// (empty) answer, so that the asker does not wait it out.
+			if e.Type == typeQuery {
+				r.send(&Envelope{Type: typeReply, ID: e.ID, To: e.Node, Reply: &pusher.Reply{}})
+			}
+			return
 		}
 	}
 	switch e.Type {
@@ -526,6 +570,18 @@ func (r *Redis) applySync(e *Envelope) {
 		st = &syncState{gen: e.Gen}
 		r.syncs[e.Node] = st
 	}
+	if e.Part != st.next {
+		// A part went missing (dropped on the way): this state is
+		// incomplete. Forget it and ask again.
+		delete(r.syncs, e.Node)
+		r.mu.Unlock()
+		r.invalid.Add(1)
+		if r.helloDue() {
+			r.send(&Envelope{Type: typeHello})
+		}
+		return
+	}
+	st.next++
 	for _, m := range e.Members {
 		if app := r.px.AppByID(m.App); app != nil {
 			st.members = append(st.members, pusher.PresenceChange{App: app, Channel: m.Channel, Member: m.Member})

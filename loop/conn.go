@@ -86,7 +86,13 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 
 // respond writes a complete response and, unless keepAlive, closes.
 func (s *Server) respond(c gnet.Conn, st *connState, r pusher.APIResponse, keepAlive bool) gnet.Action {
-	_, _ = c.Write(r.AppendHTTP(nil, keepAlive))
+	return s.respondBytes(c, st, r.AppendHTTP(nil, keepAlive), keepAlive)
+}
+
+// respondBytes writes a complete encoded response and, unless keepAlive,
+// closes.
+func (s *Server) respondBytes(c gnet.Conn, st *connState, out []byte, keepAlive bool) gnet.Action {
+	_, _ = c.Write(out)
 	if st.phase == phaseClosed { // the write failed and gnet closed the connection
 		return gnet.None
 	}
@@ -138,7 +144,12 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		}
 		if inside && path == "/up" && (req.Method == "GET" || req.Method == "HEAD") {
 			_, _ = c.Discard(int(total))
-			if a := s.respond(c, st, pusher.HealthResponse(), req.KeepAlive); a != gnet.None {
+			r := pusher.HealthResponse()
+			out := r.AppendHTTP(nil, req.KeepAlive)
+			if req.Method == "HEAD" {
+				out = out[:len(out)-len(r.Body)] // headers only, Content-Length kept
+			}
+			if a := s.respondBytes(c, st, out, req.KeepAlive); a != gnet.None {
 				return a
 			}
 			continue

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -286,4 +287,20 @@ func TestConnectionsPastMaxConnectionsAreRefused(t *testing.T) {
 	// The others are still served.
 	a.send(`{"event":"pusher:ping"}`)
 	a.expectEvent("pusher:pong")
+}
+
+// Regression: HEAD /up sent a body, which a keep-alive client then read as
+// the start of the next response.
+func TestHeadUpHasNoBody(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{}, Config{})
+	c := dial(t, addr)
+	r := bufio.NewReader(c)
+	fmt.Fprint(c, "HEAD /up HTTP/1.1\r\nHost: x\r\n\r\nGET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(r, &http.Request{Method: "HEAD"})
+	if err != nil || resp.StatusCode != 200 || resp.ContentLength != 15 {
+		t.Fatalf("HEAD: %v %v", resp, err)
+	}
+	if code, body := readResponse(t, r); code != 200 || body != `{"health":"OK"}` {
+		t.Fatalf("GET after HEAD: %d %q", code, body)
+	}
 }

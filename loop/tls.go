@@ -88,10 +88,24 @@ func (r *tlsRelay) relay(c *tls.Conn) {
 		_ = b.(*net.UnixConn).CloseWrite()
 		close(done)
 	}()
-	pipe(c, b)
+	// A client that stops reading must not hold the relay forever: each
+	// write to it has a deadline (the engine has closed its side as a slow
+	// consumer long before).
+	pipe(deadlineWriter{c, max(r.timeout, 30*time.Second)}, b)
 	_ = c.CloseWrite()
 	_ = c.Close()
 	<-done
+}
+
+// deadlineWriter sets a write deadline before every write.
+type deadlineWriter struct {
+	c net.Conn
+	d time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.c.SetWriteDeadline(time.Now().Add(w.d))
+	return w.c.Write(p)
 }
 
 // pipe copies src to dst with a pooled buffer until either side fails.

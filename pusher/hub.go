@@ -23,6 +23,9 @@ type hub struct {
 	apps    map[*App]map[string]*channel
 	caches  map[*App]map[string]cacheEntry
 	nodes   map[string]map[presenceKey]*member // other nodes' presence members
+	// broker is told of this node's presence changes while h.mu is held, so
+	// that the envelopes leave in the order the registry changed.
+	broker Broker
 }
 
 type channel struct {
@@ -82,6 +85,7 @@ func newHub(apps []*App, nShards int) *hub {
 		apps:    make(map[*App]map[string]*channel, len(apps)),
 		caches:  make(map[*App]map[string]cacheEntry, len(apps)),
 		nodes:   make(map[string]map[presenceKey]*member),
+		broker:  NopBroker{},
 	}
 	for _, a := range apps {
 		h.apps[a] = make(map[string]*channel)
@@ -142,6 +146,9 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 		}
 		cur.local++
 		res.firstLocal = cur.local == 1
+		if res.firstLocal {
+			h.broker.PresenceJoin(app, name, cur.export())
+		}
 	}
 	ch.subs++
 	ch.perShard[shard]++
@@ -178,6 +185,7 @@ func (h *hub) leave(app *App, name string, shard int, userKey string, presence b
 			m.local--
 			if m.local == 0 {
 				res.lastLocal = true
+				h.broker.PresenceLeave(app, name, userKey)
 				if m.remote == 0 {
 					ch.removeMember(m)
 					res.gone = true
@@ -302,10 +310,16 @@ func (h *hub) dropNode(node string) []PresenceChange {
 	return removed
 }
 
-// localPresence returns the presence members connected to this node.
-func (h *hub) localPresence() []PresenceChange {
+// withLocalPresence calls fn with the presence members connected to this
+// node, holding the registry's lock so that no join or leave envelope can be
+// queued while fn queues the state.
+func (h *hub) withLocalPresence(fn func([]PresenceChange)) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	fn(h.localPresenceLocked())
+}
+
+func (h *hub) localPresenceLocked() []PresenceChange {
 	var out []PresenceChange
 	for app, chans := range h.apps {
 		for _, ch := range chans {

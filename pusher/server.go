@@ -25,7 +25,9 @@ type Broker interface {
 	// channel of app to the other nodes; except is a socket id to skip.
 	Publish(app *App, channel string, msg []byte, except string)
 	// PresenceJoin tells the other nodes that this node now has a presence
-	// user on a channel (the user's first connection here).
+	// user on a channel (the user's first connection here). It and
+	// PresenceLeave are called with the server's channel registry locked, in
+	// the order the registry changed: they must only queue.
 	PresenceJoin(app *App, channel string, m PresenceMember)
 	// PresenceLeave tells the other nodes that the user's last connection on
 	// this node left the channel.
@@ -109,7 +111,10 @@ func NewServer(opts Options, nShards int) (*Server, error) {
 func (srv *Server) Options() Options { return srv.opts }
 
 // SetBroker installs the cluster broker. Call it before serving.
-func (srv *Server) SetBroker(b Broker) { srv.broker = b }
+func (srv *Server) SetBroker(b Broker) {
+	srv.broker = b
+	srv.hub.broker = b
+}
 
 // AppByKey finds an app by key.
 func (srv *Server) AppByKey(key string) *App { return srv.byKey[key] }
@@ -151,9 +156,13 @@ func (srv *Server) Open(sh *Shard, c Conn, key, origin string) *Session {
 	reject := func(e *Error) *Session {
 		sh.stats.countError(e.Code)
 		sh.stats.countClose(e.Code)
-		c.Write(wsproto.AppendText(nil, errorJSON(e)))
-		c.Write(wsproto.CloseFrame(ws.StatusCode(e.Code), e.Message))
-		c.Close()
+		// A failed write makes the transport close the connection at once;
+		// nothing may be written after that.
+		if _, err := c.Write(wsproto.AppendText(nil, errorJSON(e))); err == nil {
+			if _, err := c.Write(wsproto.CloseFrame(ws.StatusCode(e.Code), e.Message)); err == nil {
+				c.Close()
+			}
+		}
 		if srv.opts.Debug {
 			srv.log.Debug("Connection Rejected", "code", e.Code, "message", e.Message)
 		}
@@ -462,9 +471,12 @@ func (srv *Server) DropNode(node string) {
 	}
 }
 
-// LocalPresence returns the presence users connected to this node, for
-// other nodes to replicate. Goroutine-safe.
-func (srv *Server) LocalPresence() []PresenceChange { return srv.hub.localPresence() }
+// WithLocalPresence calls fn with the presence users connected to this node,
+// for other nodes to replicate. No presence change of this node reaches the
+// broker while fn runs, so fn may queue the state knowing that later joins
+// and leaves follow it. fn must not block or call back into the server.
+// Goroutine-safe.
+func (srv *Server) WithLocalPresence(fn func([]PresenceChange)) { srv.hub.withLocalPresence(fn) }
 
 // Query asks a node for its local figures (cluster-wide HTTP API answers
 // are the sums over the nodes).

@@ -403,9 +403,6 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 			added := eventJSON(nil, "pusher_internal:member_added", m.data, name)
 			srv.publish(s.app, name, added, s.id, true)
 		}
-		if res.firstLocal {
-			srv.broker.PresenceJoin(s.app, name, m.export())
-		}
 	}
 	s.sendSubscribed(name, kind, res.presence)
 	if cache {
@@ -495,9 +492,6 @@ func (s *Session) leave(sub *subscription) {
 	if res.gone {
 		srv.announceRemoved(s.app, sub.name, sub.userID, s.id)
 	}
-	if res.lastLocal {
-		srv.broker.PresenceLeave(s.app, sub.name, sub.userKey)
-	}
 }
 
 func (s *Session) handleSignin(raw json.RawMessage) {
@@ -536,7 +530,7 @@ func (s *Session) handleSignin(raw json.RawMessage) {
 
 func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMessage) {
 	name, ok := jsonString(rawChannel)
-	if !ok {
+	if !ok || !validChannelName(name, s.shard.srv.opts.MaxNameLength) {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
@@ -562,13 +556,15 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 		s.sendError(ErrClientEventsDisabled)
 		return
 	}
-	kind, _ := Classify(name)
+	kind, cache := Classify(name)
 	if kind != KindPrivate && kind != KindPresence {
 		s.sendError(ErrPublicClientEvent)
 		return
 	}
 	sub := s.findSub(name)
-	if sub == nil && s.app.ClientEvents == ClientEventsMembers {
+	// Even with "all", a cache channel's stored event may only come from a
+	// member: otherwise anyone could fill every node's cache store.
+	if sub == nil && (s.app.ClientEvents == ClientEventsMembers || cache) {
 		s.sendError(ErrNotMember)
 		return
 	}

@@ -686,6 +686,21 @@ func TestClientEventsAll(t *testing.T) {
 	a.expect(errMsg(4009, "Client events are only supported on private and presence channels."))
 }
 
+// Regression: with "all", a client that subscribed to nothing could send
+// client events to any number of private-cache-* names, each stored (and
+// replicated to every node) for 30 minutes; invalid names were not checked.
+func TestClientEventsAllCannotFillTheCacheStore(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Apps[0].ClientEvents = ClientEventsAll })
+	a := e.connect()
+	a.send(`{"event":"client-x","channel":"private-cache-x1","data":{}}`)
+	a.expect(errMsg(4009, "The client is not a member of the specified channel."))
+	a.send(`{"event":"client-x","channel":"private with space","data":{}}`)
+	a.expect(errMsg(4200, "Invalid message format"))
+	if info, _ := e.srv.hub.info(e.app, "private-cache-x1"); info.Cached != nil {
+		t.Fatalf("a non-member's client event was cached: %s", info.Cached)
+	}
+}
+
 func TestClientEventsNone(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Apps[0].ClientEvents = ParseClientEventPolicy("none") })
 	a, b := e.connect(), e.connect()
