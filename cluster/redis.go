@@ -5,10 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,105 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/reverbgo/reverb/pusher"
 )
-
-// Config configures the Redis broker. Zero values mean the defaults.
-type Config struct {
-	// URL is a redis:// or rediss:// (TLS) URL; the parts it has override
-	// Host, Port, Username, Password and DB. Default: "".
-	URL string
-	// Host of Redis. Default: "127.0.0.1".
-	Host string
-	// Port of Redis. Default: 6379.
-	Port int
-	// Username and Password authenticate to Redis. Default: none.
-	Username, Password string
-	// DB is the database number (pub/sub ignores it, but it selects the
-	// connection). Default: 0.
-	DB int
-	// Channel is the Redis pub/sub channel the nodes share; clusters that
-	// share a Redis must use different channels. Default: "reverb".
-	Channel string
-	// HeartbeatInterval is how often a node says it is alive. Default: 5 s.
-	HeartbeatInterval time.Duration
-	// NodeTimeout is how long a silent node is kept; then its presence users
-	// are removed everywhere. Default: 30 s.
-	NodeTimeout time.Duration
-	// GatherTimeout bounds the wait for other nodes' answers to an HTTP API
-	// query. Default: 1 s.
-	GatherTimeout time.Duration
-	// PublishQueue is how many envelopes may wait to be published; past it
-	// (for example while Redis is unreachable) new ones are dropped and
-	// counted. Default: 10000.
-	PublishQueue int
-	// MaxEnvelope is the largest envelope published or accepted, in bytes.
-	// Default: 1 MiB.
-	MaxEnvelope int
-	// Logger receives the broker's logs. Default: slog.Default().
-	Logger *slog.Logger
-}
-
-func (c *Config) normalize() {
-	if c.Host == "" {
-		c.Host = "127.0.0.1"
-	}
-	if c.Port == 0 {
-		c.Port = 6379
-	}
-	if c.Channel == "" {
-		c.Channel = "reverb"
-	}
-	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = 5 * time.Second
-	}
-	if c.NodeTimeout <= 0 {
-		c.NodeTimeout = 30 * time.Second
-	}
-	if c.GatherTimeout <= 0 {
-		c.GatherTimeout = time.Second
-	}
-	if c.PublishQueue <= 0 {
-		c.PublishQueue = 10000
-	}
-	if c.MaxEnvelope <= 0 {
-		c.MaxEnvelope = 1 << 20
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-}
-
-// redisOptions builds go-redis options: the separate fields, overridden by
-// the parts of URL that are present.
-func (c *Config) redisOptions() (*redis.Options, error) {
-	opts := &redis.Options{
-		Addr:     net.JoinHostPort(c.Host, strconv.Itoa(c.Port)),
-		Username: c.Username,
-		Password: c.Password,
-		DB:       c.DB,
-	}
-	if c.URL != "" {
-		u, err := redis.ParseURL(c.URL)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: redis url: %w", err)
-		}
-		opts.Addr = u.Addr
-		opts.TLSConfig = u.TLSConfig
-		if u.Username != "" {
-			opts.Username = u.Username
-		}
-		if u.Password != "" {
-			opts.Password = u.Password
-		}
-		if u.DB != 0 {
-			opts.DB = u.DB
-		}
-	}
-	opts.DialTimeout = 2 * time.Second
-	opts.ReadTimeout = 2 * time.Second
-	opts.WriteTimeout = 2 * time.Second
-	opts.MaxRetries = 0
-	return opts, nil
-}
 
 // Stats are the broker's counters.
 type Stats struct {
@@ -141,7 +39,7 @@ type NodeInfo struct {
 type Redis struct {
 	cfg  Config
 	px   *pusher.Server
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
 	node string
 	log  *slog.Logger
 
@@ -176,7 +74,7 @@ type syncState struct {
 // and keeps retrying for as long as it runs.
 func NewRedis(cfg Config, px *pusher.Server) (*Redis, error) {
 	cfg.normalize()
-	opts, err := cfg.redisOptions()
+	rdb, err := cfg.newClient()
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +84,7 @@ func NewRedis(cfg Config, px *pusher.Server) (*Redis, error) {
 	r := &Redis{
 		cfg:      cfg,
 		px:       px,
-		rdb:      redis.NewClient(opts),
+		rdb:      rdb,
 		node:     hex.EncodeToString(id[:]),
 		log:      cfg.Logger.With("component", "cluster"),
 		queue:    make(chan []byte, cfg.PublishQueue),
@@ -662,11 +560,10 @@ func (r *Redis) Gather(ctx context.Context, app *pusher.App, q pusher.Query) []p
 // `reverb restart` does when scaling is enabled).
 func PublishRestart(ctx context.Context, cfg Config) error {
 	cfg.normalize()
-	opts, err := cfg.redisOptions()
+	rdb, err := cfg.newClient()
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	b, err := json.Marshal(&Envelope{V: Version, Node: "restart-cli", Type: typeRestart})
 	if err != nil {
