@@ -198,10 +198,12 @@ port = %d
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
+		// With reuse_port another process may answer on the same port:
+		// this one is ready once it says it listens and the port answers.
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/up", port))
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == 200 && strings.Contains(n.logs.String(), "Starting server on") {
 				return n
 			}
 		}

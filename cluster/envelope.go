@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 
@@ -8,52 +9,184 @@ import (
 )
 
 // Version is the envelope format version. A node ignores envelopes of
-// another version (and counts them), so that a rolling upgrade that changes
-// the format never delivers garbage.
-const Version = 1
+// another version (and counts them as invalid), so that a rolling upgrade
+// that changes the format never delivers garbage.
+const Version = 2
 
-// Envelope types.
+// magic is the first byte of every envelope.
+const magic = 'R'
+
+// kind is an envelope's type, its third byte.
+type kind byte
+
+// Envelope kinds.
 const (
-	typeEvent     = "event"     // an event for the subscribers of a channel
-	typeJoin      = "join"      // a presence user's first connection on the sender
-	typeLeave     = "leave"     // a presence user's last connection on the sender left
-	typeHello     = "hello"     // a node (re)joined: everyone answers with their sync
-	typeSync      = "sync"      // (part of) a node's complete presence state
-	typePing      = "ping"      // heartbeat
-	typeBye       = "bye"       // a node is stopping: forget it now
-	typeQuery     = "query"     // a cluster-wide HTTP API question
-	typeReply     = "reply"     // a node's answer to a query
-	typeTerminate = "terminate" // close a user's connections
-	typeRestart   = "restart"   // every node drains and exits (reverb restart)
+	kindEvent     kind = 'e' // an event for the subscribers of a channel; payload: the message
+	kindBarrier   kind = 'b' // a node's marker to itself: everything published before it has arrived
+	kindJoin      kind = 'j' // a presence user's first connection on the sender; payload: member JSON
+	kindLeave     kind = 'l' // a presence user's last connection on the sender left; id: user key
+	kindHello     kind = 'h' // a node (re)joined: everyone answers with their sync
+	kindSync      kind = 's' // (part of) a node's complete presence state; payload: syncBody JSON
+	kindSyncReq   kind = 'r' // to: a node whose presence state the sender found different
+	kindPing      kind = 'p' // heartbeat; payload: the sender's presence digest JSON
+	kindBye       kind = 'x' // a node is stopping: forget it now
+	kindQuery     kind = 'q' // a cluster-wide HTTP API question; id, payload: query JSON
+	kindReply     kind = 'a' // a node's answer to a query; id, to, payload: reply JSON
+	kindTerminate kind = 't' // close a user's connections; id: user id
+	kindRestart   kind = 'X' // every node drains and exits (reverb restart)
 )
 
-// Envelope is what nodes publish on the Redis channel, as JSON. It never
-// carries app secrets: apps are named by id, and each node uses its own
-// configuration of that app. See the README for the format.
-type Envelope struct {
-	V    int    `json:"v"`
-	Node string `json:"node"`
-	Type string `json:"type"`
-	App  string `json:"app,omitempty"`
-	// event
-	Channel string          `json:"channel,omitempty"`
-	Msg     json.RawMessage `json:"msg,omitempty"`
-	Except  string          `json:"except,omitempty"`
-	// join, leave
-	Member *pusher.PresenceMember `json:"member,omitempty"`
-	Key    string                 `json:"key,omitempty"`
-	// sync
-	Gen     int64        `json:"gen,omitempty"`
-	Part    int          `json:"part,omitempty"` // 0, 1, ... within a gen
+func (k kind) String() string {
+	switch k {
+	case kindEvent:
+		return "event"
+	case kindBarrier:
+		return "barrier"
+	case kindJoin:
+		return "join"
+	case kindLeave:
+		return "leave"
+	case kindHello:
+		return "hello"
+	case kindSync:
+		return "sync"
+	case kindSyncReq:
+		return "syncreq"
+	case kindPing:
+		return "ping"
+	case kindBye:
+		return "bye"
+	case kindQuery:
+		return "query"
+	case kindReply:
+		return "reply"
+	case kindTerminate:
+		return "terminate"
+	case kindRestart:
+		return "restart"
+	}
+	return "unknown"
+}
+
+// header is the part of an envelope that is read without decoding its
+// payload. Its fields alias the envelope's bytes.
+type header struct {
+	kind    kind
+	node    []byte // the sender's id
+	app     []byte // app id, or empty
+	channel []byte // Pusher channel name, or empty
+	except  []byte // socket id that must not receive an event, or empty
+	to      []byte // the node an envelope is for, or empty (everyone)
+	id      []byte // query id, barrier id, user key or user id
+}
+
+// appendEnvelope encodes an envelope: the magic byte, the version, the
+// kind, six length-prefixed header fields and the payload as it is.
+func appendEnvelope(dst []byte, h *header, payload []byte) []byte {
+	dst = append(dst, magic, Version, byte(h.kind))
+	for _, f := range [...][]byte{h.node, h.app, h.channel, h.except, h.to, h.id} {
+		dst = binary.AppendUvarint(dst, uint64(len(f)))
+		dst = append(dst, f...)
+	}
+	return append(dst, payload...)
+}
+
+// envelopeSize is the encoded size of an envelope.
+func envelopeSize(h *header, payload int) int {
+	n := 3 + payload
+	for _, f := range [...][]byte{h.node, h.app, h.channel, h.except, h.to, h.id} {
+		n += uvarintLen(len(f)) + len(f)
+	}
+	return n
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for n >= 0x80 {
+		n >>= 7
+		l++
+	}
+	return l
+}
+
+// Errors of envelope decoding.
+var (
+	// ErrEnvelopeTooLarge: an envelope over the size limit (not published, or ignored).
+	ErrEnvelopeTooLarge = errors.New("cluster: envelope too large")
+	// ErrEnvelopeVersion: an envelope of another format version.
+	ErrEnvelopeVersion = errors.New("cluster: unknown envelope version")
+	// ErrEnvelopeInvalid: an envelope that is truncated or lacks required fields.
+	ErrEnvelopeInvalid = errors.New("cluster: invalid envelope")
+)
+
+// decodeHeader reads an envelope's header; payload is the rest. Nothing is
+// copied. It checks the size, the version and the fields each kind needs.
+func decodeHeader(b []byte, max int) (h header, payload []byte, err error) {
+	if max > 0 && len(b) > max {
+		return h, nil, ErrEnvelopeTooLarge
+	}
+	if len(b) < 3 || b[0] != magic {
+		return h, nil, ErrEnvelopeInvalid
+	}
+	if b[1] != Version {
+		return h, nil, ErrEnvelopeVersion
+	}
+	h.kind = kind(b[2])
+	b = b[3:]
+	for _, f := range [...]*[]byte{&h.node, &h.app, &h.channel, &h.except, &h.to, &h.id} {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return h, nil, ErrEnvelopeInvalid
+		}
+		*f = b[k : k+int(n) : k+int(n)]
+		b = b[k+int(n):]
+	}
+	payload = b
+	if len(h.node) == 0 {
+		return h, nil, ErrEnvelopeInvalid
+	}
+	need := func(ok bool) error {
+		if !ok {
+			return ErrEnvelopeInvalid
+		}
+		return nil
+	}
+	switch h.kind {
+	case kindEvent:
+		err = need(len(h.app) > 0 && len(h.channel) > 0 && len(payload) > 0)
+	case kindBarrier:
+		err = need(len(h.to) > 0 && len(h.id) > 0)
+	case kindJoin:
+		err = need(len(h.app) > 0 && len(h.channel) > 0 && len(payload) > 0)
+	case kindLeave:
+		err = need(len(h.app) > 0 && len(h.channel) > 0 && len(h.id) > 0)
+	case kindSync, kindPing:
+		err = need(len(payload) > 0)
+	case kindSyncReq:
+		err = need(len(h.to) > 0)
+	case kindQuery:
+		err = need(len(h.app) > 0 && len(h.id) > 0 && len(payload) > 0)
+	case kindReply:
+		err = need(len(h.to) > 0 && len(h.id) > 0 && len(payload) > 0)
+	case kindTerminate:
+		err = need(len(h.app) > 0 && len(h.id) > 0)
+	case kindHello, kindBye, kindRestart:
+	default:
+		err = ErrEnvelopeInvalid
+	}
+	if err != nil {
+		return header{}, nil, err
+	}
+	return h, payload, nil
+}
+
+// syncBody is the payload of a sync envelope: one part of a node's
+// presence state.
+type syncBody struct {
+	Gen     int64        `json:"gen"`
+	Part    int          `json:"part"` // 0, 1, ... within a gen
 	Last    bool         `json:"last,omitempty"`
 	Members []syncMember `json:"members,omitempty"`
-	// query, reply
-	ID    string        `json:"id,omitempty"`
-	To    string        `json:"to,omitempty"`
-	Query *pusher.Query `json:"query,omitempty"`
-	Reply *pusher.Reply `json:"reply,omitempty"`
-	// terminate
-	User string `json:"user,omitempty"`
 }
 
 // syncMember is one presence user in a sync envelope.
@@ -63,56 +196,10 @@ type syncMember struct {
 	Member  pusher.PresenceMember `json:"member"`
 }
 
-// Errors of envelope decoding.
-var (
-	// ErrEnvelopeTooLarge: an envelope over the size limit (not published, or ignored).
-	ErrEnvelopeTooLarge = errors.New("cluster: envelope too large")
-	// ErrEnvelopeVersion: an envelope of another format version.
-	ErrEnvelopeVersion = errors.New("cluster: unknown envelope version")
-	// ErrEnvelopeInvalid: an envelope that is not valid JSON or lacks required fields.
-	ErrEnvelopeInvalid = errors.New("cluster: invalid envelope")
-)
-
-// decodeEnvelope parses and checks an envelope.
-func decodeEnvelope(b []byte, max int) (*Envelope, error) {
-	if max > 0 && len(b) > max {
-		return nil, ErrEnvelopeTooLarge
+// decodeJSON unmarshals a control payload.
+func decodeJSON(b []byte, into any) error {
+	if err := json.Unmarshal(b, into); err != nil {
+		return ErrEnvelopeInvalid
 	}
-	var e Envelope
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, ErrEnvelopeInvalid
-	}
-	if e.V != Version {
-		return nil, ErrEnvelopeVersion
-	}
-	if e.Node == "" || e.Type == "" {
-		return nil, ErrEnvelopeInvalid
-	}
-	switch e.Type {
-	case typeEvent:
-		if e.App == "" || e.Channel == "" || len(e.Msg) == 0 {
-			return nil, ErrEnvelopeInvalid
-		}
-	case typeJoin:
-		if e.App == "" || e.Channel == "" || e.Member == nil || e.Member.Key == "" {
-			return nil, ErrEnvelopeInvalid
-		}
-	case typeLeave:
-		if e.App == "" || e.Channel == "" || e.Key == "" {
-			return nil, ErrEnvelopeInvalid
-		}
-	case typeQuery:
-		if e.App == "" || e.ID == "" || e.Query == nil {
-			return nil, ErrEnvelopeInvalid
-		}
-	case typeReply:
-		if e.ID == "" || e.To == "" || e.Reply == nil {
-			return nil, ErrEnvelopeInvalid
-		}
-	case typeTerminate:
-		if e.App == "" || e.User == "" {
-			return nil, ErrEnvelopeInvalid
-		}
-	}
-	return &e, nil
+	return nil
 }

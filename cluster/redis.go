@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,21 +10,51 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/reverbgo/reverb/pusher"
 )
 
+// Drop reasons, as counted in Stats.Dropped.
+const (
+	// DropUnreachable: Redis could not be reached when the envelope was
+	// sent; events were delivered on this node only.
+	DropUnreachable = "unreachable"
+	// DropPublishError: the publish round trip failed or timed out.
+	DropPublishError = "publish_error"
+	// DropTooLarge: the envelope was over MaxEnvelope.
+	DropTooLarge = "too_large"
+	// DropQueueFull: a control envelope found the queue far over its limit.
+	DropQueueFull = "queue_full"
+)
+
+var dropReasons = [...]string{DropUnreachable, DropPublishError, DropTooLarge, DropQueueFull}
+
 // Stats are the broker's counters.
 type Stats struct {
-	Published     int64 // envelopes published
-	Received      int64 // envelopes received from other nodes
-	Dropped       int64 // envelopes not published: queue full, too large or Redis errors
-	Invalid       int64 // envelopes received that were ignored (bad JSON, version, size)
-	Reconnects    int64 // subscriptions re-established after a failure
-	Degraded      bool  // Redis is unreachable now
-	Nodes         int   // other live nodes
+	Published  int64 // envelopes published
+	Received   int64 // envelopes received from other nodes
+	Refused    int64 // events refused because the queue was full (the API answered 503)
+	Queued     int   // envelopes waiting to be published now
+	Batches    int64 // publish round trips
+	Invalid    int64 // envelopes received that were ignored (truncated, version, size)
+	Reconnects int64 // subscriptions re-established after a failure
+	Resyncs    int64 // presence states asked again after a digest mismatch or a lost part
+	// Dropped counts envelopes not published, by reason (Drop* constants).
+	Dropped       map[string]int64
+	Degraded      bool // Redis is unreachable now
+	Nodes         int  // other live nodes
 	DegradedSince time.Time
+	Interest      int // bus channels of events this node listens to
+}
+
+// DroppedTotal is the sum of Dropped.
+func (s Stats) DroppedTotal() int64 {
+	var n int64
+	for _, v := range s.Dropped {
+		n += v
+	}
+	return n
 }
 
 // NodeInfo describes a live node of the cluster.
@@ -33,41 +64,81 @@ type NodeInfo struct {
 	Self     bool      `json:"self,omitempty"`
 }
 
-// Redis is the broker of a node in a cluster: it publishes envelopes on one
-// Redis pub/sub channel and applies the other nodes' envelopes to the
-// server. It implements pusher.Broker; all methods are goroutine-safe.
+// Redis is the broker of a node in a cluster. Events travel on one bus
+// channel per Pusher channel, which a node listens to only while it has
+// subscribers of it (cache channels share one channel every node listens
+// to, since every node keeps their last event). Presence, heartbeats and
+// queries travel on a control channel; answers on the asking node's own
+// channel. Envelopes queued while a round trip is in flight leave together
+// in the next one. It implements pusher.Broker; all methods are
+// goroutine-safe.
 type Redis struct {
-	cfg  Config
-	px   *pusher.Server
-	rdb  redis.UniversalClient
-	node string
-	log  *slog.Logger
+	cfg   Config
+	px    *pusher.Server
+	t     transport
+	node  string
+	nodeB []byte
+	log   *slog.Logger
+	apps  map[string]*pusher.App
 
-	queue   chan []byte
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	started atomic.Bool
+	chCtl, chCache, chSelf, evPrefix string
 
-	published, received, dropped, invalid, reconnects atomic.Int64
-	degraded                                          atomic.Bool
-	lastHello                                         atomic.Int64  // unix ns of the last hello sent
-	stopping                                          chan struct{} // closed by Close: flush the queue and stop
-	connected                                         atomic.Bool   // the first subscription succeeded
-	degradedSince                                     atomic.Int64
+	q        *publishQueue
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	started  atomic.Bool
+	stopping chan struct{} // closed by Close: flush the queue and stop
 
-	mu        sync.Mutex
-	nodes     map[string]time.Time         // other nodes: last envelope seen
-	pending   map[string]chan pusher.Reply // open queries by id
-	syncs     map[string]*syncState        // sync parts being assembled, by node
-	onRestart func()
-	gen       int64
+	published, received, refused, invalid, reconnects, resyncs, batches atomic.Int64
+	dropped                                                             [len(dropReasons)]atomic.Int64
+	degraded                                                            atomic.Bool
+	degradedSince                                                       atomic.Int64
+	connected                                                           atomic.Bool // the first subscription succeeded
+	lastHello                                                           atomic.Int64
+	lastDropLog                                                         atomic.Int64
+
+	mu          sync.Mutex
+	nodes       map[string]time.Time         // other nodes: last control envelope seen
+	pending     map[string]chan pusher.Reply // open queries by id
+	syncs       map[string]*syncState        // sync parts being assembled, by node
+	lastSyncReq map[string]time.Time
+	onRestart   func()
+	gen         int64
+
+	imu      sync.Mutex
+	subs     map[string]*chanState // bus channel → interest state
+	ops      []subOp               // subscription changes not yet sent
+	opWake   chan struct{}
+	barriers map[string]func()
+}
+
+// chanState is this node's interest in one bus channel.
+type chanState struct {
+	want        bool     // subscribers here want the channel
+	base        bool     // a channel the node always listens to
+	outstanding int      // SUBSCRIBEs sent and not confirmed yet
+	confirmed   bool     // listening now
+	waiters     []func() // subscriptions waiting for the confirmation
+}
+
+type subOp struct {
+	channel string
+	on      bool
 }
 
 type syncState struct {
 	gen     int64
 	next    int // the part expected next
 	members []pusher.PresenceChange
+}
+
+// cacheEvent is an event of a cache channel in flight: if its publish
+// fails, the node stores it itself.
+type cacheEvent struct {
+	app     *pusher.App
+	channel string
+	msg     []byte
 }
 
 // NewRedis creates the broker of px. It does not connect yet: Start does,
@@ -78,26 +149,45 @@ func NewRedis(cfg Config, px *pusher.Server) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newBroker(cfg, px, newRedisTransport(rdb, 3*cfg.HeartbeatInterval)), nil
+}
+
+func newBroker(cfg Config, px *pusher.Server, t transport) *Redis {
+	cfg.normalize()
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	ctx, cancel := context.WithCancel(context.Background())
+	node := hex.EncodeToString(id[:])
 	r := &Redis{
-		cfg:      cfg,
-		px:       px,
-		rdb:      rdb,
-		node:     hex.EncodeToString(id[:]),
-		log:      cfg.Logger.With("component", "cluster"),
-		queue:    make(chan []byte, cfg.PublishQueue),
-		ctx:      ctx,
-		cancel:   cancel,
-		nodes:    make(map[string]time.Time),
-		pending:  make(map[string]chan pusher.Reply),
-		syncs:    make(map[string]*syncState),
-		stopping: make(chan struct{}),
+		cfg:         cfg,
+		px:          px,
+		t:           t,
+		node:        node,
+		nodeB:       []byte(node),
+		log:         cfg.Logger.With("component", "cluster"),
+		apps:        make(map[string]*pusher.App),
+		chCtl:       cfg.Channel + ":ctl",
+		chCache:     cfg.Channel + ":cache",
+		chSelf:      cfg.Channel + ":n:" + node,
+		evPrefix:    cfg.Channel + ":e:",
+		q:           newPublishQueue(cfg.PublishQueue),
+		ctx:         ctx,
+		cancel:      cancel,
+		stopping:    make(chan struct{}),
+		nodes:       make(map[string]time.Time),
+		pending:     make(map[string]chan pusher.Reply),
+		syncs:       make(map[string]*syncState),
+		lastSyncReq: make(map[string]time.Time),
+		subs:        make(map[string]*chanState),
+		opWake:      make(chan struct{}, 1),
+		barriers:    make(map[string]func()),
+	}
+	for _, a := range px.Apps() {
+		r.apps[a.ID] = a
 	}
 	r.degraded.Store(true) // until the first subscription is confirmed
 	r.degradedSince.Store(time.Now().UnixNano())
-	return r, nil
+	return r
 }
 
 // NodeID returns this node's random id.
@@ -116,10 +206,17 @@ func (r *Redis) Stats() Stats {
 	st := Stats{
 		Published:  r.published.Load(),
 		Received:   r.received.Load(),
-		Dropped:    r.dropped.Load(),
+		Refused:    r.refused.Load(),
+		Queued:     r.q.len(),
+		Batches:    r.batches.Load(),
 		Invalid:    r.invalid.Load(),
 		Reconnects: r.reconnects.Load(),
+		Resyncs:    r.resyncs.Load(),
 		Degraded:   r.degraded.Load(),
+		Dropped:    make(map[string]int64, len(dropReasons)),
+	}
+	for i, reason := range dropReasons {
+		st.Dropped[reason] = r.dropped[i].Load()
 	}
 	if ns := r.degradedSince.Load(); ns != 0 && st.Degraded {
 		st.DegradedSince = time.Unix(0, ns)
@@ -127,6 +224,13 @@ func (r *Redis) Stats() Stats {
 	r.mu.Lock()
 	st.Nodes = len(r.nodes)
 	r.mu.Unlock()
+	r.imu.Lock()
+	for _, s := range r.subs {
+		if s.want && !s.base {
+			st.Interest++
+		}
+	}
+	r.imu.Unlock()
 	return st
 }
 
@@ -141,167 +245,182 @@ func (r *Redis) Nodes() []NodeInfo {
 	return out
 }
 
-// Start runs the subscriber, the publisher and the heartbeat. It returns at
-// once; Redis being down is not an error (the node serves its own clients
-// and reconnects with back-off).
+// Start connects and runs the subscriber, the publisher and the heartbeat.
+// It returns at once; Redis being down is not an error (the node serves its
+// own clients and reconnects with back-off).
 func (r *Redis) Start() {
 	if r.started.Swap(true) {
 		return
 	}
+	r.t.start(r)
+	r.imu.Lock()
+	for _, ch := range []string{r.chCtl, r.chCache, r.chSelf} {
+		r.subs[ch] = &chanState{want: true, base: true, outstanding: 1}
+		r.ops = append(r.ops, subOp{ch, true})
+	}
+	r.imu.Unlock()
+	r.wakeOps()
 	r.wg.Add(3)
-	go r.subscribeLoop()
+	go r.interestLoop()
 	go r.publishLoop()
 	go r.heartbeatLoop()
 }
 
 // Close says goodbye to the other nodes (they drop this node's presence
-// users at once) and stops.
+// users at once), flushes what is queued (for at most PublishTimeout) and
+// stops.
 func (r *Redis) Close() {
 	if !r.started.Load() {
 		return
 	}
-	// bye goes last through the queue, after the envelopes already queued
-	// (leaves of the drained connections among them).
-	r.send(&Envelope{Type: typeBye})
+	r.sendControl(r.chCtl, &header{kind: kindBye}, nil)
 	close(r.stopping)
 	r.wg.Wait()
-	_ = r.rdb.Close()
+	_ = r.t.close()
+	r.fireAll()
 }
 
+// setDegraded marks Redis unreachable; onAlive clears it.
 func (r *Redis) setDegraded(on bool) {
-	if r.degraded.Swap(on) == on {
+	if !on {
+		r.onAlive()
 		return
 	}
-	if on {
-		r.degradedSince.Store(time.Now().UnixNano())
-		r.log.Warn("Redis unreachable: serving local clients only until it is back")
+	if r.degraded.Swap(true) {
 		return
 	}
-	if !r.connected.Swap(true) {
-		r.log.Info("Connected to Redis", "channel", r.cfg.Channel)
-		return
-	}
-	r.log.Warn("Redis reachable again: cluster delivery resumed",
-		"after", time.Since(time.Unix(0, r.degradedSince.Load())).Round(time.Millisecond))
+	r.degradedSince.Store(time.Now().UnixNano())
+	r.log.Warn("Redis unreachable: serving local clients only until it is back")
 }
 
-// encode fills the envelope's header and marshals it.
-func (r *Redis) encode(e *Envelope) ([]byte, error) {
-	e.V = Version
-	e.Node = r.node
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
+// drop counts n envelopes not published and logs, at most every 10 s.
+func (r *Redis) drop(reason string, k kind, n int) {
+	for i, d := range dropReasons {
+		if d == reason {
+			r.dropped[i].Add(int64(n))
+		}
 	}
-	if len(b) > r.cfg.MaxEnvelope {
-		return nil, ErrEnvelopeTooLarge
+	now := time.Now().UnixNano()
+	last := r.lastDropLog.Load()
+	if now-last >= int64(10*time.Second) && r.lastDropLog.CompareAndSwap(last, now) {
+		st := r.Stats()
+		r.log.Warn("cluster envelopes dropped", "reason", reason, "type", k.String(), "n", n,
+			"dropped_total", st.DroppedTotal(), "refused_total", st.Refused)
 	}
-	return b, nil
 }
 
-// send queues an envelope for publishing without blocking.
-func (r *Redis) send(e *Envelope) {
-	b, err := r.encode(e)
+// str views a string as bytes without copying; the bytes are read only.
+func str(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// busChannel is the bus channel of a Pusher channel's events.
+func (r *Redis) busChannel(app *pusher.App, channel string) (bus string, cache bool) {
+	if _, cache := pusher.Classify(channel); cache {
+		return r.chCache, true
+	}
+	return r.evPrefix + app.ID + ":" + channel, false
+}
+
+func (r *Redis) nodeChannel(node string) string { return r.cfg.Channel + ":n:" + node }
+
+// Publish implements pusher.Broker.
+func (r *Redis) Publish(app *pusher.App, events []pusher.Outgoing) (<-chan struct{}, error) {
+	if r.degraded.Load() {
+		r.drop(DropUnreachable, kindEvent, len(events))
+		return nil, pusher.ErrUnreachable
+	}
+	msgs := make([]outMsg, 0, len(events))
+	for _, e := range events {
+		h := header{kind: kindEvent, node: r.nodeB, app: str(app.ID), channel: str(e.Channel), except: str(e.Except)}
+		size := envelopeSize(&h, len(e.Msg))
+		if size > r.cfg.MaxEnvelope {
+			r.drop(DropTooLarge, kindEvent, 1)
+			continue
+		}
+		bus, cache := r.busChannel(app, e.Channel)
+		m := outMsg{channel: bus, payload: appendEnvelope(make([]byte, 0, size), &h, e.Msg), kind: kindEvent}
+		if cache {
+			m.cache = &cacheEvent{app: app, channel: e.Channel, msg: e.Msg}
+		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 {
+		return nil, pusher.ErrUnreachable
+	}
+	done, ok := r.q.addEvents(msgs)
+	if !ok {
+		r.refused.Add(int64(len(msgs)))
+		r.drop("", kindEvent, 0) // logs the refusal, rate-limited
+		return nil, pusher.ErrBusy
+	}
+	return done, nil
+}
+
+// sendControl queues a control envelope on a bus channel; it reports
+// whether it was queued.
+func (r *Redis) sendControl(bus string, h *header, payload []byte) bool {
+	h.node = r.nodeB
+	size := envelopeSize(h, len(payload))
+	if size > r.cfg.MaxEnvelope {
+		r.drop(DropTooLarge, h.kind, 1)
+		return false
+	}
+	if r.degraded.Load() && h.kind != kindBye {
+		r.drop(DropUnreachable, h.kind, 1)
+		return false
+	}
+	m := outMsg{channel: bus, payload: appendEnvelope(make([]byte, 0, size), h, payload), kind: h.kind}
+	if !r.q.addControl(m) {
+		r.drop(DropQueueFull, h.kind, 1)
+		return false
+	}
+	return true
+}
+
+func (r *Redis) sendJSON(bus string, h *header, v any) bool {
+	b, err := json.Marshal(v)
 	if err != nil {
-		r.dropped.Add(1)
-		r.log.Warn("envelope not published", "type", e.Type, "err", err)
-		return
+		return false
 	}
-	select {
-	case r.queue <- b:
-	default:
-		r.dropped.Add(1)
-	}
+	return r.sendControl(bus, h, b)
 }
 
 func (r *Redis) publishLoop() {
 	defer r.wg.Done()
-	defer r.cancel() // stops the subscriber and the heartbeat once flushed
+	defer r.cancel() // stops the other loops once flushed
 	for {
 		select {
 		case <-r.stopping:
-			// Flush what is queued (bye is last), for at most 2 s.
-			deadline := time.Now().Add(2 * time.Second)
-			for time.Now().Before(deadline) {
-				select {
-				case b := <-r.queue:
-					if !r.publish(b, time.Until(deadline)) {
-						return
-					}
-				default:
-					return
-				}
+			deadline := time.Now().Add(r.cfg.PublishTimeout)
+			for b := r.q.take(); b != nil && time.Now().Before(deadline); b = r.q.take() {
+				r.flush(b, time.Until(deadline))
 			}
 			return
-		case b := <-r.queue:
-			r.publish(b, 2*time.Second)
+		case <-r.q.wake:
+			for b := r.q.take(); b != nil; b = r.q.take() {
+				r.flush(b, r.cfg.PublishTimeout)
+			}
 		}
 	}
 }
 
-// publish sends one envelope, counting the outcome.
-func (r *Redis) publish(b []byte, timeout time.Duration) bool {
+// flush publishes one batch in one round trip.
+func (r *Redis) flush(b *batch, timeout time.Duration) {
+	defer close(b.done)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err := r.rdb.Publish(ctx, r.cfg.Channel, b).Err()
+	err := r.t.publish(ctx, b.msgs)
 	cancel()
-	if err != nil {
-		r.dropped.Add(1)
-		r.setDegraded(true)
-		return false
+	r.batches.Add(1)
+	if err == nil {
+		r.published.Add(int64(len(b.msgs)))
+		return
 	}
-	r.published.Add(1)
-	return true
-}
-
-func (r *Redis) subscribeLoop() {
-	defer r.wg.Done()
-	ps := r.rdb.Subscribe(r.ctx, r.cfg.Channel)
-	defer ps.Close()
-	backoff := 100 * time.Millisecond
-	subscribedOnce := false
-	for {
-		// Our own heartbeat comes back through Redis every interval, so a
-		// silence of three intervals means Redis is gone (or stopped).
-		msg, err := ps.ReceiveTimeout(r.ctx, 3*r.cfg.HeartbeatInterval)
-		if r.ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			r.setDegraded(true)
-			select {
-			case <-r.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
-			}
-			if subscribedOnce {
-				r.reconnects.Add(1)
-			}
-			subscribedOnce = true
-			r.setDegraded(false)
-			// Give every known node a full node_timeout to answer our hello
-			// before it may be declared dead: the silence was Redis's.
-			r.mu.Lock()
-			for id := range r.nodes {
-				r.nodes[id] = time.Now()
-			}
-			r.mu.Unlock()
-			// (Re)joined: announce ourselves; everyone answers with their
-			// presence state, and we send ours.
-			r.send(&Envelope{Type: typeHello})
-			r.sendSync()
-		case *redis.Message:
-			r.setDegraded(false)
-			r.handle([]byte(m.Payload))
-		case *redis.Pong:
+	r.log.Warn("publish to Redis failed", "envelopes", len(b.msgs), "err", err)
+	r.setDegraded(true)
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		r.drop(DropPublishError, m.kind, 1)
+		if m.cache != nil {
+			r.px.StoreCache(m.cache.app, m.cache.channel, m.cache.msg)
 		}
 	}
 }
@@ -315,10 +434,18 @@ func (r *Redis) heartbeatLoop() {
 		case <-r.ctx.Done():
 			return
 		case now := <-t.C:
-			r.send(&Envelope{Type: typePing})
+			r.sendPing()
 			r.expireNodes(now)
 		}
 	}
+}
+
+// sendPing queues a heartbeat carrying this node's presence digests, in
+// order among its joins and leaves.
+func (r *Redis) sendPing() {
+	r.px.WithLocalDigest(func(d map[string]pusher.PresenceDigest) {
+		r.sendJSON(r.chCtl, &header{kind: kindPing}, d)
+	})
 }
 
 // expireNodes drops nodes that have been silent for NodeTimeout. While
@@ -335,6 +462,7 @@ func (r *Redis) expireNodes(now time.Time) {
 			dead = append(dead, id)
 			delete(r.nodes, id)
 			delete(r.syncs, id)
+			delete(r.lastSyncReq, id)
 		}
 	}
 	r.mu.Unlock()
@@ -357,12 +485,12 @@ func (r *Redis) sendSync() {
 	r.px.WithLocalPresence(func(state []pusher.PresenceChange) {
 		for part, start := 0, 0; ; part, start = part+1, start+perPart {
 			end := min(start+perPart, len(state))
-			e := &Envelope{Type: typeSync, Gen: gen, Part: part, Last: end == len(state)}
+			body := syncBody{Gen: gen, Part: part, Last: end == len(state)}
 			for _, c := range state[start:end] {
-				e.Members = append(e.Members, syncMember{App: c.App.ID, Channel: c.Channel, Member: c.Member})
+				body.Members = append(body.Members, syncMember{App: c.App.ID, Channel: c.Channel, Member: c.Member})
 			}
-			r.send(e)
-			if e.Last {
+			r.sendJSON(r.chCtl, &header{kind: kindSync}, &body)
+			if body.Last {
 				return
 			}
 		}
@@ -381,79 +509,138 @@ func (r *Redis) helloDue() bool {
 	return r.lastHello.CompareAndSwap(last, now)
 }
 
-// handle applies one envelope from Redis.
-func (r *Redis) handle(b []byte) {
-	e, err := decodeEnvelope(b, r.cfg.MaxEnvelope)
+// onMessage implements receiver: it applies one envelope.
+func (r *Redis) onMessage(channel string, b []byte) {
+	h, body, err := decodeHeader(b, r.cfg.MaxEnvelope)
 	if err != nil {
 		r.invalid.Add(1)
 		return
 	}
-	if e.Node == r.node {
-		return // our own echo: local delivery already happened
+	self := bytes.Equal(h.node, r.nodeB)
+	switch h.kind {
+	case kindEvent:
+		app := r.apps[string(h.app)]
+		if app == nil {
+			return // an app this node does not serve
+		}
+		if self {
+			// Our own event, back in the cluster's order: only a cache
+			// channel's last event is kept (local delivery happened).
+			if channel == r.chCache {
+				r.px.StoreCache(app, string(h.channel), body)
+			}
+			return
+		}
+		r.received.Add(1)
+		r.px.DeliverRemote(app, string(h.channel), body, string(h.except))
+	case kindBarrier:
+		if self && bytes.Equal(h.to, r.nodeB) {
+			r.fireBarrier(string(h.id))
+		}
+	default:
+		if self {
+			return
+		}
+		r.received.Add(1)
+		r.control(&h, body)
 	}
-	r.received.Add(1)
+}
+
+// control applies a control envelope of another node.
+func (r *Redis) control(h *header, body []byte) {
+	node := string(h.node)
 	r.mu.Lock()
-	_, known := r.nodes[e.Node]
-	if e.Type != typeBye && e.Node != "" && e.Type != typeRestart {
-		r.nodes[e.Node] = time.Now()
+	_, known := r.nodes[node]
+	if h.kind != kindBye && h.kind != kindRestart {
+		r.nodes[node] = time.Now()
 	}
 	r.mu.Unlock()
-	switch e.Type {
-	case typeHello, typeBye, typeRestart, typeSync:
+	switch h.kind {
+	case kindHello, kindBye, kindRestart, kindSync:
 	default:
 		if !known && r.helloDue() {
 			// A node we did not know (we started after it, or it came
 			// back): make sure we get its state.
-			r.send(&Envelope{Type: typeHello})
+			r.sendControl(r.chCtl, &header{kind: kindHello}, nil)
 		}
 	}
 	var app *pusher.App
-	if e.App != "" {
-		if app = r.px.AppByID(e.App); app == nil {
+	if len(h.app) > 0 {
+		if app = r.apps[string(h.app)]; app == nil {
 			// An app this node does not serve. A query still gets an
 			// (empty) answer, so that the asker does not wait it out.
-			if e.Type == typeQuery {
-				r.send(&Envelope{Type: typeReply, ID: e.ID, To: e.Node, Reply: &pusher.Reply{}})
+			if h.kind == kindQuery {
+				r.sendJSON(r.nodeChannel(node), &header{kind: kindReply, to: h.node, id: h.id}, &pusher.Reply{})
 			}
 			return
 		}
 	}
-	switch e.Type {
-	case typeEvent:
-		r.px.DeliverRemote(app, e.Channel, e.Msg, e.Except)
-	case typeJoin:
-		r.px.RemotePresenceJoin(e.Node, app, e.Channel, *e.Member)
-	case typeLeave:
-		r.px.RemotePresenceLeave(e.Node, app, e.Channel, e.Key)
-	case typeHello:
+	switch h.kind {
+	case kindJoin:
+		var m pusher.PresenceMember
+		if decodeJSON(body, &m) != nil || m.Key == "" {
+			r.invalid.Add(1)
+			return
+		}
+		r.px.RemotePresenceJoin(node, app, string(h.channel), m)
+	case kindLeave:
+		r.px.RemotePresenceLeave(node, app, string(h.channel), string(h.id))
+	case kindHello:
 		r.sendSync()
-	case typeSync:
-		r.applySync(e)
-	case typeBye:
+	case kindSyncReq:
+		if bytes.Equal(h.to, r.nodeB) {
+			r.sendSync()
+		}
+	case kindSync:
+		var s syncBody
+		if decodeJSON(body, &s) != nil {
+			r.invalid.Add(1)
+			return
+		}
+		r.applySync(node, &s)
+	case kindPing:
+		var d map[string]pusher.PresenceDigest
+		if decodeJSON(body, &d) != nil {
+			r.invalid.Add(1)
+			return
+		}
+		r.checkDigest(node, d)
+	case kindBye:
 		r.mu.Lock()
-		delete(r.nodes, e.Node)
-		delete(r.syncs, e.Node)
+		delete(r.nodes, node)
+		delete(r.syncs, node)
+		delete(r.lastSyncReq, node)
 		r.mu.Unlock()
-		r.px.DropNode(e.Node)
-	case typeQuery:
-		reply := r.px.Answer(app, *e.Query)
-		r.send(&Envelope{Type: typeReply, ID: e.ID, To: e.Node, Reply: &reply})
-	case typeReply:
-		if e.To != r.node {
+		r.px.DropNode(node)
+	case kindQuery:
+		var q pusher.Query
+		if decodeJSON(body, &q) != nil {
+			r.invalid.Add(1)
+			return
+		}
+		reply := r.px.Answer(app, q)
+		r.sendJSON(r.nodeChannel(node), &header{kind: kindReply, to: h.node, id: h.id}, &reply)
+	case kindReply:
+		if !bytes.Equal(h.to, r.nodeB) {
+			return
+		}
+		var rep pusher.Reply
+		if decodeJSON(body, &rep) != nil {
+			r.invalid.Add(1)
 			return
 		}
 		r.mu.Lock()
-		ch := r.pending[e.ID]
+		ch := r.pending[string(h.id)]
 		r.mu.Unlock()
 		if ch != nil {
 			select {
-			case ch <- *e.Reply:
+			case ch <- rep:
 			default:
 			}
 		}
-	case typeTerminate:
-		r.px.TerminateLocal(app, e.User)
-	case typeRestart:
+	case kindTerminate:
+		r.px.TerminateLocal(app, string(h.id))
+	case kindRestart:
 		if r.onRestart != nil {
 			r.log.Info("restart requested through Redis")
 			r.onRestart()
@@ -461,57 +648,85 @@ func (r *Redis) handle(b []byte) {
 	}
 }
 
-func (r *Redis) applySync(e *Envelope) {
+// checkDigest compares another node's presence digests with what this
+// node knows of it, for the apps this node serves, and asks that node for
+// its state when they differ (joins or leaves were lost on the way).
+func (r *Redis) checkDigest(node string, theirs map[string]pusher.PresenceDigest) {
 	r.mu.Lock()
-	st := r.syncs[e.Node]
-	if st == nil || st.gen != e.Gen {
-		st = &syncState{gen: e.Gen}
-		r.syncs[e.Node] = st
+	assembling := r.syncs[node] != nil
+	r.mu.Unlock()
+	if assembling {
+		return
 	}
-	if e.Part != st.next {
+	mine := r.px.NodeDigest(node)
+	same := true
+	for id := range r.apps {
+		if theirs[id] != mine[id] {
+			same = false
+			break
+		}
+	}
+	if same {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	if now.Sub(r.lastSyncReq[node]) < r.cfg.HeartbeatInterval {
+		r.mu.Unlock()
+		return
+	}
+	r.lastSyncReq[node] = now
+	r.mu.Unlock()
+	r.resyncs.Add(1)
+	r.log.Info("presence of a node differs from its digest; asking for its state", "node", node)
+	r.sendControl(r.nodeChannel(node), &header{kind: kindSyncReq, to: []byte(node)}, nil)
+}
+
+func (r *Redis) applySync(node string, s *syncBody) {
+	r.mu.Lock()
+	st := r.syncs[node]
+	if st == nil || st.gen != s.Gen {
+		st = &syncState{gen: s.Gen}
+		r.syncs[node] = st
+	}
+	if s.Part != st.next {
 		// A part went missing (dropped on the way): this state is
 		// incomplete. Forget it and ask again.
-		delete(r.syncs, e.Node)
+		delete(r.syncs, node)
 		r.mu.Unlock()
 		r.invalid.Add(1)
-		if r.helloDue() {
-			r.send(&Envelope{Type: typeHello})
-		}
+		r.resyncs.Add(1)
+		r.sendControl(r.nodeChannel(node), &header{kind: kindSyncReq, to: []byte(node)}, nil)
 		return
 	}
 	st.next++
-	for _, m := range e.Members {
-		if app := r.px.AppByID(m.App); app != nil {
+	for _, m := range s.Members {
+		if app := r.apps[m.App]; app != nil && m.Member.Key != "" {
 			st.members = append(st.members, pusher.PresenceChange{App: app, Channel: m.Channel, Member: m.Member})
 		}
 	}
-	if !e.Last {
+	if !s.Last {
 		r.mu.Unlock()
 		return
 	}
-	delete(r.syncs, e.Node)
+	delete(r.syncs, node)
 	r.mu.Unlock()
-	r.px.ReplaceNodePresence(e.Node, st.members)
-}
-
-// Publish implements pusher.Broker.
-func (r *Redis) Publish(app *pusher.App, channel string, msg []byte, except string) {
-	r.send(&Envelope{Type: typeEvent, App: app.ID, Channel: channel, Msg: msg, Except: except})
+	r.px.ReplaceNodePresence(node, st.members)
 }
 
 // PresenceJoin implements pusher.Broker.
 func (r *Redis) PresenceJoin(app *pusher.App, channel string, m pusher.PresenceMember) {
-	r.send(&Envelope{Type: typeJoin, App: app.ID, Channel: channel, Member: &m})
+	r.sendJSON(r.chCtl, &header{kind: kindJoin, app: str(app.ID), channel: str(channel)}, &m)
 }
 
 // PresenceLeave implements pusher.Broker.
 func (r *Redis) PresenceLeave(app *pusher.App, channel, key string) {
-	r.send(&Envelope{Type: typeLeave, App: app.ID, Channel: channel, Key: key})
+	r.sendControl(r.chCtl, &header{kind: kindLeave, app: str(app.ID), channel: str(channel), id: str(key)}, nil)
 }
 
 // Terminate implements pusher.Broker.
 func (r *Redis) Terminate(app *pusher.App, userID string) {
-	r.send(&Envelope{Type: typeTerminate, App: app.ID, User: userID})
+	r.sendControl(r.chCtl, &header{kind: kindTerminate, app: str(app.ID), id: str(userID)}, nil)
 }
 
 // Gather implements pusher.Broker: it asks the live nodes and waits for
@@ -527,9 +742,7 @@ func (r *Redis) Gather(ctx context.Context, app *pusher.App, q pusher.Query) []p
 	if want == 0 {
 		return nil
 	}
-	var id [8]byte
-	_, _ = rand.Read(id[:])
-	key := hex.EncodeToString(id[:])
+	key := newID()
 	ch := make(chan pusher.Reply, want)
 	r.mu.Lock()
 	r.pending[key] = ch
@@ -539,7 +752,9 @@ func (r *Redis) Gather(ctx context.Context, app *pusher.App, q pusher.Query) []p
 		delete(r.pending, key)
 		r.mu.Unlock()
 	}()
-	r.send(&Envelope{Type: typeQuery, App: app.ID, ID: key, Query: &q})
+	if !r.sendJSON(r.chCtl, &header{kind: kindQuery, app: str(app.ID), id: []byte(key)}, &q) {
+		return nil
+	}
 	timer := time.NewTimer(r.cfg.GatherTimeout)
 	defer timer.Stop()
 	var out []pusher.Reply
@@ -556,7 +771,13 @@ func (r *Redis) Gather(ctx context.Context, app *pusher.App, q pusher.Query) []p
 	return out
 }
 
-// PublishRestart asks every node on the channel to drain and exit (what
+func newID() string {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	return hex.EncodeToString(id[:])
+}
+
+// PublishRestart asks every node under the prefix to drain and exit (what
 // `reverb restart` does when scaling is enabled).
 func PublishRestart(ctx context.Context, cfg Config) error {
 	cfg.normalize()
@@ -564,12 +785,10 @@ func PublishRestart(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	b, err := json.Marshal(&Envelope{V: Version, Node: "restart-cli", Type: typeRestart})
-	if err != nil {
-		return err
-	}
-	return rdb.Publish(ctx, cfg.Channel, b).Err()
+	t := newRedisTransport(rdb, time.Second)
+	defer t.close()
+	h := header{kind: kindRestart, node: []byte("restart-cli")}
+	return t.publish(ctx, []outMsg{{channel: cfg.Channel + ":ctl", payload: appendEnvelope(nil, &h, nil)}})
 }
 
 var _ pusher.Broker = (*Redis)(nil)

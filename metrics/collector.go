@@ -3,6 +3,7 @@ package metrics
 import (
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,9 +18,22 @@ type ClusterStats struct {
 	Publishes int64 `json:"publishes"`
 	// Receives counts envelopes received from other nodes.
 	Receives int64 `json:"receives"`
-	// Dropped counts envelopes not published: queue full, too large, or
-	// Redis errors.
-	Dropped int64 `json:"dropped"`
+	// Dropped counts envelopes not published, by reason: "unreachable"
+	// (Redis was down; events reached this node's clients only),
+	// "publish_error", "too_large" and "queue_full" (control envelopes).
+	Dropped map[string]int64 `json:"dropped"`
+	// Refused counts events refused because the cross-node queue was full
+	// (the HTTP API answered 503 with Retry-After; nothing was lost).
+	Refused int64 `json:"refused"`
+	// Queued is the number of envelopes waiting to be published now.
+	Queued int `json:"queued"`
+	// Batches counts publish round trips to Redis.
+	Batches int64 `json:"batches"`
+	// Resyncs counts presence states asked again after a digest mismatch.
+	Resyncs int64 `json:"resyncs"`
+	// Interest is the number of channels whose events this node receives
+	// from the others.
+	Interest int `json:"interest"`
 	// Invalid counts received envelopes that were ignored (bad JSON,
 	// version or size).
 	Invalid int64 `json:"invalid"`
@@ -59,7 +73,12 @@ var (
 
 	descRedisPublishes  = desc("reverb_redis_publishes_total", "Envelopes published to Redis.")
 	descRedisReceives   = desc("reverb_redis_receives_total", "Envelopes received from other nodes over Redis.")
-	descRedisDropped    = desc("reverb_redis_dropped_total", "Envelopes not published: queue full, too large, or Redis errors.")
+	descRedisDropped    = desc("reverb_redis_dropped_total", "Envelopes not published, by reason (unreachable, publish_error, too_large, queue_full).", "reason")
+	descRedisRefused    = desc("reverb_redis_refused_total", "Events refused with HTTP 503 because the cross-node queue was full.")
+	descRedisQueued     = desc("reverb_redis_queued", "Envelopes waiting to be published.")
+	descRedisBatches    = desc("reverb_redis_batches_total", "Publish round trips to Redis.")
+	descRedisResyncs    = desc("reverb_redis_resyncs_total", "Presence states asked again after a digest mismatch or a lost part.")
+	descRedisInterest   = desc("reverb_redis_interest_channels", "Channels whose events this node receives from other nodes.")
 	descRedisInvalid    = desc("reverb_redis_invalid_total", "Envelopes received from Redis and ignored (bad JSON, version or size).")
 	descRedisReconnects = desc("reverb_redis_reconnects_total", "Re-established Redis subscriptions.")
 	descRedisDegraded   = desc("reverb_redis_degraded", "1 while the node cannot reach Redis.")
@@ -73,6 +92,7 @@ var allDescs = []*prometheus.Desc{
 	descRateLimited, descClientEvents, descRefused, descAPIQueueFull, descLoops,
 	descDraining, descStatsTimeouts, descBuildInfo,
 	descRedisPublishes, descRedisReceives, descRedisDropped, descRedisInvalid, descRedisReconnects,
+	descRedisRefused, descRedisQueued, descRedisBatches, descRedisResyncs, descRedisInterest,
 	descRedisDegraded, descClusterPeers,
 }
 
@@ -127,12 +147,28 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		cs := (*f)()
 		counter(descRedisPublishes, cs.Publishes)
 		counter(descRedisReceives, cs.Receives)
-		counter(descRedisDropped, cs.Dropped)
+		for _, reason := range sortedStrings(cs.Dropped) {
+			counter(descRedisDropped, cs.Dropped[reason], reason)
+		}
+		counter(descRedisRefused, cs.Refused)
+		gauge(descRedisQueued, float64(cs.Queued))
+		counter(descRedisBatches, cs.Batches)
+		counter(descRedisResyncs, cs.Resyncs)
+		gauge(descRedisInterest, float64(cs.Interest))
 		counter(descRedisInvalid, cs.Invalid)
 		counter(descRedisReconnects, cs.Reconnects)
 		gauge(descRedisDegraded, b2f(cs.Degraded))
 		gauge(descClusterPeers, float64(cs.Peers))
 	}
+}
+
+func sortedStrings(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func sortedKeys(m map[int]int64) []int {

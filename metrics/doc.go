@@ -7,7 +7,7 @@
 //
 //	GET /metrics              Prometheus exposition (reverb_*, go_*, process_*)
 //	GET /healthz              200 while the process serves
-//	GET /readyz               200; 503 while starting, draining or degraded
+//	GET /readyz               200; 503 while starting or draining; "degraded" (200, or 503 with ?strict) while Redis is unreachable
 //	GET /                     the dashboard (also /dashboard), embedded HTML+JS
 //	GET /api/stats            node figures as JSON (totals, per app, counters, nodes)
 //	GET /api/channels?app_id= an app's occupied channels, with presence members

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -123,8 +124,11 @@ func TestReadiness(t *testing.T) {
 	}
 	degraded := true
 	n.m.SetDegraded(func() bool { return degraded })
-	if code, body := n.get("/readyz"); code != 503 || body != "degraded\n" {
-		t.Fatalf("/readyz while degraded: %d %q, want 503 degraded", code, body)
+	if code, body := n.get("/readyz"); code != 200 || !strings.HasPrefix(body, "degraded") {
+		t.Fatalf("/readyz while degraded: %d %q, want 200 degraded", code, body)
+	}
+	if code, body := n.get("/readyz?strict"); code != 503 || body != "degraded\n" {
+		t.Fatalf("/readyz?strict while degraded: %d %q, want 503 degraded", code, body)
 	}
 	n.m.SetDegraded(nil)
 	if code, _ := n.get("/readyz"); code != 200 {
@@ -274,7 +278,7 @@ func TestClusterHooks(t *testing.T) {
 		t.Error("reverb_redis_* without SetCluster")
 	}
 	n.m.SetCluster(func() ClusterStats {
-		return ClusterStats{Publishes: 7, Receives: 5, Dropped: 1, Invalid: 3, Reconnects: 2, Degraded: true, Peers: 1}
+		return ClusterStats{Publishes: 7, Receives: 5, Dropped: map[string]int64{"unreachable": 1}, Refused: 4, Invalid: 3, Reconnects: 2, Degraded: true, Peers: 1}
 	})
 	peerStart := time.Now().Add(-time.Second).UTC().Round(time.Millisecond)
 	n.m.SetPeers(func(ctx context.Context) []Node {
@@ -286,14 +290,15 @@ func TestClusterHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.expectSamples(map[string]float64{
-		"reverb_redis_publishes_total":  7,
-		"reverb_redis_receives_total":   5,
-		"reverb_redis_dropped_total":    1,
-		"reverb_redis_invalid_total":    3,
-		"reverb_redis_reconnects_total": 2,
-		"reverb_redis_degraded":         1,
-		"reverb_cluster_peers":          1,
-		"reverb_test_extra_total":       3,
+		"reverb_redis_publishes_total":                     7,
+		"reverb_redis_receives_total":                      5,
+		`reverb_redis_dropped_total{reason="unreachable"}`: 1,
+		"reverb_redis_refused_total":                       4,
+		"reverb_redis_invalid_total":                       3,
+		"reverb_redis_reconnects_total":                    2,
+		"reverb_redis_degraded":                            1,
+		"reverb_cluster_peers":                             1,
+		"reverb_test_extra_total":                          3,
 	})
 	var st statsJSON
 	n.getJSON("/api/stats", &st)
@@ -301,7 +306,8 @@ func TestClusterHooks(t *testing.T) {
 		!st.Nodes[1].LastSeen.Equal(peerStart) || st.Nodes[1].Status != "alive" {
 		t.Errorf("nodes %+v", st.Nodes)
 	}
-	if st.Cluster == nil || *st.Cluster != (ClusterStats{Publishes: 7, Receives: 5, Dropped: 1, Invalid: 3, Reconnects: 2, Degraded: true, Peers: 1}) {
+	want := ClusterStats{Publishes: 7, Receives: 5, Dropped: map[string]int64{"unreachable": 1}, Refused: 4, Invalid: 3, Reconnects: 2, Degraded: true, Peers: 1}
+	if st.Cluster == nil || !reflect.DeepEqual(*st.Cluster, want) {
 		t.Errorf("cluster %+v", st.Cluster)
 	}
 }

@@ -167,9 +167,9 @@ func New(srv *loop.Server, px *pusher.Server, opts Options) (*Server, error) {
 // Goroutine-safe.
 func (s *Server) Register(c prometheus.Collector) error { return s.reg.Register(c) }
 
-// SetDegraded installs the check that makes /readyz answer 503 (and the
-// dashboard show "degraded") while it returns true; the cluster uses it
-// while Redis is unreachable. It is called on every probe, so it must be
+// SetDegraded installs the check that makes /readyz say "degraded" (with
+// 200, or 503 for /readyz?strict) and the dashboard show "degraded" while
+// it returns true; the cluster uses it while Redis is unreachable. It is called on every probe, so it must be
 // fast and goroutine-safe. nil removes it.
 func (s *Server) SetDegraded(f func() bool) {
 	if f == nil {
@@ -312,11 +312,17 @@ func (s *Server) routes() http.Handler {
 		plain(w, http.StatusOK, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if st := s.status(); st != "ready" {
+		switch st := s.status(); {
+		case st == "ready":
+			plain(w, http.StatusOK, "ready\n")
+		case st == "degraded" && !r.URL.Query().Has("strict"):
+			// Redis is unreachable for every node at once: taking them all
+			// out of the load balancer would stop local service too. The
+			// node still serves its own clients; ?strict makes it 503.
+			plain(w, http.StatusOK, "degraded: scaling unavailable (Redis unreachable), serving local clients\n")
+		default:
 			plain(w, http.StatusServiceUnavailable, st+"\n")
-			return
 		}
-		plain(w, http.StatusOK, "ready\n")
 	})
 	mux.HandleFunc("GET /api/stats", s.handleStats)
 	mux.HandleFunc("GET /api/channels", s.handleChannels)

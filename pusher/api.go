@@ -30,6 +30,8 @@ type APIResponse struct {
 	Body   []byte
 	// Allow lists the methods of the route on a 405.
 	Allow string
+	// RetryAfter, when > 0, is sent as a Retry-After header (seconds).
+	RetryAfter int
 }
 
 // AppendHTTP appends the response as HTTP/1.1 bytes. keepAlive says whether
@@ -44,6 +46,10 @@ func (r *APIResponse) AppendHTTP(dst []byte, keepAlive bool) []byte {
 	if r.Allow != "" {
 		dst = append(dst, "\r\nAllow: "...)
 		dst = append(dst, r.Allow...)
+	}
+	if r.RetryAfter > 0 {
+		dst = append(dst, "\r\nRetry-After: "...)
+		dst = strconv.AppendInt(dst, int64(r.RetryAfter), 10)
 	}
 	if keepAlive {
 		dst = append(dst, "\r\nConnection: keep-alive\r\n\r\n"...)
@@ -325,31 +331,68 @@ func (srv *Server) apiEvents(app *App, body []byte) APIResponse {
 	if tooLarge {
 		return ErrorResponse(413, "Payload too large.")
 	}
-	for _, ch := range ev.channels {
-		srv.Trigger(app, ch, ev.name, ev.data, ev.socketID)
+	out := make([]Outgoing, len(ev.channels))
+	for i, ch := range ev.channels {
+		out[i] = Outgoing{Channel: ch, Msg: eventJSON(nil, ev.name, ev.data, ch), Except: ev.socketID}
+	}
+	if r := srv.publishAPI(app, out); r != nil {
+		return *r
 	}
 	if len(ev.info) == 0 {
 		return APIResponse{Status: 200, Body: respEmpty}
 	}
-	subs := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: ev.channels}).Subscriptions
-	out := []byte(`{"channels":{`)
+	counts := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: ev.channels, Users: has(ev.info, "user_count")})
+	rb := []byte(`{"channels":{`)
 	for i, ch := range ev.channels {
 		if i > 0 {
-			out = append(out, ',')
+			rb = append(rb, ',')
 		}
-		out = appendJSONString(out, ch)
-		out = append(out, ':')
-		out = srv.appendCounts(out, app, ch, subs[ch], ev.info, false)
+		rb = appendJSONString(rb, ch)
+		rb = append(rb, ':')
+		rb = srv.appendCounts(rb, app, ch, counts, ev.info, false)
 	}
-	return APIResponse{Status: 200, Body: append(out, "}}"...)}
+	return APIResponse{Status: 200, Body: append(rb, "}}"...)}
+}
+
+// publishTimeout bounds how long a trigger waits for the cluster to take
+// events of cache channels before answering.
+const publishTimeout = 5 * time.Second
+
+// publishAPI publishes the events of one API request, all or none. It
+// returns the 503 to answer when the cluster cannot take them now. When an
+// event is for a cache channel it waits until the other nodes were handed
+// it, so that a subscriber arriving anywhere after the answer gets it.
+func (srv *Server) publishAPI(app *App, events []Outgoing) *APIResponse {
+	done, err := srv.publish(app, events)
+	if err != nil {
+		r := ErrorResponse(503, "Cross-node queue full, retry later.")
+		r.RetryAfter = 1
+		return &r
+	}
+	if done == nil {
+		return nil
+	}
+	for _, e := range events {
+		if _, cache := Classify(e.Channel); cache {
+			t := time.NewTimer(publishTimeout)
+			select {
+			case <-done:
+			case <-t.C:
+			}
+			t.Stop()
+			break
+		}
+	}
+	return nil
 }
 
 // appendCounts writes {"user_count":N} / {"subscription_count":N} as asked,
 // user_count only for presence channels and subscription_count only for the
 // others (Reverb's and Pusher's rule); withOccupied adds "occupied" first.
-// subs is the cluster's subscription count of the channel.
-func (srv *Server) appendCounts(b []byte, app *App, name string, subs int, want []string, withOccupied bool) []byte {
+// counts is the cluster's answer gathered for the request.
+func (srv *Server) appendCounts(b []byte, app *App, name string, counts Reply, want []string, withOccupied bool) []byte {
 	info, _ := srv.hub.info(app, name)
+	subs := counts.Subscriptions[name]
 	occupied := subs > 0
 	b = append(b, '{')
 	n := 0
@@ -374,7 +417,7 @@ func (srv *Server) appendCounts(b []byte, app *App, name string, subs int, want 
 		if presence && has(want, "user_count") {
 			sep()
 			b = append(b, `"user_count":`...)
-			b = strconv.AppendInt(b, int64(srv.hub.userCount(app, name)), 10)
+			b = strconv.AppendInt(b, int64(len(counts.Users[name])), 10)
 		}
 		if info.Cache && info.Cached != nil && has(want, "cache") {
 			sep()
@@ -428,8 +471,15 @@ func (srv *Server) apiBatch(app *App, body []byte) APIResponse {
 	if anyTooLarge {
 		return ErrorResponse(413, "Payload too large.")
 	}
-	for _, ev := range events {
-		srv.Trigger(app, ev.channels[0], ev.name, ev.data, ev.socketID)
+	out := make([]Outgoing, len(events))
+	wantUsers := false
+	for i, ev := range events {
+		ch := ev.channels[0]
+		out[i] = Outgoing{Channel: ch, Msg: eventJSON(nil, ev.name, ev.data, ch), Except: ev.socketID}
+		wantUsers = wantUsers || has(ev.info, "user_count")
+	}
+	if r := srv.publishAPI(app, out); r != nil {
+		return *r
 	}
 	if !anyInfo {
 		return APIResponse{Status: 200, Body: []byte(`{"batch":{}}`)}
@@ -438,22 +488,22 @@ func (srv *Server) apiBatch(app *App, body []byte) APIResponse {
 	for i, ev := range events {
 		names[i] = ev.channels[0]
 	}
-	subs := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: names}).Subscriptions
-	out := []byte(`{"batch":[`)
+	counts := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: names, Users: wantUsers})
+	rb := []byte(`{"batch":[`)
 	for i, ev := range events {
 		if i > 0 {
-			out = append(out, ',')
+			rb = append(rb, ',')
 		}
-		out = srv.appendCounts(out, app, ev.channels[0], subs[ev.channels[0]], ev.info, false)
+		rb = srv.appendCounts(rb, app, ev.channels[0], counts, ev.info, false)
 	}
-	return APIResponse{Status: 200, Body: append(out, "]}"...)}
+	return APIResponse{Status: 200, Body: append(rb, "]}"...)}
 }
 
 func (srv *Server) apiChannels(app *App, q url.Values) APIResponse {
 	want := strings.Split(q.Get("info"), ",")
-	subs := srv.gather(app, Query{Kind: QuerySubscriptions, Prefix: q.Get("filter_by_prefix")}).Subscriptions
-	names := make([]string, 0, len(subs))
-	for name := range subs {
+	counts := srv.gather(app, Query{Kind: QuerySubscriptions, Prefix: q.Get("filter_by_prefix"), Users: has(want, "user_count")})
+	names := make([]string, 0, len(counts.Subscriptions))
+	for name := range counts.Subscriptions {
 		names = append(names, name)
 	}
 	sort.Strings(names)
@@ -464,32 +514,66 @@ func (srv *Server) apiChannels(app *App, q url.Values) APIResponse {
 		}
 		out = appendJSONString(out, name)
 		out = append(out, ':')
-		out = srv.appendCounts(out, app, name, subs[name], want, false)
+		out = srv.appendCounts(out, app, name, counts, want, false)
 	}
 	return APIResponse{Status: 200, Body: append(out, "}}"...)}
 }
 
 func (srv *Server) apiChannel(app *App, name string, q url.Values) APIResponse {
-	subs := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: []string{name}}).Subscriptions
-	return APIResponse{Status: 200, Body: srv.appendCounts(nil, app, name, subs[name], strings.Split(q.Get("info"), ","), true)}
+	want := strings.Split(q.Get("info"), ",")
+	counts := srv.gather(app, Query{Kind: QuerySubscriptions, Channels: []string{name}, Users: has(want, "user_count")})
+	return APIResponse{Status: 200, Body: srv.appendCounts(nil, app, name, counts, want, true)}
 }
 
 func (srv *Server) apiUsers(app *App, name string) APIResponse {
 	if kind, _ := Classify(name); kind != KindPresence {
 		return ErrorResponse(400, "Only presence channels have users.")
 	}
-	ids, ok := srv.hub.users(app, name)
-	if !ok {
+	// Asked of every node, so that a user whose client was told it joined
+	// (or left) is listed (or not) through any node at once.
+	users := srv.gather(app, Query{Kind: QueryUsers, Channels: []string{name}, Users: true}).Users[name]
+	if len(users) == 0 {
 		return ErrorResponse(404, "Channel not found.")
 	}
+	// In the order this node saw the users join, then the others by key.
+	ids, _ := srv.hub.users(app, name)
+	seen := make(map[string]bool, len(users))
 	out := []byte(`{"users":[`)
-	for i, id := range ids {
-		if i > 0 {
+	n := 0
+	add := func(id json.RawMessage) {
+		if n > 0 {
 			out = append(out, ',')
 		}
+		n++
 		out = append(out, `{"id":`...)
 		out = append(out, id...)
 		out = append(out, '}')
 	}
+	for _, id := range ids {
+		key := userKey(id)
+		if _, ok := users[key]; ok && !seen[key] {
+			seen[key] = true
+			add(id)
+		}
+	}
+	rest := make([]string, 0, len(users)-len(seen))
+	for key := range users {
+		if !seen[key] {
+			rest = append(rest, key)
+		}
+	}
+	sort.Strings(rest)
+	for _, key := range rest {
+		add(users[key])
+	}
 	return APIResponse{Status: 200, Body: append(out, "]}"...)}
+}
+
+// userKey is the identity of a user_id as sent: a JSON string's value or a
+// number's text.
+func userKey(id json.RawMessage) string {
+	if s, ok := jsonString(id); ok {
+		return s
+	}
+	return string(id)
 }

@@ -152,6 +152,9 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 	}
 	ch.subs++
 	ch.perShard[shard]++
+	if ch.subs == 1 {
+		h.broker.Interest(app, name, true)
+	}
 	if ch.kind == KindPresence {
 		res.presence = ch.presenceJSON()
 	}
@@ -179,6 +182,9 @@ func (h *hub) leave(app *App, name string, shard int, userKey string, presence b
 	}
 	ch.subs--
 	ch.perShard[shard]--
+	if ch.subs == 0 {
+		h.broker.Interest(app, name, false)
+	}
 	var res leaveResult
 	if presence {
 		if m := ch.members[userKey]; m != nil && m.local > 0 {
@@ -310,6 +316,15 @@ func (h *hub) dropNode(node string) []PresenceChange {
 	return removed
 }
 
+// withLocalDigest calls fn with the digest of this node's presence users,
+// holding the registry's lock so that no join or leave envelope can be
+// queued while fn queues the digest.
+func (h *hub) withLocalDigest(fn func(map[string]PresenceDigest)) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	fn(h.localDigestLocked())
+}
+
 // withLocalPresence calls fn with the presence members connected to this
 // node, holding the registry's lock so that no join or leave envelope can be
 // queued while fn queues the state.
@@ -328,6 +343,83 @@ func (h *hub) localPresenceLocked() []PresenceChange {
 					out = append(out, PresenceChange{App: app, Channel: ch.name, Member: m.export()})
 				}
 			}
+		}
+	}
+	return out
+}
+
+// PresenceDigest summarises a node's presence users: how many (user,
+// channel, app) entries and an order-independent hash of them. Two views of
+// a node's presence are the same when their digests are.
+type PresenceDigest struct {
+	Count int    `json:"n"`
+	Sum   uint64 `json:"h"`
+}
+
+func (d *PresenceDigest) add(app *App, channel, key string) {
+	// FNV-1a over app id, channel and user key, separated by 0 bytes.
+	h := uint64(14695981039346656037)
+	for _, s := range [...]string{app.ID, channel, key} {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+		h *= 1099511628211
+	}
+	d.Count++
+	d.Sum += h
+}
+
+// localDigestLocked is the digest of this node's own presence users, by
+// app id. Called with h.mu held.
+func (h *hub) localDigestLocked() map[string]PresenceDigest {
+	out := make(map[string]PresenceDigest)
+	for app, chans := range h.apps {
+		var d PresenceDigest
+		for _, ch := range chans {
+			for _, m := range ch.order {
+				if m.local > 0 {
+					d.add(app, ch.name, m.key)
+				}
+			}
+		}
+		if d.Count > 0 {
+			out[app.ID] = d
+		}
+	}
+	return out
+}
+
+// nodeDigest is the digest of what this node knows of another node's
+// presence users, by app id.
+func (h *hub) nodeDigest(node string) map[string]PresenceDigest {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make(map[string]PresenceDigest)
+	for k := range h.nodes[node] {
+		d := out[k.app.ID]
+		d.add(k.app, k.channel, k.user)
+		out[k.app.ID] = d
+	}
+	return out
+}
+
+// localUsers returns this node's own presence users of a channel (user
+// key to user_id as sent), or nil.
+func (h *hub) localUsers(app *App, name string) map[string]json.RawMessage {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	ch := h.apps[app][name]
+	if ch == nil {
+		return nil
+	}
+	var out map[string]json.RawMessage
+	for _, m := range ch.order {
+		if m.local > 0 {
+			if out == nil {
+				out = make(map[string]json.RawMessage)
+			}
+			out[m.key] = m.id
 		}
 	}
 	return out
@@ -366,21 +458,15 @@ func (ch *channel) presenceJSON() []byte {
 	return append(b, "}}}"...)
 }
 
-// route calls fn for every shard holding subscribers of the channel and, for
-// cache channels, stores msg as the cached event.
-func (h *hub) route(app *App, name string, msg []byte, fn func(shard int)) {
-	_, cache := Classify(name)
-	if cache && bytes.HasPrefix(msg, []byte(`{"event":"pusher_internal:`)) {
-		cache = false // presence bookkeeping is not an application event
+// route calls fn for every shard holding subscribers of the channel and,
+// when store is set and the channel is a cache channel, stores msg as its
+// cached event.
+func (h *hub) route(app *App, name string, msg []byte, store bool, fn func(shard int)) {
+	if store {
+		h.storeCache(app, name, msg)
 	}
-	if cache {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		h.caches[app][name] = cacheEntry{msg: msg, at: time.Now()}
-	} else {
-		h.mu.RLock()
-		defer h.mu.RUnlock()
-	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	ch := h.apps[app][name]
 	if ch == nil {
 		return
@@ -390,6 +476,28 @@ func (h *hub) route(app *App, name string, msg []byte, fn func(shard int)) {
 			fn(i)
 		}
 	}
+}
+
+// storeCache keeps msg as the cached event of a cache channel; it reports
+// whether it did (not for other channels, nor for presence bookkeeping).
+func (h *hub) storeCache(app *App, name string, msg []byte) bool {
+	if _, cache := Classify(name); !cache || bytes.HasPrefix(msg, []byte(`{"event":"pusher_internal:`)) {
+		return false
+	}
+	h.mu.Lock()
+	h.caches[app][name] = cacheEntry{msg: msg, at: time.Now()}
+	h.mu.Unlock()
+	return true
+}
+
+// cached returns the cached event of a cache channel, or nil.
+func (h *hub) cached(app *App, name string) []byte {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if e, ok := h.caches[app][name]; ok && time.Since(e.at) < cacheTTL {
+		return e.msg
+	}
+	return nil
 }
 
 // sweepCaches drops cached events older than cacheTTL.

@@ -224,14 +224,14 @@ func TestHubRouteAndList(t *testing.T) {
 	h.join(other, "a", 1, nil, 0)
 
 	var shards []int
-	h.route(app, "a", []byte(`m`), func(i int) { shards = append(shards, i) })
+	h.route(app, "a", []byte(`m`), true, func(i int) { shards = append(shards, i) })
 	if len(shards) != 2 || shards[0] != 0 || shards[1] != 2 {
 		t.Errorf("route a -> shards %v, want [0 2]", shards)
 	}
-	h.route(app, "missing", []byte(`m`), func(int) { t.Error("routed to a missing channel") })
+	h.route(app, "missing", []byte(`m`), true, func(int) { t.Error("routed to a missing channel") })
 	// Cache channels keep the last message; others keep nothing.
-	h.route(app, "cache-b", []byte(`{"event":"e1"}`), func(int) {})
-	h.route(app, "cache-b", []byte(`{"event":"e2"}`), func(int) {})
+	h.route(app, "cache-b", []byte(`{"event":"e1"}`), true, func(int) {})
+	h.route(app, "cache-b", []byte(`{"event":"e2"}`), true, func(int) {})
 	if info, _ := h.info(app, "cache-b"); string(info.Cached) != `{"event":"e2"}` || !info.Cache {
 		t.Errorf("cache-b info = %+v", info)
 	}

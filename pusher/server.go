@@ -15,48 +15,6 @@ import (
 	"github.com/reverbgo/reverb/wsproto"
 )
 
-// Broker carries events and presence between the nodes of a cluster. The
-// server delivers every event to its own subscribers itself and hands it to
-// the broker for the other nodes. Implementations must be goroutine-safe,
-// and every method but Gather must return at once, without waiting on the
-// network.
-type Broker interface {
-	// Publish sends an event message (the JSON a subscriber receives) for a
-	// channel of app to the other nodes; except is a socket id to skip.
-	Publish(app *App, channel string, msg []byte, except string)
-	// PresenceJoin tells the other nodes that this node now has a presence
-	// user on a channel (the user's first connection here). It and
-	// PresenceLeave are called with the server's channel registry locked, in
-	// the order the registry changed: they must only queue.
-	PresenceJoin(app *App, channel string, m PresenceMember)
-	// PresenceLeave tells the other nodes that the user's last connection on
-	// this node left the channel.
-	PresenceLeave(app *App, channel string, key string)
-	// Terminate asks the other nodes to close the connections of a user.
-	Terminate(app *App, userID string)
-	// Gather asks the other live nodes to answer q and returns their replies,
-	// waiting at most the broker's gathering timeout.
-	Gather(ctx context.Context, app *App, q Query) []Reply
-}
-
-// NopBroker is the Broker of a server that runs alone.
-type NopBroker struct{}
-
-// Publish implements Broker.
-func (NopBroker) Publish(*App, string, []byte, string) {}
-
-// PresenceJoin implements Broker.
-func (NopBroker) PresenceJoin(*App, string, PresenceMember) {}
-
-// PresenceLeave implements Broker.
-func (NopBroker) PresenceLeave(*App, string, string) {}
-
-// Terminate implements Broker.
-func (NopBroker) Terminate(*App, string) {}
-
-// Gather implements Broker: there is nobody to ask.
-func (NopBroker) Gather(context.Context, *App, Query) []Reply { return nil }
-
 // Server is the Pusher protocol engine of one node: apps, channels, sessions
 // and the HTTP API, independent of the transport. Its exported methods are
 // goroutine-safe unless they say otherwise.
@@ -68,7 +26,9 @@ type Server struct {
 	appStats map[*App]*appStats
 	hub      *hub
 	broker   Broker
-	draining atomic.Bool
+	// clustered is false with NopBroker: cached events are stored at once.
+	clustered bool
+	draining  atomic.Bool
 
 	mu     sync.Mutex
 	shards []*Shard // fixed length nShards; element i is set once, before any subscription on it
@@ -114,6 +74,8 @@ func (srv *Server) Options() Options { return srv.opts }
 func (srv *Server) SetBroker(b Broker) {
 	srv.broker = b
 	srv.hub.broker = b
+	_, alone := b.(NopBroker)
+	srv.clustered = !alone
 }
 
 // AppByKey finds an app by key.
@@ -217,11 +179,11 @@ func newSocketID() string {
 	return string(b)
 }
 
-// publish delivers an event message to the local subscribers of a channel
-// and, unless it came from another node, to the broker. Goroutine-safe.
-func (srv *Server) publish(app *App, channel string, msg []byte, except string, remote bool) {
+// deliver hands an event message to this node's subscribers of a channel;
+// store keeps it as the cached event of a cache channel. Goroutine-safe.
+func (srv *Server) deliver(app *App, channel string, msg []byte, except string, store bool) {
 	var frame []byte
-	srv.hub.route(app, channel, msg, func(i int) {
+	srv.hub.route(app, channel, msg, store, func(i int) {
 		if frame == nil {
 			frame = wsproto.AppendText(make([]byte, 0, len(msg)+10), msg)
 		}
@@ -230,20 +192,46 @@ func (srv *Server) publish(app *App, channel string, msg []byte, except string, 
 	if srv.opts.Debug {
 		srv.log.Debug("Broadcasting To", "channel", channel, "app_id", app.ID, "message", string(msg))
 	}
-	if !remote {
-		srv.broker.Publish(app, channel, msg, except)
-	}
 }
 
-// DeliverRemote delivers an event that another node published. Goroutine-safe.
+// publish sends events of app to the other nodes and delivers them here.
+// When the broker refuses them (ErrBusy) nothing is delivered anywhere and
+// the error is returned. done is closed once the other nodes were handed
+// the events (nil when there is nothing to wait for). Goroutine-safe.
+func (srv *Server) publish(app *App, events []Outgoing) (done <-chan struct{}, err error) {
+	done, err = srv.broker.Publish(app, events)
+	if err == ErrBusy {
+		return nil, err
+	}
+	// In a cluster the cached event of a cache channel is stored when the
+	// broker hands it back in the cluster's order (StoreCache), so that every
+	// node keeps the same last event; alone, or cut off, it is stored now.
+	store := !srv.clustered || err != nil
+	for _, e := range events {
+		srv.deliver(app, e.Channel, e.Msg, e.Except, store)
+	}
+	return done, nil
+}
+
+// DeliverRemote delivers an event that another node published (and keeps it
+// as a cache channel's cached event). Goroutine-safe.
 func (srv *Server) DeliverRemote(app *App, channel string, msg []byte, except string) {
-	srv.publish(app, channel, msg, except, true)
+	srv.deliver(app, channel, msg, except, true)
+}
+
+// StoreCache keeps msg as the cached event of a cache channel without
+// delivering it: the broker calls it for this node's own events, in the
+// cluster's order. Other channels are ignored. Goroutine-safe.
+func (srv *Server) StoreCache(app *App, channel string, msg []byte) {
+	srv.hub.storeCache(app, channel, msg)
 }
 
 // Trigger publishes an event, as the HTTP API does: name and data go out as
-// {"event":name,"data":data,"channel":channel}. Goroutine-safe.
-func (srv *Server) Trigger(app *App, channel, name, data, except string) {
-	srv.publish(app, channel, eventJSON(nil, name, data, channel), except, false)
+// {"event":name,"data":data,"channel":channel}. It fails with ErrBusy when
+// the cluster cannot take it now (nothing was delivered). Goroutine-safe.
+func (srv *Server) Trigger(app *App, channel, name, data, except string) error {
+	_, err := srv.publish(app, []Outgoing{{Channel: channel, Msg: eventJSON(nil, name, data, channel), Except: except}})
+	return err
 }
 
 // TerminateUser closes every connection of app that belongs to user id
@@ -424,11 +412,11 @@ func (srv *Server) announceRemoved(app *App, channel string, userID json.RawMess
 	data = append(data, `{"user_id":`...)
 	data = append(data, userID...)
 	data = append(data, '}')
-	srv.publish(app, channel, eventJSON(nil, "pusher_internal:member_removed", string(data), channel), except, true)
+	srv.deliver(app, channel, eventJSON(nil, "pusher_internal:member_removed", string(data), channel), except, false)
 }
 
 func (srv *Server) announceAdded(c PresenceChange) {
-	srv.publish(c.App, c.Channel, eventJSON(nil, "pusher_internal:member_added", c.Member.Data, c.Channel), "", true)
+	srv.deliver(c.App, c.Channel, eventJSON(nil, "pusher_internal:member_added", c.Member.Data, c.Channel), "", false)
 }
 
 // RemotePresenceJoin records that another node has a presence user on a
@@ -487,12 +475,17 @@ type Query struct {
 	// channels with subscribers whose names start with Prefix are answered.
 	Channels []string `json:"channels,omitempty"`
 	Prefix   string   `json:"prefix,omitempty"`
+	// Users asks also for the node's own presence users of the answered
+	// presence channels (Reply.Users).
+	Users bool `json:"users,omitempty"`
 }
 
 // Query kinds.
 const (
 	QuerySubscriptions = "subscriptions"
 	QueryConnections   = "connections"
+	// QueryUsers answers only Reply.Users, for Channels.
+	QueryUsers = "users"
 )
 
 // Reply is a node's answer to a Query.
@@ -503,28 +496,52 @@ type Reply struct {
 	// Connections is the node's count of connections subscribed to at least
 	// one channel.
 	Connections int64 `json:"connections,omitempty"`
+	// Users maps presence channel names to the node's own users of them:
+	// user key to user_id as sent (only when Query.Users).
+	Users map[string]map[string]json.RawMessage `json:"users,omitempty"`
 }
 
 // Answer computes this node's Reply to q. Goroutine-safe.
 func (srv *Server) Answer(app *App, q Query) Reply {
+	var r Reply
 	switch q.Kind {
 	case QueryConnections:
 		return Reply{Connections: srv.appStats[app].subscribed.Load()}
+	case QueryUsers:
 	default:
-		r := Reply{Subscriptions: map[string]int{}}
+		r.Subscriptions = map[string]int{}
 		if len(q.Channels) > 0 {
 			for _, name := range q.Channels {
 				if info, ok := srv.hub.info(app, name); ok {
 					r.Subscriptions[name] = info.SubscriptionCount
 				}
 			}
-			return r
+		} else {
+			for _, info := range srv.hub.list(app, q.Prefix) {
+				r.Subscriptions[info.Name] = info.SubscriptionCount
+			}
 		}
-		for _, info := range srv.hub.list(app, q.Prefix) {
-			r.Subscriptions[info.Name] = info.SubscriptionCount
-		}
-		return r
 	}
+	if q.Users {
+		names := q.Channels
+		if len(names) == 0 {
+			for name := range r.Subscriptions {
+				names = append(names, name)
+			}
+		}
+		for _, name := range names {
+			if kind, _ := Classify(name); kind != KindPresence {
+				continue
+			}
+			if u := srv.hub.localUsers(app, name); len(u) > 0 {
+				if r.Users == nil {
+					r.Users = make(map[string]map[string]json.RawMessage)
+				}
+				r.Users[name] = u
+			}
+		}
+	}
+	return r
 }
 
 // gather answers q for the whole cluster: this node's reply plus the other
@@ -540,6 +557,19 @@ func (srv *Server) gather(app *App, q Query) Reply {
 			}
 			total.Subscriptions[name] += n
 		}
+		for name, users := range r.Users {
+			if total.Users == nil {
+				total.Users = make(map[string]map[string]json.RawMessage)
+			}
+			all := total.Users[name]
+			if all == nil {
+				all = make(map[string]json.RawMessage, len(users))
+				total.Users[name] = all
+			}
+			for k, id := range users {
+				all[k] = id
+			}
+		}
 	}
 	return total
 }
@@ -551,3 +581,14 @@ func (srv *Server) TerminateLocal(app *App, id string) { srv.terminateLocal(app,
 // SweepCaches drops cached events of cache channels older than 30 minutes.
 // Call it now and then (the transport does, once a minute). Goroutine-safe.
 func (srv *Server) SweepCaches(now time.Time) { srv.hub.sweepCaches(now) }
+
+// WithLocalDigest calls fn with the digests of this node's own presence
+// users by app id (apps without users left out), for other nodes to check their copy against. No presence change of
+// this node reaches the broker while fn runs, so fn may queue the digest
+// knowing where it stands among the joins and leaves. fn must not block or
+// call back into the server. Goroutine-safe.
+func (srv *Server) WithLocalDigest(fn func(map[string]PresenceDigest)) { srv.hub.withLocalDigest(fn) }
+
+// NodeDigest returns the digests of what this node knows of another node's
+// presence users, by app id. Goroutine-safe.
+func (srv *Server) NodeDigest(node string) map[string]PresenceDigest { return srv.hub.nodeDigest(node) }

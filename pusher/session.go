@@ -48,6 +48,7 @@ type subscription struct {
 	kind    ChannelKind
 	userKey string          // presence identity ("" elsewhere)
 	userID  json.RawMessage // presence user_id as sent
+	pending bool            // not answered yet: gets no events
 }
 
 // Pre-encoded frames sent often.
@@ -333,8 +334,11 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 		s.subscriptionError(name, ErrInvalidChannel, 400)
 		return
 	}
-	kind, cache := Classify(name)
+	kind, _ := Classify(name)
 	if existing := s.findSub(name); existing != nil {
+		if existing.pending {
+			return // the answer is on its way
+		}
 		// Re-subscribing answers again without registering twice.
 		var presence []byte
 		if kind == KindPresence {
@@ -401,13 +405,42 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 		if res.firstOfUser {
 			// Every node announces a new member to its own subscribers.
 			added := eventJSON(nil, "pusher_internal:member_added", m.data, name)
-			srv.publish(s.app, name, added, s.id, true)
+			srv.deliver(s.app, name, added, s.id, false)
 		}
 	}
-	s.sendSubscribed(name, kind, res.presence)
+	// In a cluster the answer may have to wait until this node receives the
+	// channel's events from the others (and, for a cache channel, has every
+	// event acknowledged before): until then the subscription is pending and
+	// gets no events.
+	sub.pending = true
+	sh := s.shard
+	if srv.broker.Await(s.app, name, func() { sh.exec(func() { s.completeSubscribe(sub, nil, nil) }) }) {
+		s.completeSubscribe(sub, res.presence, res.cached)
+	}
+}
+
+// completeSubscribe answers a subscription: subscription_succeeded, then
+// for cache channels the cached event or pusher:cache_miss. presence and
+// cached are what the registry said at join time; nil means read them now.
+// Loop-only.
+func (s *Session) completeSubscribe(sub *subscription, presence, cached []byte) {
+	if s.closed || sub.lc == nil || !sub.pending {
+		return // closed or unsubscribed meanwhile
+	}
+	sub.pending = false
+	srv := s.shard.srv
+	name := sub.name
+	_, cache := Classify(name)
+	if sub.kind == KindPresence && presence == nil {
+		presence = srv.hub.presenceOf(s.app, name)
+	}
+	if cache && cached == nil {
+		cached = srv.hub.cached(s.app, name)
+	}
+	s.sendSubscribed(name, sub.kind, presence)
 	if cache {
-		if res.cached != nil {
-			s.send(res.cached)
+		if cached != nil {
+			s.send(cached)
 		} else {
 			s.send([]byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`))
 		}
@@ -596,7 +629,10 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 		msg = append(msg, sub.userID...)
 	}
 	msg = append(msg, '}')
-	srv.publish(s.app, name, msg, s.id, false)
+	if _, err := srv.publish(s.app, []Outgoing{{Channel: name, Msg: msg, Except: s.id}}); err != nil {
+		// The cluster cannot take it now (counted by the broker too).
+		s.shard.stats.clientEventsDropped++
+	}
 }
 
 // close releases everything the session holds. Called once, from the

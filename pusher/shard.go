@@ -135,7 +135,7 @@ func (sh *Shard) drain() {
 		}
 		for _, sub := range lc.subs {
 			s := sub.sess
-			if s.closed || (d.except != "" && s.id == d.except) {
+			if s.closed || sub.pending || (d.except != "" && s.id == d.except) {
 				continue
 			}
 			if len(s.pending) == 0 {

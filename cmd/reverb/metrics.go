@@ -72,6 +72,7 @@ func startMetrics(cfg *config.Config, api *metrics.API, srv *loop.Server, px *pu
 			return metrics.ClusterStats{
 				Publishes: st.Published, Receives: st.Received, Dropped: st.Dropped, Invalid: st.Invalid,
 				Reconnects: st.Reconnects, Degraded: st.Degraded, Peers: st.Nodes,
+				Refused: st.Refused, Queued: st.Queued, Batches: st.Batches, Resyncs: st.Resyncs, Interest: st.Interest,
 			}
 		})
 		m.SetPeers(func(context.Context) []metrics.Node {
