@@ -19,11 +19,14 @@ run: build
 # and the Node end-to-end suite with pusher-js, laravel-echo and pusher.
 test: deps vet test-go test-e2e
 
-# System packages the tests use: a real redis-server for the cluster tests
-# and Debian's chromium for the dashboard test. Installed only when missing.
+# System packages the tests use: real redis-server, redis-sentinel and
+# redis-cli (Debian's redis-tools) for the cluster tests and Debian's
+# chromium for the dashboard test. Installed only when missing.
 deps:
 	@missing=""; \
 	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
+	  command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \

@@ -244,33 +244,77 @@ type Scaling struct {
 	// answers to a cluster-wide HTTP API query. Must be > 0. Default: 1000.
 	GatherTimeoutMS int `toml:"gather_timeout_ms"`
 	// PublishQueue is how many envelopes may wait to be published (for
-	// example while Redis is unreachable); more are dropped and counted.
-	// Must be > 0. Default: 10000.
+	// example while Redis is unreachable). Past it the HTTP API answers 503
+	// with Retry-After instead of accepting the event: events are never
+	// dropped silently. Must be > 0. Default: 10000.
 	PublishQueue int `toml:"publish_queue"`
+	// PublishTimeoutMS bounds, in milliseconds, one pipelined publish round
+	// trip to Redis. Must be > 0. Default: 2000.
+	PublishTimeoutMS int `toml:"publish_timeout_ms"`
 	// Redis is the server to use.
 	Redis Redis `toml:"redis"`
 }
 
+// Redis topologies (Redis.Mode).
+const (
+	// RedisSingle is one Redis server, named by URL or Host and Port.
+	RedisSingle = "single"
+	// RedisSentinel is a master/replica set watched by Redis Sentinel.
+	RedisSentinel = "sentinel"
+	// RedisCluster is Redis Cluster.
+	RedisCluster = "cluster"
+)
+
 // Redis is the [scaling.redis] table. As in Laravel, the parts of URL that
 // are present win over the separate fields.
 type Redis struct {
-	// URL is a redis://, rediss:// or unix:// URL. Reverb:
+	// Mode is the Redis topology: "single" (one server, named by URL or
+	// Host and Port), "sentinel" (a master/replica set found through the
+	// sentinels in Addrs) or "cluster" (Redis Cluster, seeded by Addrs).
+	// Reverb has no such setting; REVERB_SCALING_REDIS_MODE is our addition.
+	// Default: "single".
+	Mode string `toml:"mode"`
+	// Addrs are "host:port" addresses: the sentinels in sentinel mode, seed
+	// nodes in cluster mode. Must be empty in single mode and not empty in
+	// the others. Reverb has no such setting; REVERB_SCALING_REDIS_ADDRS
+	// (comma separated) is our addition. Default: [] (none).
+	Addrs []string `toml:"addrs"`
+	// MasterName is the name of the master set the sentinels watch
+	// (sentinel mode, where it is required). Reverb has no such setting;
+	// REVERB_SCALING_REDIS_MASTER_NAME is our addition. Default: "".
+	MasterName string `toml:"master_name"`
+	// SentinelUsername is the ACL user name for the sentinels themselves
+	// (sentinel mode). Default: "" (none).
+	SentinelUsername string `toml:"sentinel_username"`
+	// SentinelPassword authenticates to the sentinels themselves (sentinel
+	// mode). Default: "" (none).
+	SentinelPassword string `toml:"sentinel_password"`
+	// TLS connects to Redis (and to the sentinels) over TLS. A rediss:// URL
+	// turns it on too. Default: false.
+	TLS bool `toml:"tls"`
+	// TLSCAFile is the path of a PEM file of the CAs that sign the Redis
+	// servers' certificates. Default: "" (the system's roots).
+	TLSCAFile string `toml:"tls_ca_file"`
+	// TLSInsecureSkipVerify accepts any certificate from Redis. For tests
+	// only. Default: false.
+	TLSInsecureSkipVerify bool `toml:"tls_insecure_skip_verify"`
+	// URL is a redis://, rediss:// or unix:// URL (single mode). Reverb:
 	// scaling.server.url, REDIS_URL. Default: "" (use the fields below).
 	URL string `toml:"url"`
-	// Host of the Redis server. Reverb: scaling.server.host, REDIS_HOST.
-	// Default: "127.0.0.1".
+	// Host of the Redis server (single mode). Reverb: scaling.server.host,
+	// REDIS_HOST. Default: "127.0.0.1".
 	Host string `toml:"host"`
-	// Port of the Redis server. Reverb: scaling.server.port, REDIS_PORT.
-	// Default: 6379.
+	// Port of the Redis server (single mode). Reverb: scaling.server.port,
+	// REDIS_PORT. Default: 6379.
 	Port int `toml:"port"`
-	// Username for Redis ACL auth. Reverb: scaling.server.username,
-	// REDIS_USERNAME. Default: "" (none).
+	// Username for Redis ACL auth, on the data nodes in every mode. Reverb:
+	// scaling.server.username, REDIS_USERNAME. Default: "" (none).
 	Username string `toml:"username"`
-	// Password for Redis auth. Reverb: scaling.server.password,
-	// REDIS_PASSWORD. Default: "" (none).
+	// Password for Redis auth, on the data nodes in every mode. Reverb:
+	// scaling.server.password, REDIS_PASSWORD. Default: "" (none).
 	Password string `toml:"password"`
-	// DB is the database number. Reverb: scaling.server.database, REDIS_DB.
-	// Default: 0.
+	// DB is the database number (single and sentinel modes). Reverb:
+	// scaling.server.database, REDIS_DB. Default: 0.
 	DB int `toml:"db"`
 }
 
@@ -330,7 +374,13 @@ func Default() *Config {
 			NodeTimeout:       30,
 			GatherTimeoutMS:   1000,
 			PublishQueue:      10000,
-			Redis:             Redis{Host: "127.0.0.1", Port: 6379},
+			PublishTimeoutMS:  2000,
+			Redis: Redis{
+				Mode:  RedisSingle,
+				Addrs: []string{},
+				Host:  "127.0.0.1",
+				Port:  6379,
+			},
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
 		Log:     Log{Level: "info", Format: "text"},

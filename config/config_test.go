@@ -122,6 +122,16 @@ func TestDefault(t *testing.T) {
 		{"limits.client_events_per_second", c.Limits.ClientEventsPerSecond, 10},
 		{"scaling.enabled", c.Scaling.Enabled, false},
 		{"scaling.channel", c.Scaling.Channel, "reverb"},
+		{"scaling.publish_queue", c.Scaling.PublishQueue, 10000},
+		{"scaling.publish_timeout_ms", c.Scaling.PublishTimeoutMS, 2000},
+		{"scaling.redis.mode", c.Scaling.Redis.Mode, "single"},
+		{"scaling.redis.addrs", c.Scaling.Redis.Addrs, []string{}},
+		{"scaling.redis.master_name", c.Scaling.Redis.MasterName, ""},
+		{"scaling.redis.sentinel_username", c.Scaling.Redis.SentinelUsername, ""},
+		{"scaling.redis.sentinel_password", c.Scaling.Redis.SentinelPassword, ""},
+		{"scaling.redis.tls", c.Scaling.Redis.TLS, false},
+		{"scaling.redis.tls_ca_file", c.Scaling.Redis.TLSCAFile, ""},
+		{"scaling.redis.tls_insecure_skip_verify", c.Scaling.Redis.TLSInsecureSkipVerify, false},
 		{"scaling.redis.url", c.Scaling.Redis.URL, ""},
 		{"scaling.redis.host", c.Scaling.Redis.Host, "127.0.0.1"},
 		{"scaling.redis.port", c.Scaling.Redis.Port, 6379},
@@ -281,6 +291,9 @@ func TestEnvMapping(t *testing.T) {
 		{"REVERB_MAX_REQUEST_SIZE", "5000", func(c *Config) any { return c.Server.MaxRequestSize }, 5000},
 		{"REVERB_SCALING_ENABLED", "true", func(c *Config) any { return c.Scaling.Enabled }, true},
 		{"REVERB_SCALING_CHANNEL", "chan", func(c *Config) any { return c.Scaling.Channel }, "chan"},
+		{"REVERB_SCALING_REDIS_MODE", "sentinel", func(c *Config) any { return c.Scaling.Redis.Mode }, "sentinel"},
+		{"REVERB_SCALING_REDIS_ADDRS", " s1:26379 , s2:26379,,", func(c *Config) any { return c.Scaling.Redis.Addrs }, []string{"s1:26379", "s2:26379"}},
+		{"REVERB_SCALING_REDIS_MASTER_NAME", "mymaster", func(c *Config) any { return c.Scaling.Redis.MasterName }, "mymaster"},
 		{"REDIS_URL", "redis://r:6380/1", func(c *Config) any { return c.Scaling.Redis.URL }, "redis://r:6380/1"},
 		{"REDIS_HOST", "redis.internal", func(c *Config) any { return c.Scaling.Redis.Host }, "redis.internal"},
 		{"REDIS_PORT", "6390", func(c *Config) any { return c.Scaling.Redis.Port }, 6390},
@@ -381,6 +394,8 @@ func TestEnvInvalidValues(t *testing.T) {
 		{"REVERB_SCALING_ENABLED", "maybe", []string{"REVERB_SCALING_ENABLED", "boolean"}},
 		{"REDIS_PORT", "x", []string{"REDIS_PORT", "integer"}},
 		{"REDIS_DB", "-1", []string{"scaling.redis.db", "REDIS_DB"}}, // checked as scaling is on
+		{"REVERB_SCALING_REDIS_MODE", "ring", []string{"scaling.redis.mode", `"ring"`, "REVERB_SCALING_REDIS_MODE"}},
+		{"REVERB_SCALING_REDIS_ADDRS", "s1:26379", []string{"scaling.redis.addrs", "sentinel and cluster", "REVERB_SCALING_REDIS_ADDRS"}},
 		{"REVERB_APP_PING_INTERVAL", "0", []string{"apps[0].ping_interval", "REVERB_APP_PING_INTERVAL"}},
 		{"REVERB_APP_MAX_CONNECTIONS", "-3", []string{"apps[0].max_connections", "REVERB_APP_MAX_CONNECTIONS"}},
 		{"REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "everyone", []string{"apps[0].accept_client_events_from", "everyone", "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM"}},
@@ -499,6 +514,7 @@ max_presence_members = 0
 [scaling]
 enabled = true
 channel = ""
+publish_timeout_ms = 0
 [scaling.redis]
 url = "http://redis"
 port = 0
@@ -529,6 +545,7 @@ format = "xml"
 		{"limits.max_batch_size"},
 		{"limits.max_presence_members"},
 		{"scaling.channel"},
+		{"scaling.publish_timeout_ms", "0"},
 		{"scaling.redis.url", "http"},
 		{"scaling.redis.port"},
 		{"metrics.port", "70001"},
@@ -756,9 +773,10 @@ secret = "very-secret-2"
 [scaling.redis]
 url = "redis://user:url-password@redis:6379/0"
 password = "redis-password"
+sentinel_password = "sentinel-password"
 `, nil)
 	out := c.Redacted()
-	for _, secret := range []string{"very-secret-1", "very-secret-2", "url-password", "redis-password"} {
+	for _, secret := range []string{"very-secret-1", "very-secret-2", "url-password", "redis-password", "sentinel-password"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("Redacted output contains %q:\n%s", secret, out)
 		}
@@ -769,7 +787,8 @@ password = "redis-password"
 		}
 	}
 	// The original is untouched.
-	if c.Apps[0].Secret != "very-secret-1" || c.Scaling.Redis.Password != "redis-password" {
+	if c.Apps[0].Secret != "very-secret-1" || c.Scaling.Redis.Password != "redis-password" ||
+		c.Scaling.Redis.SentinelPassword != "sentinel-password" {
 		t.Error("Redacted modified the Config")
 	}
 	// The output is a valid configuration file.
@@ -809,6 +828,7 @@ func TestRedactURL(t *testing.T) {
 var serverEnvVars = []string{
 	"REVERB_SERVER_HOST", "REVERB_SERVER_PORT", "REVERB_SERVER_PATH", "REVERB_HOST",
 	"REVERB_MAX_REQUEST_SIZE", "REVERB_SCALING_ENABLED", "REVERB_SCALING_CHANNEL",
+	"REVERB_SCALING_REDIS_MODE", "REVERB_SCALING_REDIS_ADDRS", "REVERB_SCALING_REDIS_MASTER_NAME",
 	"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB",
 }
 
@@ -877,4 +897,166 @@ func TestMetricsPProf(t *testing.T) {
 	if c := mustLoad(t, "", nil); c.Metrics.PProf {
 		t.Error("pprof is on by default")
 	}
+}
+
+func TestRedisModes(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want Redis
+	}{
+		{
+			name: "single",
+			doc: `
+[scaling]
+enabled = true
+publish_timeout_ms = 500
+[scaling.redis]
+mode = "single"
+url = "rediss://redis.internal:6380/1"
+tls_ca_file = "/etc/ssl/redis/ca.pem"
+`,
+			want: Redis{
+				Mode: "single", Addrs: []string{}, URL: "rediss://redis.internal:6380/1",
+				TLSCAFile: "/etc/ssl/redis/ca.pem", Host: "127.0.0.1", Port: 6379,
+			},
+		},
+		{
+			name: "sentinel",
+			doc: `
+[scaling]
+enabled = true
+[scaling.redis]
+mode = "sentinel"
+addrs = ["s1:26379", "10.0.0.2:26379", "[::1]:26379"]
+master_name = "mymaster"
+sentinel_username = "su"
+sentinel_password = "sp"
+password = "rp"
+db = 2
+tls = true
+tls_insecure_skip_verify = true
+`,
+			want: Redis{
+				Mode: "sentinel", Addrs: []string{"s1:26379", "10.0.0.2:26379", "[::1]:26379"},
+				MasterName: "mymaster", SentinelUsername: "su", SentinelPassword: "sp",
+				TLS: true, TLSInsecureSkipVerify: true,
+				Host: "127.0.0.1", Port: 6379, Password: "rp", DB: 2,
+			},
+		},
+		{
+			name: "cluster",
+			doc: `
+[scaling]
+enabled = true
+[scaling.redis]
+mode = "cluster"
+addrs = ["r1:6379", "r2:6379"]
+username = "ru"
+tls = true
+`,
+			want: Redis{
+				Mode: "cluster", Addrs: []string{"r1:6379", "r2:6379"}, TLS: true,
+				Host: "127.0.0.1", Port: 6379, Username: "ru",
+			},
+		},
+		{
+			// Laravel's REDIS_HOST and REDIS_PORT may be anything: they are
+			// not used, hence not checked, outside single mode.
+			name: "cluster ignores host and port",
+			doc: `
+[scaling]
+enabled = true
+[scaling.redis]
+mode = "cluster"
+addrs = ["r1:6379"]
+host = ""
+port = 0
+url = "http://unused"
+`,
+			want: Redis{Mode: "cluster", Addrs: []string{"r1:6379"}, URL: "http://unused"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustLoad(t, tt.doc, nil)
+			if !reflect.DeepEqual(c.Scaling.Redis, tt.want) {
+				t.Errorf("redis = %+v, want %+v", c.Scaling.Redis, tt.want)
+			}
+		})
+	}
+	if c := mustLoad(t, tests[0].doc, nil); c.Scaling.PublishTimeoutMS != 500 {
+		t.Errorf("publish_timeout_ms = %d, want 500", c.Scaling.PublishTimeoutMS)
+	}
+	// The environment selects the topology too.
+	c := mustLoad(t, "[scaling]\nenabled = true\n", map[string]string{
+		"REVERB_SCALING_REDIS_MODE":        "cluster",
+		"REVERB_SCALING_REDIS_ADDRS":       "r1:7000,r2:7001",
+		"REVERB_SCALING_REDIS_MASTER_NAME": "unused",
+	})
+	if r := c.Scaling.Redis; r.Mode != "cluster" || !reflect.DeepEqual(r.Addrs, []string{"r1:7000", "r2:7001"}) || r.MasterName != "unused" {
+		t.Errorf("redis from env = %+v", r)
+	}
+	// The file's addrs are replaced by the environment's, not merged.
+	c = mustLoad(t, "[scaling.redis]\nmode = \"sentinel\"\naddrs = [\"a:1\", \"b:2\", \"c:3\"]\nmaster_name = \"m\"\n",
+		map[string]string{"REVERB_SCALING_REDIS_ADDRS": "d:4"})
+	if !reflect.DeepEqual(c.Scaling.Redis.Addrs, []string{"d:4"}) {
+		t.Errorf("addrs = %q, want the environment's", c.Scaling.Redis.Addrs)
+	}
+}
+
+func TestRedisTopologyProblems(t *testing.T) {
+	const on = "[scaling]\nenabled = true\n[scaling.redis]\n"
+	tests := []struct {
+		name string
+		doc  string
+		want [][]string // substrings of each expected problem, all of them
+	}{
+		{"unknown mode", on + `mode = "ring"`, [][]string{{"scaling.redis.mode", `"ring"`, "single", "sentinel", "cluster"}}},
+		{"empty mode", on + `mode = ""`, [][]string{{"scaling.redis.mode", `""`}}},
+		{"mode is case-sensitive", on + `mode = "Cluster"` + "\naddrs = [\"r:1\"]", [][]string{{"scaling.redis.mode", `"Cluster"`}}},
+		{"sentinel without addrs or master_name", on + `mode = "sentinel"`, [][]string{
+			{"scaling.redis.addrs", "sentinel mode"},
+			{"scaling.redis.master_name", "sentinel mode"},
+		}},
+		{"sentinel with empty addrs", on + "mode = \"sentinel\"\naddrs = []\nmaster_name = \"m\"", [][]string{{"scaling.redis.addrs", "sentinel mode"}}},
+		{"sentinel without master_name", on + "mode = \"sentinel\"\naddrs = [\"s:26379\"]", [][]string{{"scaling.redis.master_name", "must not be empty"}}},
+		{"cluster without addrs", on + `mode = "cluster"`, [][]string{{"scaling.redis.addrs", "cluster mode"}}},
+		{"single with addrs", on + `addrs = ["r:6379"]`, [][]string{{"scaling.redis.addrs", "used only in sentinel and cluster modes"}}},
+		{"malformed addrs", on + "mode = \"cluster\"\naddrs = [\"ok:1\", \"nohost\", \":6379\", \"h:0\", \"h:65536\", \"h:port\", \"h:+80\", \"h:\", \"::1:6379\", \"[::1]:65535\"]", [][]string{
+			{"scaling.redis.addrs", "entry 1", `"nohost"`, "host:port"},
+			{"scaling.redis.addrs", "entry 2", `":6379"`},
+			{"scaling.redis.addrs", "entry 3", `"h:0"`, "1 to 65535"},
+			{"scaling.redis.addrs", "entry 4", `"h:65536"`},
+			{"scaling.redis.addrs", "entry 5", `"h:port"`},
+			{"scaling.redis.addrs", "entry 6", `"h:+80"`},
+			{"scaling.redis.addrs", "entry 7", `"h:"`},
+			{"scaling.redis.addrs", "entry 8", `"::1:6379"`},
+		}},
+		{"publish_timeout_ms", "[scaling]\nenabled = true\npublish_timeout_ms = -1\n", [][]string{{"scaling.publish_timeout_ms", "greater than 0", "-1"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			problems := problemsOf(t, tt.doc, nil)
+			for _, w := range tt.want {
+				if !containsProblem(problems, w...) {
+					t.Errorf("no problem containing %q in %q", w, problems)
+				}
+			}
+			if len(problems) != len(tt.want) {
+				t.Errorf("got %d problems, want %d:\n%s", len(problems), len(tt.want), strings.Join(problems, "\n"))
+			}
+		})
+	}
+
+	// Problems from the environment name the variable.
+	problems := problemsOf(t, on+`mode = "sentinel"`, map[string]string{"REVERB_SCALING_REDIS_ADDRS": "s:0"})
+	if !containsProblem(problems, "scaling.redis.addrs", `"s:0"`, "REVERB_SCALING_REDIS_ADDRS") {
+		t.Errorf("problems %q lack the bad address with its variable", problems)
+	}
+
+	// Nothing is checked while scaling is off: the Redis keys may be shared
+	// with the rest of a Laravel app's configuration.
+	mustLoad(t, "[scaling]\npublish_timeout_ms = 0\n[scaling.redis]\nmode = \"ring\"\naddrs = [\"nohost\"]\n", nil)
+	mustLoad(t, "[scaling.redis]\nmode = \"sentinel\"\n", nil)
 }

@@ -18,6 +18,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("apps = 5\n"))
 	f.Add([]byte("[apps]\nkey = 1\n"))
 	f.Add([]byte("[scaling]\nenabled = true\n[scaling.redis]\nurl = \"redis://u:p@h:1/2?password=x\"\n"))
+	f.Add([]byte("[scaling]\nenabled = true\n[scaling.redis]\nmode = \"sentinel\"\naddrs = [\"s:26379\"]\nmaster_name = \"m\"\nsentinel_password = \"p\"\n"))
 	f.Add([]byte("[server.tls]\ncert = \"c\"\n[log]\nlevel = \"x\"\n"))
 	f.Add([]byte("[\"server\"]\n\"po\\u0072t\" = 1\n"))
 	f.Add([]byte("server = { port = 1, tls = { cert = 1 } }\n"))

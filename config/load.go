@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -257,6 +258,9 @@ func (e *envReader) apply(c *Config, fileApps bool) {
 	sc := &c.Scaling
 	e.bool("REVERB_SCALING_ENABLED", "scaling.enabled", &sc.Enabled)
 	e.str("REVERB_SCALING_CHANNEL", "scaling.channel", &sc.Channel)
+	e.str("REVERB_SCALING_REDIS_MODE", "scaling.redis.mode", &sc.Redis.Mode)
+	e.list("REVERB_SCALING_REDIS_ADDRS", "scaling.redis.addrs", &sc.Redis.Addrs)
+	e.str("REVERB_SCALING_REDIS_MASTER_NAME", "scaling.redis.master_name", &sc.Redis.MasterName)
 	e.str("REDIS_URL", "scaling.redis.url", &sc.Redis.URL)
 	e.str("REDIS_HOST", "scaling.redis.host", &sc.Redis.Host)
 	e.int("REDIS_PORT", "scaling.redis.port", &sc.Redis.Port)
@@ -394,23 +398,52 @@ func (c *Config) problems() []string {
 		v.positive("scaling.heartbeat_interval", c.Scaling.HeartbeatInterval)
 		v.positive("scaling.gather_timeout_ms", c.Scaling.GatherTimeoutMS)
 		v.positive("scaling.publish_queue", c.Scaling.PublishQueue)
+		v.positive("scaling.publish_timeout_ms", c.Scaling.PublishTimeoutMS)
 		if c.Scaling.NodeTimeout <= c.Scaling.HeartbeatInterval {
 			v.add("scaling.node_timeout", "must be greater than scaling.heartbeat_interval")
 		}
-		if sc.Redis.URL != "" {
-			u, err := url.Parse(sc.Redis.URL)
-			switch {
-			case err != nil:
-				// The URL may hold a password: do not echo it.
-				v.add("scaling.redis.url", "is not a valid URL")
-			case !slices.Contains([]string{"redis", "rediss", "unix"}, u.Scheme):
-				v.add("scaling.redis.url", fmt.Sprintf("scheme %q must be redis, rediss or unix", u.Scheme))
+		r := sc.Redis
+		switch r.Mode {
+		case RedisSingle:
+			// url, host and port name the server only in single mode.
+			if len(r.Addrs) > 0 {
+				v.add("scaling.redis.addrs", "is used only in sentinel and cluster modes (scaling.redis.mode is \"single\")")
 			}
-		} else if sc.Redis.Host == "" {
-			v.add("scaling.redis.host", "must not be empty when scaling is enabled without a url")
+			if r.URL != "" {
+				u, err := url.Parse(r.URL)
+				switch {
+				case err != nil:
+					// The URL may hold a password: do not echo it.
+					v.add("scaling.redis.url", "is not a valid URL")
+				case !slices.Contains([]string{"redis", "rediss", "unix"}, u.Scheme):
+					v.add("scaling.redis.url", fmt.Sprintf("scheme %q must be redis, rediss or unix", u.Scheme))
+				}
+			} else if r.Host == "" {
+				v.add("scaling.redis.host", "must not be empty when scaling is enabled without a url")
+			}
+			v.port("scaling.redis.port", r.Port, 1)
+		case RedisSentinel:
+			if len(r.Addrs) == 0 {
+				v.add("scaling.redis.addrs", "must list the sentinels (host:port) in sentinel mode")
+			}
+			if r.MasterName == "" {
+				v.add("scaling.redis.master_name", "must not be empty in sentinel mode")
+			}
+		case RedisCluster:
+			if len(r.Addrs) == 0 {
+				v.add("scaling.redis.addrs", "must list seed nodes (host:port) in cluster mode")
+			}
+		default:
+			v.add("scaling.redis.mode", fmt.Sprintf("%q must be \"single\", \"sentinel\" or \"cluster\"", r.Mode))
 		}
-		v.port("scaling.redis.port", sc.Redis.Port, 1)
-		v.nonNegative("scaling.redis.db", sc.Redis.DB)
+		if r.Mode != RedisSingle {
+			for i, a := range r.Addrs {
+				if !validAddr(a) {
+					v.add("scaling.redis.addrs", fmt.Sprintf("entry %d, %q, must be host:port with a port from 1 to 65535", i, a))
+				}
+			}
+		}
+		v.nonNegative("scaling.redis.db", r.DB)
 	}
 
 	m := c.Metrics
@@ -459,6 +492,23 @@ func (v *validator) port(path string, n, lowest int) {
 	if n < lowest || n > 65535 {
 		v.add(path, fmt.Sprintf("must be between %d and 65535, got %d", lowest, n))
 	}
+}
+
+// validAddr reports whether s is host:port with a non-empty host and a
+// decimal port from 1 to 65535 ("[::1]:6379" for IPv6).
+func validAddr(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || port == "" || len(port) > 5 {
+		return false
+	}
+	n := 0
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n >= 1 && n <= 65535
 }
 
 // credential checks an app_id or key, which appear as one URL path segment.

@@ -80,9 +80,10 @@ func NormalizePath(p string) string {
 	return p
 }
 
-// Redacted returns c as a TOML document with every app secret, the Redis
-// password and any password inside the Redis URL replaced by "********", fit
-// for logs and `check-config` output. Empty secrets stay empty.
+// Redacted returns c as a TOML document with every app secret, the Redis and
+// Sentinel passwords and any password inside the Redis URL replaced by
+// "********", fit for logs and `check-config` output. Empty secrets stay
+// empty.
 func (c *Config) Redacted() string {
 	r := *c
 	r.Apps = make([]App, len(c.Apps))
@@ -94,6 +95,9 @@ func (c *Config) Redacted() string {
 	}
 	if r.Scaling.Redis.Password != "" {
 		r.Scaling.Redis.Password = redactedMark
+	}
+	if r.Scaling.Redis.SentinelPassword != "" {
+		r.Scaling.Redis.SentinelPassword = redactedMark
 	}
 	r.Scaling.Redis.URL = redactURL(r.Scaling.Redis.URL)
 	var b bytes.Buffer

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/reverbgo/reverb/cluster"
@@ -12,17 +13,26 @@ import (
 func clusterConfig(cfg *config.Config, log *slog.Logger) cluster.Config {
 	sc := cfg.Scaling
 	return cluster.Config{
-		URL:               sc.Redis.URL,
-		Host:              sc.Redis.Host,
-		Port:              sc.Redis.Port,
-		Username:          sc.Redis.Username,
-		Password:          sc.Redis.Password,
-		DB:                sc.Redis.DB,
-		Channel:           sc.Channel,
-		HeartbeatInterval: time.Duration(sc.HeartbeatInterval) * time.Second,
-		NodeTimeout:       time.Duration(sc.NodeTimeout) * time.Second,
-		GatherTimeout:     time.Duration(sc.GatherTimeoutMS) * time.Millisecond,
-		PublishQueue:      sc.PublishQueue,
-		Logger:            log,
+		Mode:                  sc.Redis.Mode,
+		Addrs:                 slices.Clone(sc.Redis.Addrs),
+		MasterName:            sc.Redis.MasterName,
+		SentinelUsername:      sc.Redis.SentinelUsername,
+		SentinelPassword:      sc.Redis.SentinelPassword,
+		URL:                   sc.Redis.URL,
+		Host:                  sc.Redis.Host,
+		Port:                  sc.Redis.Port,
+		Username:              sc.Redis.Username,
+		Password:              sc.Redis.Password,
+		DB:                    sc.Redis.DB,
+		TLS:                   sc.Redis.TLS,
+		TLSCAFile:             sc.Redis.TLSCAFile,
+		TLSInsecureSkipVerify: sc.Redis.TLSInsecureSkipVerify,
+		Channel:               sc.Channel,
+		HeartbeatInterval:     time.Duration(sc.HeartbeatInterval) * time.Second,
+		NodeTimeout:           time.Duration(sc.NodeTimeout) * time.Second,
+		GatherTimeout:         time.Duration(sc.GatherTimeoutMS) * time.Millisecond,
+		PublishQueue:          sc.PublishQueue,
+		PublishTimeout:        time.Duration(sc.PublishTimeoutMS) * time.Millisecond,
+		Logger:                log,
 	}
 }
