@@ -185,8 +185,8 @@ func (r *Redis) fireAll() {
 		fire = append(fire, st.waiters...)
 		st.waiters = nil
 	}
-	for id, f := range r.barriers {
-		fire = append(fire, f)
+	for id, w := range r.barriers {
+		fire = append(fire, w.f)
 		delete(r.barriers, id)
 	}
 	r.imu.Unlock()
@@ -261,7 +261,7 @@ func (r *Redis) awaitSubscribed(bus string, f func()) bool {
 func (r *Redis) barrier(bus string, f func()) bool {
 	id := newID()
 	r.imu.Lock()
-	r.barriers[id] = f
+	r.barriers[id] = barrierWait{f: f, at: time.Now()}
 	r.imu.Unlock()
 	if !r.sendControl(bus, &header{kind: kindBarrier, to: r.nodeB, id: []byte(id)}, nil) {
 		r.imu.Lock()
@@ -274,11 +274,29 @@ func (r *Redis) barrier(bus string, f func()) bool {
 
 func (r *Redis) fireBarrier(id string) {
 	r.imu.Lock()
-	f := r.barriers[id]
+	w, ok := r.barriers[id]
 	delete(r.barriers, id)
 	r.imu.Unlock()
-	if f != nil {
-		f()
+	if ok {
+		w.f()
+	}
+}
+
+// barrierWait is a barrier on its way.
+type barrierWait struct {
+	f  func()
+	at time.Time
+}
+
+// expireBarriers forgets barriers that never came back (their waits ended
+// at their timeout).
+func (r *Redis) expireBarriers(now time.Time) {
+	r.imu.Lock()
+	defer r.imu.Unlock()
+	for id, w := range r.barriers {
+		if now.Sub(w.at) > r.awaitTimeout() {
+			delete(r.barriers, id)
+		}
 	}
 }
 

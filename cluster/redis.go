@@ -110,7 +110,7 @@ type Redis struct {
 	subs     map[string]*chanState // bus channel → interest state
 	ops      []subOp               // subscription changes not yet sent
 	opWake   chan struct{}
-	barriers map[string]func()
+	barriers map[string]barrierWait
 }
 
 // chanState is this node's interest in one bus channel.
@@ -180,7 +180,7 @@ func newBroker(cfg Config, px *pusher.Server, t transport) *Redis {
 		lastSyncReq: make(map[string]time.Time),
 		subs:        make(map[string]*chanState),
 		opWake:      make(chan struct{}, 1),
-		barriers:    make(map[string]func()),
+		barriers:    make(map[string]barrierWait),
 	}
 	for _, a := range px.Apps() {
 		r.apps[a.ID] = a
@@ -436,6 +436,7 @@ func (r *Redis) heartbeatLoop() {
 		case now := <-t.C:
 			r.sendPing()
 			r.expireNodes(now)
+			r.expireBarriers(now)
 		}
 	}
 }
