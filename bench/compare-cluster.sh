@@ -20,8 +20,9 @@
 #   SOKETI_PORTS="6011 6012"        Soketi nodes A and B (empty: free ports picked from 6011 up)
 #   REDIS_PORT=                     empty: a free port picked from 16410 up for each fresh Redis
 #
+# Our nodes also serve metrics; their Redis counters after each run go to $OUT/metrics.MODE.ours.NODE.txt.
 # Everything it starts (redis-server, the nodes) it remembers by PID and stops by PID, also on exit.
-# Every bench run is bounded by --timeout. Needs go, node/npm, redis-server and jq.
+# Every bench run is bounded by --timeout. Needs go, node/npm, redis-server, jq and curl.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,7 +39,7 @@ OUR_PORTS="${OUR_PORTS:-}"
 SOKETI_PORTS="${SOKETI_PORTS:-}"
 REDIS_PORT="${REDIS_PORT:-}"
 
-for cmd in go node npm redis-server redis-cli jq; do
+for cmd in go node npm redis-server redis-cli jq curl; do
   command -v "$cmd" >/dev/null || { echo "compare-cluster.sh: $cmd is needed" >&2; exit 1; }
 done
 
@@ -109,14 +110,54 @@ start_redis() {
   redis-cli -p "$RP" flushall >/dev/null
 }
 
-# start_ours PORT NAME: one node of ours, scaling over the Redis on $RP; sets NODE_PID.
+# start_ours PORT NAME: one node of ours, scaling over the Redis on $RP, metrics on a free port
+# (saved after each run: reverb_redis_dropped_total tells where lost events went); sets NODE_PID.
 start_ours() {
-  REVERB_APP_ID=app-id REVERB_APP_KEY=app-key REVERB_APP_SECRET=app-secret REVERB_APP_MAX_MESSAGE_SIZE=100000 \
+  local mport
+  free_port 9710; mport="$FREE"
+  printf -v "METRICS_$2" '%s' "$mport"
+  cat >"$OUT/ours.$2.toml" <<TOML
+[server]
+host = "127.0.0.1"
+port = $1
+pid_dir = "$OUT"
+max_request_size = 100000
+
+[[apps]]
+app_id = "app-id"
+key = "app-key"
+secret = "app-secret"
+max_message_size = 100000
+
+[scaling]
+enabled = true
+
+[scaling.redis]
+host = "127.0.0.1"
+port = $RP
+
+[metrics]
+enabled = true
+host = "127.0.0.1"
+port = $mport
+TOML
+  # The environment wins over the file; the Redis settings also go through it, Laravel's way.
   REVERB_SCALING_ENABLED=true REDIS_HOST=127.0.0.1 REDIS_PORT="$RP" \
-    "$BIN" start --host 127.0.0.1 --port "$1" >"$OUT/ours.$2.log" 2>&1 &
+    "$BIN" start --config "$OUT/ours.$2.toml" >"$OUT/ours.$2.log" 2>&1 &
   NODE_PID=$!
   STARTED+=("$NODE_PID")
   wait_port "$1"
+}
+
+# ours_metrics MODE: saves both nodes' Redis and API queue counters after a run of ours.
+ours_metrics() {
+  local n v
+  for n in A B; do
+    v="METRICS_$n"
+    curl -fs "http://127.0.0.1:${!v}/metrics" 2>/dev/null | grep -E '^reverb_(redis|http_api_queue)' \
+      >"$OUT/metrics.$1.ours.$n.txt" || true
+    echo "  node $n after $1: $(grep -E '^reverb_redis_(publishes|receives|dropped)_total' "$OUT/metrics.$1.ours.$n.txt" | tr '\n' ' ')" >&2
+  done
 }
 
 # start_soketi PORT NAME: one Soketi node with the Redis adapter on $RP; sets NODE_PID (start.sh
@@ -163,7 +204,9 @@ bench_server() {
   pb=$NODE_PID
   echo "$server: node A PID $pa on $a, node B PID $pb on $b, Redis on $RP" >&2
   run "$server" paced "$a" "$b" "$pa" "$pb" "$RATE"
+  if [ "$server" = ours ]; then ours_metrics paced; fi
   run "$server" unpaced "$a" "$b" "$pa" "$pb" 0
+  if [ "$server" = ours ]; then ours_metrics unpaced; fi
   stop_all
   TAKEN=" "
 }

@@ -92,7 +92,7 @@ type Config struct {
 	// connections are held after the ramp).
 	Duration time.Duration
 	// Drain is how long to wait after the last event for in-flight
-	// deliveries.
+	// deliveries (cross: how long without any delivery ends the wait).
 	Drain time.Duration
 	// Timeout bounds the whole run. Default: Duration + 2 min.
 	Timeout time.Duration
@@ -337,7 +337,7 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.IntVar(&c.Burst, "burst", 10, "events per trigger burst (burst)")
 	fs.IntVar(&c.Group, "group", 2, "connections per private channel (client-events)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
-	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for in-flight deliveries after the last event")
+	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for in-flight deliveries after the last event (cross: after the last delivery)")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default duration + 2m; cross with --events: events/rate + 2m)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 30*time.Second, "pusher:ping interval of idle connections")
 	serverPIDs := fs.String("server-pid", "", "server PID, or a comma-separated list (the nodes of a cluster): read their RSS and CPU from /proc and sum them")

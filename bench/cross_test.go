@@ -113,16 +113,35 @@ func TestSmokeCross(t *testing.T) {
 
 // fakeAPI answers the cross scenario's triggers in turn with 503 and 200,
 // and passes only every other accepted event (and every probe) on to the
-// real server at target: half the accepted events are lost.
+// real server at target: half the accepted events are lost. With a
+// backlog it is a slow server instead: it accepts every event and passes
+// them on later, one every 100 ms.
 type fakeAPI struct {
-	target string
-	mu     sync.Mutex
-	n      int
+	target  string
+	mu      sync.Mutex
+	n       int
+	backlog chan [2]string // URI, body
+}
+
+func (f *fakeAPI) slowly() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for req := range f.backlog {
+		<-t.C
+		if resp, err := http.Post("http://"+f.target+req[0], "application/json", strings.NewReader(req[1])); err == nil {
+			resp.Body.Close()
+		}
+	}
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	forward := bytes.Contains(body, probeDataB)
+	if !forward && f.backlog != nil {
+		f.backlog <- [2]string{r.URL.RequestURI(), string(body)}
+		_, _ = io.WriteString(w, "{}")
+		return
+	}
 	if !forward {
 		f.mu.Lock()
 		f.n++
@@ -148,10 +167,16 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "{}")
 }
 
-func crossAgainstFake(t *testing.T, extra ...string) *Result {
+func crossAgainstFake(t *testing.T, slow bool, extra ...string) *Result {
 	t.Helper()
 	port := startServer(t)
-	fake := httptest.NewServer(&fakeAPI{target: fmt.Sprintf("127.0.0.1:%d", port)})
+	f := &fakeAPI{target: fmt.Sprintf("127.0.0.1:%d", port)}
+	if slow {
+		f.backlog = make(chan [2]string, 100)
+		go f.slowly()
+		defer close(f.backlog)
+	}
+	fake := httptest.NewServer(f)
 	defer fake.Close()
 	_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(fake.URL, "http://"))
 	args := append([]string{"--scenario", "cross", "--port", strconv.Itoa(port), "--api-port", apiPort, "--connections", "5",
@@ -171,7 +196,7 @@ func crossAgainstFake(t *testing.T, extra ...string) *Result {
 // refusals, not retried and not taken as losses, and that accepted events
 // that never arrive are reported lost.
 func TestCrossRefusalsAndLoss(t *testing.T) {
-	res := crossAgainstFake(t, "--api-clients", "2")
+	res := crossAgainstFake(t, false, "--api-clients", "2")
 	c := res.Cross
 	if c.Sent != 20 || c.Requests != 20 || c.Refused503 != 10 || c.Retries != 0 || c.Accepted != 10 ||
 		c.LostEvents != 5 || c.MissingDeliveries != 25 || c.Delivered != 25 || c.RefusedDelivered != 0 || c.OtherErrors != 0 {
@@ -192,9 +217,19 @@ func TestCrossRefusalsAndLoss(t *testing.T) {
 // TestCrossRetry503 checks --retry-503: every 503 is retried after its
 // Retry-After until accepted.
 func TestCrossRetry503(t *testing.T) {
-	res := crossAgainstFake(t, "--api-clients", "1", "--retry-503")
+	res := crossAgainstFake(t, false, "--api-clients", "1", "--retry-503")
 	c := res.Cross
 	if c.Sent != 20 || c.Requests != 40 || c.Refused503 != 20 || c.Retries != 20 || c.Accepted != 20 || c.LostEvents != 10 {
+		t.Fatalf("cross: %+v", c)
+	}
+}
+
+// TestCrossSlowServer checks that the drain waits for as long as
+// deliveries keep coming: a slow server is not taken for a lossy one.
+func TestCrossSlowServer(t *testing.T) {
+	res := crossAgainstFake(t, true, "--api-clients", "2", "--events", "8", "--drain", "300ms")
+	c := res.Cross
+	if c.Accepted != 8 || c.LostEvents != 0 || c.Delivered != 40 || c.DrainS < 0.3 {
 		t.Fatalf("cross: %+v", c)
 	}
 }

@@ -67,7 +67,7 @@ func tableRows(res *Result) [][2]string {
 		add("HTTP triggers", fmt.Sprintf("to %s, %d keep-alive clients, %s; latency %s", c.APIServer, c.APIClients, pace, fmtSummary(res.TriggerLat)))
 		add("events", fmt.Sprintf("%d sent in %.2f s: %d accepted (%.1f/s), %d refused with 503 (%d retries), %d other errors, %d unanswered",
 			c.Sent, c.SendS, c.Accepted, c.AcceptedPerS, c.Refused503, c.Retries, c.OtherErrors, c.Unconfirmed))
-		add("deliveries", fmt.Sprintf("%d of %d expected (%d subscribers x %d accepted), %d duplicates, drain %.2f s",
+		add("deliveries", fmt.Sprintf("%d of %d expected (%d subscribers x %d accepted), %d duplicates, last one %.2f s after the last trigger",
 			res.Received, c.ExpectedDeliveries, c.Subscribers, c.Accepted, c.Duplicates, c.DrainS))
 		add("lost", fmt.Sprintf("%d accepted events missed by some subscriber, %d missing deliveries", c.LostEvents, c.MissingDeliveries))
 		if c.RefusedDelivered > 0 {
