@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,10 +23,17 @@ type apiClient struct {
 	conn net.Conn
 	br   *bufio.Reader
 	req  []byte
+	// retryAfter is the Retry-After of the last answer; -1 if it had none
+	// (or not a number of seconds).
+	retryAfter time.Duration
 }
 
+// newAPIClient returns a client of the HTTP API at cfg.APIAddr().
 func newAPIClient(cfg *Config, idx int) *apiClient {
-	return &apiClient{cfg: cfg, d: newDialer(cfg), idx: idx}
+	d := newDialer(cfg)
+	d.addr = cfg.APIAddr()
+	d.hostHdr = d.addr
+	return &apiClient{cfg: cfg, d: d, idx: idx}
 }
 
 // post sends a signed POST to /apps/{id}/{route} with body and returns the
@@ -76,6 +84,12 @@ func (a *apiClient) try(ctx context.Context, route string, body []byte) (int, er
 	resp, err := http.ReadResponse(a.br, nil)
 	if err != nil {
 		return 0, err
+	}
+	a.retryAfter = -1
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
+			a.retryAfter = time.Duration(secs) * time.Second
+		}
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,10 +20,11 @@ const (
 	ScenarioClientEvents = "client-events"
 	ScenarioAPI          = "api"
 	ScenarioChurn        = "churn"
+	ScenarioCross        = "cross"
 )
 
 // Scenarios lists every scenario in the order the usage text shows them.
-var Scenarios = []string{ScenarioConnect, ScenarioFanout, ScenarioBurst, ScenarioClientEvents, ScenarioAPI, ScenarioChurn}
+var Scenarios = []string{ScenarioConnect, ScenarioFanout, ScenarioBurst, ScenarioClientEvents, ScenarioAPI, ScenarioChurn, ScenarioCross}
 
 // MaxConnsPerWorker is how many WebSocket connections one process holds at
 // most (one process may only have 20000 open files here).
@@ -37,14 +39,30 @@ type Config struct {
 	Port int
 	// Path is the server's optional path prefix ("" or "/ws").
 	Path string
+	// APIHost and APIPort are where HTTP API triggers go (fanout, burst,
+	// api, cross); by default Host and Port. With another node of a
+	// cluster there, the events reach the subscribers across nodes.
+	APIHost string
+	APIPort int
 	// AppID, Key and Secret of the app under test.
 	AppID, Key, Secret string
 	// Scenario is one of Scenarios.
 	Scenario string
 	// Connections: WebSocket connections (connect, fanout, burst,
-	// client-events), concurrent HTTP clients (api) or concurrent
-	// connect/subscribe/close lanes (churn).
+	// client-events), concurrent HTTP clients (api), concurrent
+	// connect/subscribe/close lanes (churn) or subscribers (cross, default
+	// 100).
 	Connections int
+	// APIClients is the number of keep-alive HTTP clients that trigger the
+	// events of the cross scenario. Default: 16.
+	APIClients int
+	// Events is the number of events the cross scenario triggers; 0 means
+	// as many as fit in Duration.
+	Events int
+	// Retry503 makes the cross scenario's clients retry a trigger answered
+	// 503, after its Retry-After (default 1 s, at most 10 s). Off by
+	// default: a 503 is a refusal and is counted, not retried.
+	Retry503 bool
 	// Channels is the number of public channels the connections are spread
 	// over (connect: default 100; fanout and burst: default 1, and each
 	// trigger goes to all of them, at most 100).
@@ -52,7 +70,8 @@ type Config struct {
 	// Rate: connects/s (connect, 0 = as fast as ConnectConcurrency allows),
 	// triggers/s (fanout, default 4), bursts/s (burst, default 2), client
 	// events/s per connection (client-events, default 2), requests/s in all
-	// (api, 0 = unlimited), cycles/s (churn, 0 = unlimited).
+	// (api, 0 = unlimited), cycles/s (churn, 0 = unlimited), triggers/s in
+	// all (cross, 0 = as fast as the APIClients go).
 	Rate float64
 	// ConnectRate paces the connection ramp of the scenarios whose Rate
 	// means something else; 0 means unpaced.
@@ -73,7 +92,7 @@ type Config struct {
 	// connections are held after the ramp).
 	Duration time.Duration
 	// Drain is how long to wait after the last event for in-flight
-	// deliveries.
+	// deliveries (cross: how long without any delivery ends the wait).
 	Drain time.Duration
 	// Timeout bounds the whole run. Default: Duration + 2 min.
 	Timeout time.Duration
@@ -82,6 +101,10 @@ type Config struct {
 	// ServerPID, when non-zero, is the server process whose RSS and CPU are
 	// read from /proc.
 	ServerPID int
+	// ServerPIDs are all the server processes (the nodes of a cluster)
+	// whose RSS and CPU are read and summed; ServerPID is the first.
+	// Normalize fills it from ServerPID when empty.
+	ServerPIDs []int
 	// Workers is the number of child processes holding the connections; 0
 	// picks ceil(connections / MaxConnsPerWorker) when over that limit and
 	// runs in-process otherwise.
@@ -108,6 +131,18 @@ type Config struct {
 // Addr returns host:port.
 func (c *Config) Addr() string { return fmt.Sprintf("%s:%d", c.Host, c.Port) }
 
+// APIAddr returns the host:port of the HTTP API triggers.
+func (c *Config) APIAddr() string {
+	h, p := c.APIHost, c.APIPort
+	if h == "" {
+		h = c.Host
+	}
+	if p == 0 {
+		p = c.Port
+	}
+	return fmt.Sprintf("%s:%d", h, p)
+}
+
 // Normalize applies the defaults of c.Scenario and validates c.
 func (c *Config) Normalize() error {
 	var errs []string
@@ -116,6 +151,21 @@ func (c *Config) Normalize() error {
 	}
 	if c.Port <= 0 || c.Port > 65535 {
 		errs = append(errs, fmt.Sprintf("--port %d out of range", c.Port))
+	}
+	if c.APIHost == "" {
+		c.APIHost = c.Host
+	}
+	if c.APIPort == 0 {
+		c.APIPort = c.Port
+	}
+	if c.APIPort < 0 || c.APIPort > 65535 {
+		errs = append(errs, fmt.Sprintf("--api-port %d out of range", c.APIPort))
+	}
+	if len(c.ServerPIDs) == 0 && c.ServerPID > 0 {
+		c.ServerPIDs = []int{c.ServerPID}
+	}
+	if len(c.ServerPIDs) > 0 {
+		c.ServerPID = c.ServerPIDs[0]
 	}
 	c.Path = strings.TrimRight(c.Path, "/")
 	if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
@@ -138,6 +188,14 @@ func (c *Config) Normalize() error {
 		defConns = 16
 	case ScenarioChurn:
 		defConns = 50
+	case ScenarioCross:
+		defConns = 100
+		if c.Channels > 1 {
+			errs = append(errs, "--channels: the cross scenario uses one channel")
+		}
+		if c.APIClients == 0 {
+			c.APIClients = 16
+		}
 	default:
 		errs = append(errs, fmt.Sprintf("unknown --scenario %q (one of %s)", c.Scenario, strings.Join(Scenarios, ", ")))
 	}
@@ -150,7 +208,8 @@ func (c *Config) Normalize() error {
 	if c.Rate == 0 {
 		c.Rate = defRate
 	}
-	if c.Connections < 0 || c.Channels < 0 || c.Rate < 0 || c.Payload < 0 || c.Burst < 0 || c.Group < 0 {
+	if c.Connections < 0 || c.Channels < 0 || c.Rate < 0 || c.Payload < 0 || c.Burst < 0 || c.Group < 0 ||
+		c.APIClients < 0 || c.Events < 0 {
 		errs = append(errs, "counts and rates must not be negative")
 	}
 	if (c.Scenario == ScenarioFanout || c.Scenario == ScenarioBurst) && c.Channels > 100 {
@@ -186,7 +245,16 @@ func (c *Config) Normalize() error {
 		c.Drain = 10 * time.Second
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = c.Duration + 2*time.Minute
+		sending := c.Duration
+		if c.Scenario == ScenarioCross && c.Events > 0 {
+			// Paced: events/rate; unpaced: assume at least 1000 events/s.
+			r := c.Rate
+			if r <= 0 {
+				r = 1000
+			}
+			sending = time.Duration(float64(c.Events) / r * float64(time.Second))
+		}
+		c.Timeout = sending + 2*time.Minute
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second
@@ -203,6 +271,14 @@ func (c *Config) Normalize() error {
 	}
 	if c.Workers < 0 {
 		errs = append(errs, "--workers must not be negative")
+	}
+	if c.Scenario == ScenarioCross {
+		if c.Workers > 0 {
+			errs = append(errs, "--workers: the cross scenario runs in one process")
+		}
+		if c.Connections > MaxConnsPerWorker {
+			errs = append(errs, fmt.Sprintf("--connections: the cross scenario holds at most %d subscribers", MaxConnsPerWorker))
+		}
 	}
 	if c.Workers == 0 && c.wsScenario() && c.Connections > MaxConnsPerWorker {
 		c.Workers = (c.Connections + MaxConnsPerWorker - 1) / MaxConnsPerWorker
@@ -243,23 +319,28 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.StringVar(&c.Host, "host", "127.0.0.1", "server host")
 	fs.IntVar(&c.Port, "port", 8080, "server port")
 	fs.StringVar(&c.Path, "path", "", "server path prefix")
+	fs.StringVar(&c.APIHost, "api-host", "", "host of the HTTP API triggers (default --host)")
+	fs.IntVar(&c.APIPort, "api-port", 0, "port of the HTTP API triggers (default --port), e.g. another node of a cluster")
 	fs.StringVar(&c.AppID, "app-id", "app-id", "app id (HTTP API)")
 	fs.StringVar(&c.Key, "key", "app-key", "app key")
 	fs.StringVar(&c.Secret, "secret", "app-secret", "app secret (signs API calls and private channels)")
 	fs.StringVar(&c.Scenario, "scenario", ScenarioConnect, "one of "+strings.Join(Scenarios, ", "))
-	fs.IntVar(&c.Connections, "connections", 0, "connections (api: HTTP clients, churn: lanes); 0 = scenario default")
+	fs.IntVar(&c.Connections, "connections", 0, "connections (api: HTTP clients, churn: lanes, cross: subscribers); 0 = scenario default")
+	fs.IntVar(&c.APIClients, "api-clients", 0, "keep-alive HTTP clients triggering the events (cross; default 16)")
+	fs.IntVar(&c.Events, "events", 0, "events to trigger (cross; 0 = as many as fit in --duration)")
+	fs.BoolVar(&c.Retry503, "retry-503", false, "retry triggers answered 503 after their Retry-After (cross; default: count them, no retry)")
 	fs.IntVar(&c.Channels, "channels", 0, "public channels (connect: default 100; fanout/burst: default 1)")
-	fs.Float64Var(&c.Rate, "rate", 0, "connect: connects/s; fanout: triggers/s (4); burst: bursts/s (2); client-events: events/s per connection (2); api: requests/s; churn: cycles/s; 0 = default/unlimited")
+	fs.Float64Var(&c.Rate, "rate", 0, "connect: connects/s; fanout: triggers/s (4); burst: bursts/s (2); client-events: events/s per connection (2); api: requests/s; churn: cycles/s; cross: triggers/s; 0 = default/unlimited")
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 0, "connects/s during the ramp of fanout, burst, client-events (0 = unpaced)")
 	fs.IntVar(&c.ConnectConcurrency, "connect-concurrency", 64, "handshakes in flight per process")
 	fs.IntVar(&c.Payload, "payload", 100, "event data size in bytes")
 	fs.IntVar(&c.Burst, "burst", 10, "events per trigger burst (burst)")
 	fs.IntVar(&c.Group, "group", 2, "connections per private channel (client-events)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
-	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for in-flight deliveries after the last event")
-	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default duration + 2m)")
+	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for in-flight deliveries after the last event (cross: after the last delivery)")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default duration + 2m; cross with --events: events/rate + 2m)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 30*time.Second, "pusher:ping interval of idle connections")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "server PID: read its RSS and CPU from /proc")
+	serverPIDs := fs.String("server-pid", "", "server PID, or a comma-separated list (the nodes of a cluster): read their RSS and CPU from /proc and sum them")
 	fs.IntVar(&c.Workers, "workers", 0, "child processes holding connections (0 = one per 18000 connections when more)")
 	srcIPs := fs.String("source-ips", "", "local addresses to dial from, e.g. 127.0.0.2-127.0.0.20 or a,b,c")
 	fs.StringVar(&c.Client, "client", "gnet", "connection runtime: gnet or goroutine")
@@ -283,6 +364,11 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	default:
 		return c, fmt.Errorf("--progress %q: auto, on or off", *progress)
 	}
+	pids, err := ParsePIDs(*serverPIDs)
+	if err != nil {
+		return c, err
+	}
+	c.ServerPIDs = pids
 	ips, err := ParseSourceIPs(*srcIPs)
 	if err != nil {
 		return c, err
@@ -292,6 +378,24 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 		return c, nil
 	}
 	return c, c.Normalize()
+}
+
+// ParsePIDs parses a comma-separated list of process ids; an empty string
+// means none.
+func ParsePIDs(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		n, err := strconv.Atoi(part)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--server-pid: %q is not a process id", part)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // ParseSourceIPs parses a comma-separated list of addresses and inclusive

@@ -12,7 +12,14 @@
 //   - client-events: groups of connections on private channels whispering
 //     client-* events to each other; relay latency and throughput;
 //   - api: HTTP trigger requests/s and latency with K keep-alive clients;
-//   - churn: connect, subscribe, disconnect in a loop.
+//   - churn: connect, subscribe, disconnect in a loop;
+//   - cross: N subscribers of one channel on one node of a cluster
+//     (--port), numbered events triggered through the HTTP API of another
+//     (--api-port) by K keep-alive clients, paced (--rate) or as fast as
+//     they go; delivery latency, accepted triggers/s, 503 refusals
+//     (counted, not retried unless --retry-503) and events lost (accepted
+//     but missed by some subscriber, checked per subscriber and event),
+//     with --server-pid A,B the CPU of both nodes per event.
 //
 // WebSocket connections are dialed and upgraded with blocking sockets (a
 // bounded number in flight), then handed to gnet's client event loops

@@ -49,6 +49,9 @@ func tableRows(res *Result) [][2]string {
 		add("HTTP clients", fmt.Sprint(res.Connections))
 	case ScenarioChurn:
 		add("lanes", fmt.Sprint(res.Connections))
+	case ScenarioCross:
+		add("subscribers", fmt.Sprintf("%d connected, %d failed, %d closed early (of %d) on %s", res.Connected, res.Failed, res.ClosedEarly, res.Connections, res.Target))
+		add("connect", fmt.Sprintf("%.2f s, %.0f connects/s", res.ConnectS, res.ConnectsPerSec))
 	default:
 		add("connections", fmt.Sprintf("%d connected, %d failed, %d closed early (of %d)", res.Connected, res.Failed, res.ClosedEarly, res.Connections))
 		add("connect", fmt.Sprintf("%.2f s, %.0f connects/s", res.ConnectS, res.ConnectsPerSec))
@@ -56,15 +59,30 @@ func tableRows(res *Result) [][2]string {
 	if res.ConnectLatency.Count > 0 {
 		add("connect+subscribe", fmtSummary(res.ConnectLatency))
 	}
-	if res.Triggers > 0 || res.TriggerErrors > 0 {
+	if c := res.Cross; c != nil {
+		pace := "unpaced"
+		if res.Rate > 0 {
+			pace = fmt.Sprintf("paced at %.0f/s", res.Rate)
+		}
+		add("HTTP triggers", fmt.Sprintf("to %s, %d keep-alive clients, %s; latency %s", c.APIServer, c.APIClients, pace, fmtSummary(res.TriggerLat)))
+		add("events", fmt.Sprintf("%d sent in %.2f s: %d accepted (%.1f/s), %d refused with 503 (%d retries), %d other errors, %d unanswered",
+			c.Sent, c.SendS, c.Accepted, c.AcceptedPerS, c.Refused503, c.Retries, c.OtherErrors, c.Unconfirmed))
+		add("deliveries", fmt.Sprintf("%d of %d expected (%d subscribers x %d accepted), %d duplicates, last one %.2f s after the last trigger",
+			res.Received, c.ExpectedDeliveries, c.Subscribers, c.Accepted, c.Duplicates, c.DrainS))
+		add("lost", fmt.Sprintf("%d accepted events missed by some subscriber, %d missing deliveries", c.LostEvents, c.MissingDeliveries))
+		if c.RefusedDelivered > 0 {
+			add("refused yet delivered", fmt.Sprintf("%d events answered with an error reached a subscriber", c.RefusedDelivered))
+		}
+		add("delivery latency", fmtSummary(res.Latency))
+	} else if res.Triggers > 0 || res.TriggerErrors > 0 {
 		add("HTTP triggers", fmt.Sprintf("%d ok, %d failed (%d of them timed out, their events still expected), latency %s",
 			res.Triggers, res.TriggerErrors, res.Unconfirmed, fmtSummary(res.TriggerLat)))
 	}
-	if res.Expected != 0 || res.Received != 0 {
+	if res.Cross == nil && (res.Expected != 0 || res.Received != 0) {
 		add("events", fmt.Sprintf("%d sent, %d deliveries expected, %d received", res.Events, res.Expected, res.Received))
 		add("loss", fmt.Sprintf("%d (%.2f%%)", res.Loss, res.LossPct))
 	}
-	if res.Scenario != ScenarioConnect {
+	if res.Scenario != ScenarioConnect && res.Scenario != ScenarioCross {
 		add(plural(res.Op), fmt.Sprintf("%d in %.1f s = %.1f/s", res.Ops, res.DurationS, res.OpsPerSec))
 		add(res.Op+" latency", fmtSummary(res.Latency))
 	}
@@ -72,7 +90,11 @@ func tableRows(res *Result) [][2]string {
 		add("pusher:error received", fmt.Sprint(res.ServerErrors))
 	}
 	if s := res.Server; s != nil {
-		add("server PID", fmt.Sprint(s.PID))
+		if len(s.PIDs) > 1 {
+			add("server PIDs", fmt.Sprintf("%v (figures summed)", s.PIDs))
+		} else {
+			add("server PID", fmt.Sprint(s.PID))
+		}
 		add("server RSS", fmt.Sprintf("%d KB -> %d KB", s.RSSBeforeKB, s.RSSAfterKB))
 		if s.RSSPerConnB > 0 {
 			add("server RSS per connection", fmt.Sprintf("%.0f B", s.RSSPerConnB))
@@ -190,8 +212,11 @@ func WriteHTML(w io.Writer, res *Result) error {
 		return err
 	}
 	label := plural(res.Op)
-	if res.Scenario == ScenarioConnect {
+	switch res.Scenario {
+	case ScenarioConnect:
 		label = "connects"
+	case ScenarioCross:
+		label = "deliveries"
 	}
 	return reportTmpl.Execute(w, map[string]any{
 		"R":         res,

@@ -17,7 +17,10 @@ import (
 
 // ServerStats are the server process figures read from /proc.
 type ServerStats struct {
-	PID         int     `json:"pid"`
+	PID int `json:"pid"`
+	// PIDs lists every process measured when there are several (the
+	// nodes of a cluster); the RSS and CPU figures are their sums.
+	PIDs        []int   `json:"pids,omitempty"`
 	RSSBeforeKB int64   `json:"rss_before_kb"`
 	RSSAfterKB  int64   `json:"rss_after_kb"`
 	RSSPerConnB float64 `json:"rss_per_conn_bytes,omitempty"`
@@ -40,8 +43,10 @@ type Point struct {
 // Result is the outcome of a run; it is printed as a table and as one JSON
 // line.
 type Result struct {
-	Scenario    string  `json:"scenario"`
-	Target      string  `json:"server"`
+	Scenario string `json:"scenario"`
+	Target   string `json:"server"`
+	// APITarget is where the HTTP API triggers went when not Target.
+	APITarget   string  `json:"api_server,omitempty"`
 	Client      string  `json:"client"`
 	Connections int     `json:"connections"`
 	Channels    int     `json:"channels,omitempty"`
@@ -78,6 +83,9 @@ type Result struct {
 	LossPct      float64 `json:"loss_pct"`
 	TriggerLat   Summary `json:"trigger_latency,omitzero"`
 	ServerErrors int64   `json:"server_errors"`
+
+	// Cross holds the figures of the cross scenario.
+	Cross *CrossStats `json:"cross,omitempty"`
 
 	Server        *ServerStats `json:"server_proc,omitempty"`
 	ClientCPUS    float64      `json:"client_cpu_s"`
@@ -125,12 +133,18 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 		Workers: cfg.Workers, Rate: cfg.Rate, Start: r.start,
 	}
 	switch cfg.Scenario {
-	case ScenarioConnect, ScenarioFanout, ScenarioBurst:
+	case ScenarioConnect, ScenarioFanout, ScenarioBurst, ScenarioCross:
 		r.res.Channels = cfg.Channels
 	}
 	switch cfg.Scenario {
-	case ScenarioFanout, ScenarioBurst, ScenarioClientEvents, ScenarioAPI:
+	case ScenarioFanout, ScenarioBurst, ScenarioClientEvents, ScenarioAPI, ScenarioCross:
 		r.res.Payload = cfg.Payload
+	}
+	if cfg.APIAddr() != cfg.Addr() {
+		switch cfg.Scenario {
+		case ScenarioFanout, ScenarioBurst, ScenarioAPI, ScenarioCross:
+			r.res.APITarget = cfg.APIAddr()
+		}
 	}
 	if cfg.Scenario == ScenarioBurst {
 		r.res.Burst = cfg.Burst
@@ -138,11 +152,19 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 	if cfg.Scenario == ScenarioClientEvents {
 		r.res.Group = cfg.Group
 	}
-	if cfg.ServerPID > 0 {
-		if _, err := ReadProc(cfg.ServerPID); err != nil {
-			return nil, fmt.Errorf("--server-pid %d: %w", cfg.ServerPID, err)
+	if len(cfg.ServerPIDs) == 0 && cfg.ServerPID > 0 {
+		r.cfg.ServerPIDs = []int{cfg.ServerPID}
+	}
+	for _, pid := range r.cfg.ServerPIDs {
+		if _, err := ReadProc(pid); err != nil {
+			return nil, fmt.Errorf("--server-pid %d: %w", pid, err)
 		}
-		r.res.Server = &ServerStats{PID: cfg.ServerPID}
+	}
+	if pids := r.cfg.ServerPIDs; len(pids) > 0 {
+		r.res.Server = &ServerStats{PID: pids[0]}
+		if len(pids) > 1 {
+			r.res.Server.PIDs = pids
+		}
 	}
 	stopProgress := r.progress(stdout)
 	var err error
@@ -151,6 +173,8 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 		err = r.runAPI(ctx)
 	case ScenarioChurn:
 		err = r.runChurn(ctx)
+	case ScenarioCross:
+		err = r.runCross(ctx)
 	default:
 		err = r.runWS(ctx)
 	}
@@ -166,13 +190,16 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 	return r.res, err
 }
 
-// serverSample reads the server's /proc figures (zero without a PID).
+// serverSample reads the servers' /proc figures, summed over every PID
+// (zero without one).
 func (r *runner) serverSample() ProcSample {
-	if r.cfg.ServerPID <= 0 {
-		return ProcSample{}
+	var sum ProcSample
+	for _, pid := range r.cfg.ServerPIDs {
+		s, _ := ReadProc(pid)
+		sum.RSSKB += s.RSSKB
+		sum.CPU += s.CPU
 	}
-	s, _ := ReadProc(r.cfg.ServerPID)
-	return s
+	return sum
 }
 
 // serverCPU fills the server's CPU figures between two samples.

@@ -103,6 +103,8 @@ func channelName(c *Config, tag string, idx int) string {
 		return fmt.Sprintf("private-bench-%s-%d", tag, idx/c.Group)
 	case ScenarioFanout, ScenarioBurst:
 		return fmt.Sprintf("bench-%s-fan-%d", tag, idx%c.Channels)
+	case ScenarioCross:
+		return crossChannel(tag)
 	default:
 		return fmt.Sprintf("bench-%s-%d", tag, idx%c.Channels)
 	}
@@ -227,6 +229,9 @@ func (s *shard) open(ctx context.Context, i int, buf []byte) error {
 	s.connMu.Unlock()
 	_ = nc.SetDeadline(time.Time{})
 	c := &wsConn{sh: s, idx: gidx, channel: ch, leftover: bc.leftover(), nextPing: now.Add(s.cfg.PingInterval)}
+	if s.cfg.Scenario == ScenarioCross {
+		c.seen = &seqSet{}
+	}
 	if s.cli != nil {
 		if _, err := s.cli.EnrollContext(nc, c); err != nil {
 			return err
@@ -241,7 +246,7 @@ func (s *shard) open(ctx context.Context, i int, buf []byte) error {
 	}
 	s.conns[i] = c
 	s.connected.Add(1)
-	if s.cfg.Scenario == ScenarioFanout || s.cfg.Scenario == ScenarioBurst {
+	if s.cfg.Scenario == ScenarioFanout || s.cfg.Scenario == ScenarioBurst || s.cfg.Scenario == ScenarioCross {
 		s.perChan[gidx%len(s.perChan)].Add(1)
 	}
 	return nil

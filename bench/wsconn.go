@@ -27,10 +27,17 @@ const (
 	// tsMarker precedes the send time (Unix nanoseconds, decimal) in the data
 	// of every event the bench sends.
 	tsMarker = "bts="
+	// seqMarker precedes an event's sequence number (cross scenario).
+	seqMarker = "bsq="
+	// probeData is the data of the cross scenario's probe events, which
+	// carry no timestamp.
+	probeData = "bprobe=1"
 )
 
 var (
 	tsMarkerB   = []byte(tsMarker)
+	seqMarkerB  = []byte(seqMarker)
+	probeDataB  = []byte(probeData)
 	pingMsg     = []byte(`{"event":"pusher:ping","data":{}}`)
 	pongMsg     = []byte(`{"event":"pusher:pong","data":{}}`)
 	clientMask  = [4]byte{0x37, 0xfa, 0x21, 0x3d}
@@ -57,6 +64,43 @@ func eventData(now time.Time, size int) []byte {
 		}
 	}
 	return b
+}
+
+// eventDataSeq is eventData with the event's sequence number after the
+// timestamp.
+func eventDataSeq(now time.Time, seq int64, size int) []byte {
+	b := make([]byte, 0, max(size, 48))
+	b = append(b, tsMarker...)
+	b = strconv.AppendInt(b, now.UnixNano(), 10)
+	b = append(b, ';')
+	b = append(b, seqMarker...)
+	b = strconv.AppendInt(b, seq, 10)
+	if len(b) < size {
+		b = append(b, ";pad="...)
+		for len(b) < size {
+			b = append(b, 'x')
+		}
+	}
+	return b
+}
+
+// seqOf finds the sequence number in a message; ok is false if there is
+// none.
+func seqOf(msg []byte) (int64, bool) {
+	i := bytes.Index(msg, seqMarkerB)
+	if i < 0 {
+		return 0, false
+	}
+	var n int64
+	j := i + len(seqMarker)
+	start := j
+	for ; j < len(msg) && msg[j] >= '0' && msg[j] <= '9' && j-start < 18; j++ {
+		n = n*10 + int64(msg[j]-'0')
+	}
+	if j == start {
+		return 0, false
+	}
+	return n, true
 }
 
 // sentAt finds the send timestamp in a message; ok is false if there is
@@ -306,6 +350,10 @@ type wsConn struct {
 	leftover []byte
 	nextPing time.Time // pinger goroutine only
 	closed   atomic.Bool
+	// seen records the sequence numbers received (cross scenario only).
+	seen *seqSet
+	// probed is set when a probe event arrived (cross scenario only).
+	probed atomic.Bool
 }
 
 // send writes a masked frame from any goroutine. b must not be modified
@@ -366,6 +414,15 @@ func (c *wsConn) handle(p []byte, now time.Time, reply io.Writer) {
 		recordLatency(st.hist, now.Sub(t))
 		st.mu.Unlock()
 		st.received.Add(1)
+		if c.seen != nil {
+			if seq, ok := seqOf(p); ok {
+				c.seen.mark(seq)
+			}
+		}
+		return
+	}
+	if c.seen != nil && bytes.Contains(p, probeDataB) {
+		c.probed.Store(true)
 		return
 	}
 	switch {
