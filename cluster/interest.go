@@ -18,7 +18,6 @@ func (r *Redis) Interest(app *pusher.App, channel string, on bool) {
 	if cache {
 		return
 	}
-	var fire []func()
 	r.imu.Lock()
 	st := r.subs[bus]
 	if on {
@@ -29,15 +28,15 @@ func (r *Redis) Interest(app *pusher.App, channel string, on bool) {
 		st.want = true
 		st.outstanding++
 	} else if st != nil {
+		// Nobody here is subscribed any more, so nobody waits: the waits
+		// still registered end at their timeout (as no-ops). They are not
+		// run here, under the caller's registry lock.
 		st.want, st.confirmed = false, false
-		fire, st.waiters = st.waiters, nil
+		st.waiters = nil
 	}
 	r.ops = append(r.ops, subOp{bus, on})
 	r.imu.Unlock()
 	r.wakeOps()
-	for _, f := range fire {
-		f()
-	}
 }
 
 func (r *Redis) wakeOps() {
