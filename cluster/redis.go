@@ -300,13 +300,28 @@ func (r *Redis) drop(reason string, k kind, n int) {
 			r.dropped[i].Add(int64(n))
 		}
 	}
-	now := time.Now().UnixNano()
-	last := r.lastDropLog.Load()
-	if now-last >= int64(10*time.Second) && r.lastDropLog.CompareAndSwap(last, now) {
+	if r.logDue() {
 		st := r.Stats()
 		r.log.Warn("cluster envelopes dropped", "reason", reason, "type", k.String(), "n", n,
 			"dropped_total", st.DroppedTotal(), "refused_total", st.Refused)
 	}
+}
+
+// refuse counts n events refused because the queue is full and logs, at
+// most every 10 s.
+func (r *Redis) refuse(n int) {
+	r.refused.Add(int64(n))
+	if r.logDue() {
+		r.log.Warn("cross-node queue full: events refused (HTTP 503, Retry-After)", "publish_queue", r.cfg.PublishQueue,
+			"refused_total", r.refused.Load())
+	}
+}
+
+// logDue reports whether a drop or refusal may be logged now.
+func (r *Redis) logDue() bool {
+	now := time.Now().UnixNano()
+	last := r.lastDropLog.Load()
+	return now-last >= int64(10*time.Second) && r.lastDropLog.CompareAndSwap(last, now)
 }
 
 // str views a string as bytes without copying; the bytes are read only.
@@ -348,8 +363,7 @@ func (r *Redis) Publish(app *pusher.App, events []pusher.Outgoing) (<-chan struc
 	}
 	done, ok := r.q.addEvents(msgs)
 	if !ok {
-		r.refused.Add(int64(len(msgs)))
-		r.drop("", kindEvent, 0) // logs the refusal, rate-limited
+		r.refuse(len(msgs))
 		return nil, pusher.ErrBusy
 	}
 	return done, nil
