@@ -476,3 +476,39 @@ func TestSentinelFailoverResumesDelivery(t *testing.T) {
 		t.Logf("alice got %s %s", e.Event, e.Data)
 	}
 }
+
+// After a planned failover (SENTINEL FAILOVER, the old master still up) the
+// nodes publish to the new master at once; their subscriptions must move
+// as promptly, not when the sentinels demote the old master and kill its
+// pub/sub clients (about 10 s later). Until then every cross-node event is
+// lost although the trigger got 200 and the subscriber got
+// subscription_succeeded, and the nodes, not degraded, take each other for
+// dead (member_removed for every remote member).
+func TestSentinelFailoverMovesSubscriptionsPromptly(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	conf := sentinelRedis(s)
+	n1, n2 := startNodeWith(t, conf), startNodeWith(t, conf)
+	waitCluster(t, n1, n2)
+	alice := dial(t, n1)
+	alice.join("presence-lobby", "alice")
+	bob := dial(t, n2)
+	bob.join("presence-lobby", "bob")
+	alice.expect("pusher_internal:member_added")
+	a, b := dial(t, n1), dial(t, n2)
+	a.subscribe("probe")
+	b.subscribe("probe")
+
+	s.Failover(t)
+	took, _ := resumeWithin(t, n1, b, "probe", "forth", 5*time.Second)
+	t.Logf("node 1 → node 2 resumed %s after the failover", took.Round(time.Millisecond))
+	took, _ = resumeWithin(t, n2, a, "probe", "back", 5*time.Second)
+	t.Logf("node 2 → node 1 resumed %s after that", took.Round(time.Millisecond))
+	// bob never left alice's view.
+	n2.trigger("presence-lobby", "marker", "m", "")
+	alice.waitFor(10*time.Second, func(e event) bool {
+		if e.Event == "pusher_internal:member_removed" {
+			t.Fatalf("alice saw bob leave during the failover: %s", e.Data)
+		}
+		return e.Event == "marker"
+	})
+}
