@@ -140,13 +140,25 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startNode(t *testing.T, redisPort int) *node {
-	t.Helper()
-	return startNodeOn(t, redisPort, freePort(t), "")
+// singleRedis is the [scaling.redis] body for the redis-server on port.
+func singleRedis(port int) string {
+	return fmt.Sprintf("host = \"127.0.0.1\"\nport = %d\n", port)
 }
 
-// startNodeOn starts a node on port; serverExtra is added to [server].
-func startNodeOn(t *testing.T, redisPort, port int, serverExtra string) *node {
+func startNode(t *testing.T, redisPort int) *node {
+	t.Helper()
+	return startNodeOn(t, singleRedis(redisPort), freePort(t), "")
+}
+
+// startNodeWith starts a node whose [scaling.redis] body is redisConf.
+func startNodeWith(t *testing.T, redisConf string) *node {
+	t.Helper()
+	return startNodeOn(t, redisConf, freePort(t), "")
+}
+
+// startNodeOn starts a node on port; redisConf is the body of
+// [scaling.redis] (TOML lines) and serverExtra is added to [server].
+func startNodeOn(t *testing.T, redisConf string, port int, serverExtra string) *node {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`[server]
@@ -170,9 +182,7 @@ node_timeout = 3
 gather_timeout_ms = 1500
 
 [scaling.redis]
-host = "127.0.0.1"
-port = %d
-`, port, dir, appID, appKey, secret, redisPort)
+`, port, dir, appID, appKey, secret) + redisConf
 	path := filepath.Join(dir, "reverb.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -676,8 +686,8 @@ func TestRestartThroughRedisDrainsEveryNode(t *testing.T) {
 func TestReusePortLetsProcessesShareAPort(t *testing.T) {
 	r := startRedis(t)
 	port := freePort(t)
-	n1 := startNodeOn(t, r.port, port, "reuse_port = true")
-	n2 := startNodeOn(t, r.port, port, "reuse_port = true")
+	n1 := startNodeOn(t, singleRedis(r.port), port, "reuse_port = true")
+	n2 := startNodeOn(t, singleRedis(r.port), port, "reuse_port = true")
 	var clients []*client
 	for range 24 {
 		c := dial(t, n1) // same port as n2: the kernel spreads them
