@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/reverbgo/reverb/pusher"
 )
 
@@ -149,7 +150,18 @@ func NewRedis(cfg Config, px *pusher.Server) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newBroker(cfg, px, newRedisTransport(rdb, 3*cfg.HeartbeatInterval)), nil
+	t := newRedisTransport(rdb, 3*cfg.HeartbeatInterval)
+	if cfg.Mode == ModeSentinel {
+		tlsConf, err := cfg.tlsConfig(nil)
+		if err != nil {
+			return nil, err
+		}
+		t.sentinel = &sentinelWatch{addrs: cfg.Addrs, masterName: cfg.MasterName, opts: redis.Options{
+			Username: cfg.SentinelUsername, Password: cfg.SentinelPassword, TLSConfig: tlsConf,
+			DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		}}
+	}
+	return newBroker(cfg, px, t), nil
 }
 
 func newBroker(cfg Config, px *pusher.Server, t transport) *Redis {

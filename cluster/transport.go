@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -70,15 +71,21 @@ type redisTransport struct {
 	started bool
 	r       receiver
 
-	mu     sync.Mutex
-	ps     *redis.PubSub            // single and Sentinel
-	shards map[string]*redis.PubSub // Redis Cluster: by master address
-	where  map[string]*redis.PubSub // Redis Cluster: channel → its shard's PubSub
+	// sentinel, in Sentinel mode, watches for failovers: go-redis moves
+	// its command connections to the new master but not a subscription
+	// connection, which would keep listening to the old one.
+	sentinel *sentinelWatch
+
+	mu       sync.Mutex
+	ps       *redis.PubSub            // single and Sentinel
+	channels map[string]struct{}      // single and Sentinel: subscribed channels
+	shards   map[string]*redis.PubSub // Redis Cluster: by master address
+	where    map[string]*redis.PubSub // Redis Cluster: channel → its shard's PubSub
 }
 
 func newRedisTransport(rdb redis.UniversalClient, idle time.Duration) *redisTransport {
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &redisTransport{rdb: rdb, idle: idle, ctx: ctx, cancel: cancel}
+	t := &redisTransport{rdb: rdb, idle: idle, ctx: ctx, cancel: cancel, channels: make(map[string]struct{})}
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		t.cc = cc
 		t.shards = make(map[string]*redis.PubSub)
@@ -115,6 +122,20 @@ func (t *redisTransport) start(r receiver) {
 		t.ps = t.rdb.Subscribe(t.ctx)
 		t.runLocked(t.ps)
 	}
+	if t.sentinel != nil {
+		t.wg.Add(1)
+		go t.watchSentinels()
+	}
+}
+
+// current reports whether ps is the subscription in use.
+func (t *redisTransport) current(ps *redis.PubSub) bool {
+	if t.cc != nil {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ps == ps
 }
 
 // runLocked starts the receive loop of one PubSub. Called with t.mu held.
@@ -129,8 +150,8 @@ func (t *redisTransport) receive(ps *redis.PubSub) {
 	quiet := 0 // receive timeouts in a row
 	for {
 		msg, err := ps.ReceiveTimeout(t.ctx, t.idle)
-		if t.ctx.Err() != nil {
-			return
+		if t.ctx.Err() != nil || (err != nil && !t.current(ps)) {
+			return // stopped, or replaced after a failover
 		}
 		if err != nil {
 			var ne net.Error
@@ -171,6 +192,9 @@ func (t *redisTransport) subscribe(ctx context.Context, channels []string) error
 	if t.cc == nil {
 		t.mu.Lock()
 		ps := t.ps
+		for _, ch := range channels {
+			t.channels[ch] = struct{}{}
+		}
 		t.mu.Unlock()
 		return ps.Subscribe(ctx, channels...)
 	}
@@ -211,6 +235,9 @@ func (t *redisTransport) unsubscribe(ctx context.Context, channels []string) err
 	if t.cc == nil {
 		t.mu.Lock()
 		ps := t.ps
+		for _, ch := range channels {
+			delete(t.channels, ch)
+		}
 		t.mu.Unlock()
 		return ps.Unsubscribe(ctx, channels...)
 	}
@@ -242,4 +269,76 @@ func (t *redisTransport) close() error {
 	t.mu.Unlock()
 	t.wg.Wait()
 	return t.rdb.Close()
+}
+
+// sentinelWatch names the sentinels to watch for failovers.
+type sentinelWatch struct {
+	addrs      []string
+	masterName string
+	opts       redis.Options // credentials, TLS and timeouts for the sentinels
+}
+
+// watchSentinels listens for +switch-master on one sentinel at a time and
+// moves the subscription to the new master when the watched set fails over.
+func (t *redisTransport) watchSentinels() {
+	defer t.wg.Done()
+	backoff := 100 * time.Millisecond
+	for i := 0; t.ctx.Err() == nil; i++ {
+		opts := t.sentinel.opts
+		opts.Addr = t.sentinel.addrs[i%len(t.sentinel.addrs)]
+		sc := redis.NewSentinelClient(&opts)
+		ps := sc.Subscribe(t.ctx, "+switch-master")
+		for {
+			msg, err := ps.ReceiveTimeout(t.ctx, t.idle)
+			if t.ctx.Err() != nil {
+				break
+			}
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					if ps.Ping(t.ctx) == nil {
+						continue
+					}
+				}
+				break
+			}
+			backoff = 100 * time.Millisecond
+			if m, ok := msg.(*redis.Message); ok && strings.HasPrefix(m.Payload, t.sentinel.masterName+" ") {
+				t.resubscribe()
+			}
+		}
+		_ = ps.Close()
+		_ = sc.Close()
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// errFailover is reported when the subscription moves to a new master.
+var errFailover = errors.New("cluster: Redis master failed over; subscribing on the new master")
+
+// resubscribe replaces the subscription connection by one to the current
+// master and subscribes every channel again.
+func (t *redisTransport) resubscribe() {
+	t.mu.Lock()
+	old := t.ps
+	t.ps = t.rdb.Subscribe(t.ctx)
+	chans := make([]string, 0, len(t.channels))
+	for ch := range t.channels {
+		chans = append(chans, ch)
+	}
+	ps := t.ps
+	t.runLocked(ps)
+	t.mu.Unlock()
+	_ = old.Close()
+	t.r.onError(errFailover, true)
+	if len(chans) > 0 {
+		ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
+		_ = ps.Subscribe(ctx, chans...)
+		cancel()
+	}
 }
