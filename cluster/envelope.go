@@ -135,7 +135,7 @@ func decodeHeader(b []byte, max int) (h header, payload []byte, err error) {
 	b = b[3:]
 	for _, f := range [...]*[]byte{&h.node, &h.app, &h.channel, &h.except, &h.to, &h.id} {
 		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k) {
+		if k <= 0 || n > uint64(len(b)-k) || k != uvarintLen(int(n)) {
 			return h, nil, ErrEnvelopeInvalid
 		}
 		*f = b[k : k+int(n) : k+int(n)]

@@ -33,6 +33,11 @@ func (r *Redis) Interest(app *pusher.App, channel string, on bool) {
 		// run here, under the caller's registry lock.
 		st.want, st.confirmed = false, false
 		st.waiters = nil
+		if st.outstanding == 0 && !st.base {
+			// No confirmation to wait for: forget the channel now (else
+			// onSubscribed does, when the last one arrives).
+			delete(r.subs, bus)
+		}
 	}
 	r.ops = append(r.ops, subOp{bus, on})
 	r.imu.Unlock()
@@ -229,14 +234,20 @@ func (r *Redis) Await(app *pusher.App, channel string, done func()) bool {
 			once()
 		}
 	}
+	atOnce := true
 	for _, c := range conds {
 		if c(step) {
 			step()
+		} else {
+			atOnce = false
 		}
 	}
-	if left.Add(-1) == 0 {
+	if atOnce {
 		return true // every condition held at once; done is never called
 	}
+	// Some condition had to wait, even if it is met by now: the caller
+	// must read the channel's state again, so done is called (maybe now).
+	step()
 	time.AfterFunc(r.awaitTimeout(), once)
 	return false
 }
@@ -264,9 +275,10 @@ func (r *Redis) barrier(bus string, f func()) bool {
 	r.imu.Unlock()
 	if !r.sendControl(bus, &header{kind: kindBarrier, to: r.nodeB, id: []byte(id)}, nil) {
 		r.imu.Lock()
+		_, mine := r.barriers[id]
 		delete(r.barriers, id)
 		r.imu.Unlock()
-		return true
+		return mine // else fireAll took f and calls it
 	}
 	return false
 }

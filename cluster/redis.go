@@ -89,6 +89,7 @@ type Redis struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	started  atomic.Bool
+	closing  atomic.Bool   // Close began: only the bye is sent
 	stopping chan struct{} // closed by Close: flush the queue and stop
 
 	published, received, refused, invalid, reconnects, resyncs, batches atomic.Int64
@@ -99,6 +100,7 @@ type Redis struct {
 	lastHello                                                           atomic.Int64
 	lastDropLog                                                         atomic.Int64
 
+	syncMu      sync.Mutex // held while a sync is queued
 	mu          sync.Mutex
 	nodes       map[string]time.Time         // other nodes: last control envelope seen
 	pending     map[string]chan pusher.Reply // open queries by id
@@ -129,6 +131,7 @@ type subOp struct {
 }
 
 type syncState struct {
+	started time.Time // when its first part arrived
 	gen     int64
 	next    int // the part expected next
 	members []pusher.PresenceChange
@@ -285,9 +288,20 @@ func (r *Redis) Close() {
 	if !r.started.Load() {
 		return
 	}
+	if r.closing.Swap(true) {
+		return
+	}
 	r.sendControl(r.chCtl, &header{kind: kindBye}, nil)
 	close(r.stopping)
 	r.wg.Wait()
+	// What the final flush had no time for is dropped (and its waiters
+	// released).
+	for b := r.q.take(); b != nil; b = r.q.take() {
+		for i := range b.msgs {
+			r.drop(DropUnreachable, b.msgs[i].kind, 1)
+		}
+		close(b.done)
+	}
 	_ = r.t.close()
 	r.fireAll()
 }
@@ -351,7 +365,7 @@ func (r *Redis) nodeChannel(node string) string { return r.cfg.Channel + ":n:" +
 
 // Publish implements pusher.Broker.
 func (r *Redis) Publish(app *pusher.App, events []pusher.Outgoing) (<-chan struct{}, error) {
-	if r.degraded.Load() {
+	if r.degraded.Load() || r.closing.Load() {
 		r.drop(DropUnreachable, kindEvent, len(events))
 		return nil, pusher.ErrUnreachable
 	}
@@ -384,6 +398,9 @@ func (r *Redis) Publish(app *pusher.App, events []pusher.Outgoing) (<-chan struc
 // sendControl queues a control envelope on a bus channel; it reports
 // whether it was queued.
 func (r *Redis) sendControl(bus string, h *header, payload []byte) bool {
+	if r.closing.Load() && h.kind != kindBye {
+		return false // nothing follows the bye
+	}
 	h.node = r.nodeB
 	size := envelopeSize(h, len(payload))
 	if size > r.cfg.MaxEnvelope {
@@ -502,6 +519,9 @@ func (r *Redis) expireNodes(now time.Time) {
 // sendSync publishes this node's complete presence state, in parts that
 // fit the envelope limit.
 func (r *Redis) sendSync() {
+	// One sync at a time: parts of two generations never interleave.
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
 	r.mu.Lock()
 	r.gen++
 	gen := r.gen
@@ -680,11 +700,14 @@ func (r *Redis) control(h *header, body []byte) {
 // its state when they differ (joins or leaves were lost on the way).
 func (r *Redis) checkDigest(node string, theirs map[string]pusher.PresenceDigest) {
 	r.mu.Lock()
-	assembling := r.syncs[node] != nil
-	r.mu.Unlock()
-	if assembling {
-		return
+	if st := r.syncs[node]; st != nil {
+		if time.Since(st.started) < r.cfg.HeartbeatInterval {
+			r.mu.Unlock()
+			return // its parts are still arriving
+		}
+		delete(r.syncs, node) // its last part was lost
 	}
+	r.mu.Unlock()
 	mine := r.px.NodeDigest(node)
 	same := true
 	for id := range r.apps {
@@ -713,7 +736,7 @@ func (r *Redis) applySync(node string, s *syncBody) {
 	r.mu.Lock()
 	st := r.syncs[node]
 	if st == nil || st.gen != s.Gen {
-		st = &syncState{gen: s.Gen}
+		st = &syncState{gen: s.Gen, started: time.Now()}
 		r.syncs[node] = st
 	}
 	if s.Part != st.next {
