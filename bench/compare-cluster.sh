@@ -5,15 +5,31 @@
 #
 # For each server: a fresh redis-server on a free port, two nodes (A and B) sharing it, SUBSCRIBERS
 # subscribers of one public channel on node B, EVENTS events triggered through the signed HTTP API of
-# node A by API_CLIENTS keep-alive clients, PAYLOAD bytes each. Two runs per server:
+# node A by API_CLIENTS keep-alive clients, PAYLOAD bytes each. Three runs per server:
 #   paced    RATE triggers/s: delivery latency on node B, server CPU per event summed over both nodes;
 #   unpaced  as fast as the clients go: accepted triggers/s, 503 refusals (counted, not retried), and
-#            events lost (answered 200 but missed by some subscriber after the drain).
+#            events lost (answered 200 but missed by some subscriber after the drain);
+#   low      LOW_RATE triggers/s for LOW_EVENTS events, a load both servers sustain here: delivery
+#            latency that is not a backlog.
+# Each node's CPU (utime+stime over the whole bench run, connect and drain included) and the bench
+# client's CPU are also given per accepted event: client and servers share the machine's cores.
+#
+# What shapes Soketi's figures (1.6.1, checked with curl -v, perf and syscall counts):
+# - it answers every HTTP API request with `Connection: close` (its handler ends each response with
+#   closeConnection set), whatever the client asks, so every trigger is a new TCP connection: node A
+#   and the client pay a connect and a close per event;
+# - node B writes each delivery with its own send(2), one per subscriber per event (no coalescing),
+#   ~10 µs each on this VM with JSON parse/serialize per subscriber, so ~1 ms of node B's one thread
+#   per event at 100 subscribers: about 1,000 events/s at most. At RATE=3800 it falls behind and its
+#   paced latency is the length of the backlog (it grows with EVENTS), and the bench client, which
+#   reads those frames one segment at a time, takes a larger share of the cores than against ours.
+# With 1 subscriber on node B instead, Soketi takes ~200 µs per event (both nodes) and ~4,800 triggers/s.
 #
 # Environment knobs:
 #   OUT=/tmp/bench-cluster          where the JSON lines, HTML reports, logs and table.md go
 #   SOKETI_DIR=/tmp/soketi-cluster  a copy of ../shared/peers/soketi (created and `npm ci`-ed if missing)
 #   SUBSCRIBERS=100 API_CLIENTS=16 EVENTS=30000 RATE=3800 PAYLOAD=100
+#   LOW_RATE=300 LOW_EVENTS=3000    the low run (LOW_RATE=0: skipped)
 #   DRAIN=10s                       longest wait for in-flight deliveries after the last trigger
 #   TIMEOUT=5m                      bound on every bench run (--timeout)
 #   OUR_PORTS="18310 18311"         our nodes A and B (empty: free ports picked from 18310 up)
@@ -33,6 +49,8 @@ API_CLIENTS="${API_CLIENTS:-16}"
 EVENTS="${EVENTS:-30000}"
 RATE="${RATE:-3800}"
 PAYLOAD="${PAYLOAD:-100}"
+LOW_RATE="${LOW_RATE:-300}"
+LOW_EVENTS="${LOW_EVENTS:-3000}"
 DRAIN="${DRAIN:-10s}"
 TIMEOUT="${TIMEOUT:-5m}"
 OUR_PORTS="${OUR_PORTS:-}"
@@ -176,18 +194,29 @@ start_soketi() {
 }
 
 : >"$OUT/commands.txt"
-# run SERVER MODE PORT_A PORT_B PID_A PID_B RATE: one bench run; its JSON line goes to $OUT/MODE.SERVER.json.
+# cpu_ticks PID: utime+stime of PID in clock ticks (fields counted after the command name's ')').
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ s = $12 + $13 } END { print s + 0 }'; }
+HZ="$(getconf CLK_TCK)"
+
+# run SERVER MODE PORT_A PORT_B PID_A PID_B RATE EVENTS: one bench run; its JSON line goes to
+# $OUT/MODE.SERVER.json, each node's CPU per accepted event over the whole run to $OUT/MODE.SERVER.nodes.json.
 run() {
-  local server="$1" mode="$2" a="$3" b="$4" pa="$5" pb="$6" rate="$7"
+  local server="$1" mode="$2" a="$3" b="$4" pa="$5" pb="$6" rate="$7" events="$8" ta tb
   local cmd=("$BIN" bench --scenario cross --port "$b" --api-port "$a" --connections "$SUBSCRIBERS"
-    --api-clients "$API_CLIENTS" --events "$EVENTS" --rate "$rate" --payload "$PAYLOAD" --drain "$DRAIN"
+    --api-clients "$API_CLIENTS" --events "$events" --rate "$rate" --payload "$PAYLOAD" --drain "$DRAIN"
     --server-pid "$pa,$pb" --timeout "$TIMEOUT" --progress off --json --report "$OUT/$mode.$server.html")
   echo "+ ${cmd[*]}" | sed "s|$BIN|reverb|" | tee -a "$OUT/commands.txt" >&2
+  ta="$(cpu_ticks "$pa")"; tb="$(cpu_ticks "$pb")"
   "${cmd[@]}" >"$OUT/$mode.$server.json" 2>>"$OUT/bench.stderr" || echo "  (exit $?; see $OUT/$mode.$server.json)" >&2
-  tail -1 "$OUT/$mode.$server.json" | jq -c '{server: "'"$server"'", cross, latency: {p50_us: .latency.p50_us, p99_us: .latency.p99_us, max_us: .latency.max_us}, errors}' >&2 || true
+  jq -cn --argjson a "$(( $(cpu_ticks "$pa") - ta ))" --argjson b "$(( $(cpu_ticks "$pb") - tb ))" --argjson hz "$HZ" \
+    --argjson n "$(tail -1 "$OUT/$mode.$server.json" | jq '.cross.accepted // 0' 2>/dev/null || echo 0)" \
+    'if $n > 0 then {a_us_per_event: ($a * 1e6 / $hz / $n | round), b_us_per_event: ($b * 1e6 / $hz / $n | round)} else {} end' \
+    >"$OUT/$mode.$server.nodes.json"
+  tail -1 "$OUT/$mode.$server.json" | jq -c '{server: "'"$server"'", cross, latency: {p50_us: .latency.p50_us, p99_us: .latency.p99_us, max_us: .latency.max_us}, client_cpu_s, errors}' >&2 || true
+  echo "  CPU per event, whole run: $(cat "$OUT/$mode.$server.nodes.json")" >&2
 }
 
-# bench_server SERVER: fresh Redis, two nodes, paced then unpaced, everything stopped.
+# bench_server SERVER: fresh Redis, two nodes, paced, unpaced and low runs, everything stopped.
 bench_server() {
   local server="$1" ports base a b pa pb
   start_redis "$server"
@@ -203,10 +232,15 @@ bench_server() {
   "start_$server" "$b" B
   pb=$NODE_PID
   echo "$server: node A PID $pa on $a, node B PID $pb on $b, Redis on $RP" >&2
-  run "$server" paced "$a" "$b" "$pa" "$pb" "$RATE"
+  run "$server" paced "$a" "$b" "$pa" "$pb" "$RATE" "$EVENTS"
   if [ "$server" = ours ]; then ours_metrics paced; fi
-  run "$server" unpaced "$a" "$b" "$pa" "$pb" 0
+  run "$server" unpaced "$a" "$b" "$pa" "$pb" 0 "$EVENTS"
   if [ "$server" = ours ]; then ours_metrics unpaced; fi
+  # Last, on warm servers (Node's JIT has compiled Soketi's delivery path by then).
+  if [ "$LOW_RATE" != 0 ]; then
+    run "$server" low "$a" "$b" "$pa" "$pb" "$LOW_RATE" "$LOW_EVENTS"
+    if [ "$server" = ours ]; then ours_metrics low; fi
+  fi
   stop_all
   TAKEN=" "
 }
@@ -216,10 +250,10 @@ bench_server soketi
 
 # Side-by-side table.
 j() { tail -1 "$OUT/$1.$2.json" 2>/dev/null | jq -r "$3 // empty" 2>/dev/null || true; }
-row() { # label mode jq-expression
-  local a b r
-  a="$(j "$2" ours "$3")"
-  b="$(j "$2" soketi "$3")"
+row() { # label mode jq-expression [file suffix, default json]
+  local a b r f="${4:-json}"
+  a="$(tail -1 "$OUT/$2.ours.$f" 2>/dev/null | jq -r "$3 // empty" 2>/dev/null || true)"
+  b="$(tail -1 "$OUT/$2.soketi.$f" 2>/dev/null | jq -r "$3 // empty" 2>/dev/null || true)"
   r="$(awk -v a="$a" -v b="$b" 'BEGIN { if (a != "" && b != "" && b+0 != 0) printf "%.2f", a/b; else print "-" }')"
   printf '| %s | %s | %s | %s |\n' "$1" "${a:--}" "${b:--}" "$r"
 }
@@ -240,7 +274,27 @@ row() { # label mode jq-expression
   row "unpaced missing deliveries" unpaced '.cross.missing_deliveries'
   row "unpaced other errors" unpaced '.cross.other_errors'
   row "unpaced delivery latency p99 (ms)" unpaced '(.latency.p99_us / 100 | round) / 10'
+  row "paced CPU per event, node A (µs, whole run)" paced '.a_us_per_event' nodes.json
+  row "paced CPU per event, node B (µs, whole run)" paced '.b_us_per_event' nodes.json
+  row "paced bench client CPU per event (µs)" paced '.client_cpu_s * 1e6 / .cross.accepted | round'
+  if [ "$LOW_RATE" != 0 ]; then
+    row "low ($LOW_RATE/s, $LOW_EVENTS events) delivery latency p50 (ms)" low '(.latency.p50_us / 100 | round) / 10'
+    row "low ($LOW_RATE/s) delivery latency p99 (ms)" low '(.latency.p99_us / 100 | round) / 10'
+    row "low ($LOW_RATE/s) CPU per event (µs, both nodes)" low '.cross.cpu_us_per_event'
+    row "low ($LOW_RATE/s) lost events" low '.cross.lost_events'
+  fi
+  for m in low paced; do
+    want="$RATE"; [ "$m" = low ] && want="$LOW_RATE"
+    [ "$want" = 0 ] && continue
+    for s in ours soketi; do
+      got="$(j "$m" "$s" '.cross.accepted_per_s')"
+      if [ -n "$got" ] && awk -v g="$got" -v w="$want" 'BEGIN { exit !(g < 0.95 * w) }'; then
+        echo
+        echo "Note: $s did not keep the pace of the $m run: $got of $want triggers/s accepted; its $m latency includes the backlog."
+      fi
+    done
+  done
 } | tee "$OUT/table.md"
-cat "$OUT"/paced.ours.json "$OUT"/unpaced.ours.json "$OUT"/paced.soketi.json "$OUT"/unpaced.soketi.json 2>/dev/null |
+cat "$OUT"/{low,paced,unpaced}.ours.json "$OUT"/{low,paced,unpaced}.soketi.json 2>/dev/null |
   grep '^{' >"$OUT/results.jsonl" || true
 echo "JSON lines ($OUT/results.jsonl), HTML reports and commands in $OUT" >&2
