@@ -59,7 +59,7 @@
     const units = ['B/s', 'KB/s', 'MB/s', 'GB/s'];
     let i = 0;
     while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
-    return (b >= 100 || i === 0 ? b.toFixed(0) : b.toFixed(1)) + ' ' + units[i];
+    return (b >= 100 || i === 0 ? b.toFixed(0) : b.toFixed(1)) + '\u00a0' + units[i]; // no break inside a figure
   }
   function fmtDuration(sec) {
     sec = Math.floor(sec);
