@@ -7,10 +7,29 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // TestBenchAgainstStartWithoutConfig is the newcomer's path with the built
 // binary: `reverb start` with no configuration (the built-in app), then
@@ -31,8 +50,8 @@ func TestBenchAgainstStartWithoutConfig(t *testing.T) {
 
 	srv := exec.Command(bin, "start")
 	srv.Dir, srv.Env = dir, env
-	var logs strings.Builder
-	srv.Stderr = &logs
+	logs := &lockedBuffer{}
+	srv.Stderr = logs
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
