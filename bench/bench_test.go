@@ -163,13 +163,14 @@ func TestParseSourceIPs(t *testing.T) {
 }
 
 func TestParseArgs(t *testing.T) {
+	noServerConfig(t) // the app defaults to the built-in one
 	c, err := ParseArgs([]string{"--scenario", "fanout", "--port", "6001", "--source-ips", "127.0.0.2-127.0.0.3", "--json"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Scenario != ScenarioFanout || c.Port != 6001 || c.Connections != 1000 || c.Channels != 1 || c.Rate != 4 ||
 		c.Payload != 100 || !c.JSON || c.Client != "gnet" || len(c.SourceIPs) != 2 || c.Workers != 0 ||
-		c.Timeout != c.Duration+2*time.Minute || c.AppID != "app-id" || c.Key != "app-key" || c.Secret != "app-secret" {
+		c.Timeout != c.Duration+2*time.Minute || c.AppID != "local" || c.Key != "local-key" || c.Secret != "local-secret" || c.Addr() != "127.0.0.1:6001" {
 		t.Fatalf("fanout defaults: %+v", c)
 	}
 	if c.SourceIPs[1] != netip.MustParseAddr("127.0.0.3") {

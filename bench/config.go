@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -126,10 +128,14 @@ type Config struct {
 
 	// worker marks a child process (hidden --worker flag).
 	worker bool
+	// candidates are the apps PickApp tries when the command line gave
+	// none of --app-id, --key and --secret; AppID, Key and Secret hold the
+	// first.
+	candidates []appCreds
 }
 
 // Addr returns host:port.
-func (c *Config) Addr() string { return fmt.Sprintf("%s:%d", c.Host, c.Port) }
+func (c *Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
 
 // APIAddr returns the host:port of the HTTP API triggers.
 func (c *Config) APIAddr() string {
@@ -140,7 +146,7 @@ func (c *Config) APIAddr() string {
 	if p == 0 {
 		p = c.Port
 	}
-	return fmt.Sprintf("%s:%d", h, p)
+	return net.JoinHostPort(h, strconv.Itoa(p))
 }
 
 // Normalize applies the defaults of c.Scenario and validates c.
@@ -312,18 +318,25 @@ func (c *Config) wsScenario() bool {
 // ParseArgs parses the arguments of `reverb bench` (without the command
 // name) into a normalized Config. Usage and errors go to errOut. It returns
 // flag.ErrHelp for -h.
+//
+// The server and the app default to what `reverb start` would serve with
+// the same configuration file (--config, else ./reverb.toml if it exists)
+// and environment (REVERB_APP_*, REVERB_SERVER_*): with neither, the
+// built-in app on 127.0.0.1:8080. Flags given explicitly win. When no app
+// flag is given, PickApp checks the app with the server before the run.
 func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("reverb bench", flag.ContinueOnError)
 	fs.SetOutput(errOut)
-	fs.StringVar(&c.Host, "host", "127.0.0.1", "server host")
-	fs.IntVar(&c.Port, "port", 8080, "server port")
-	fs.StringVar(&c.Path, "path", "", "server path prefix")
+	configPath := fs.String("config", "", "the server's configuration `FILE`, read as reverb start reads it (then the REVERB_* environment) for whichever of --app-id, --key, --secret, --host, --port and --path is not given (default: ./reverb.toml if it exists)")
+	fs.StringVar(&c.Host, "host", "", "server host (default: the server's server.host, REVERB_SERVER_HOST; 127.0.0.1 for 0.0.0.0)")
+	fs.IntVar(&c.Port, "port", 0, "server port (default: the server's server.port, REVERB_SERVER_PORT, else 8080)")
+	fs.StringVar(&c.Path, "path", "", "server path prefix (default: the server's server.path)")
 	fs.StringVar(&c.APIHost, "api-host", "", "host of the HTTP API triggers (default --host)")
 	fs.IntVar(&c.APIPort, "api-port", 0, "port of the HTTP API triggers (default --port), e.g. another node of a cluster")
-	fs.StringVar(&c.AppID, "app-id", "app-id", "app id (HTTP API)")
-	fs.StringVar(&c.Key, "key", "app-key", "app key")
-	fs.StringVar(&c.Secret, "secret", "app-secret", "app secret (signs API calls and private channels)")
+	fs.StringVar(&c.AppID, "app-id", "", "app id (HTTP API; default: the server's app, see --config)")
+	fs.StringVar(&c.Key, "key", "", "app key (default: the server's app, REVERB_APP_KEY, else the built-in local-key)")
+	fs.StringVar(&c.Secret, "secret", "", "app secret, signs API calls and private channels (default: the server's app)")
 	fs.StringVar(&c.Scenario, "scenario", ScenarioConnect, "one of "+strings.Join(Scenarios, ", "))
 	fs.IntVar(&c.Connections, "connections", 0, "connections (api: HTTP clients, churn: lanes, cross: subscribers); 0 = scenario default")
 	fs.IntVar(&c.APIClients, "api-clients", 0, "keep-alive HTTP clients triggering the events (cross; default 16)")
@@ -376,6 +389,11 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	c.SourceIPs = ips
 	if c.worker {
 		return c, nil
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := c.resolveServer(*configPath, set, os.LookupEnv); err != nil {
+		return c, err
 	}
 	return c, c.Normalize()
 }

@@ -25,6 +25,7 @@ import (
 )
 
 func TestParseArgsCross(t *testing.T) {
+	noServerConfig(t)
 	c, err := ParseArgs([]string{"--scenario", "cross", "--port", "7002", "--api-port", "7001", "--events", "500",
 		"--rate", "100", "--server-pid", "12, 34"}, io.Discard)
 	if err != nil {
@@ -180,7 +181,7 @@ func crossAgainstFake(t *testing.T, slow bool, extra ...string) *Result {
 	defer fake.Close()
 	_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(fake.URL, "http://"))
 	args := append([]string{"--scenario", "cross", "--port", strconv.Itoa(port), "--api-port", apiPort, "--connections", "5",
-		"--events", "20", "--progress", "off", "--timeout", "20s", "--drain", "200ms"}, extra...)
+		"--events", "20", "--progress", "off", "--timeout", "20s", "--drain", "200ms"}, append(testApp, extra...)...)
 	cfg, err := ParseArgs(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -239,9 +240,9 @@ func TestCrossSlowServer(t *testing.T) {
 func TestCrossTwoNodes(t *testing.T) {
 	rp := startRedis(t)
 	a, b := startNode(t, rp), startNode(t, rp)
-	cfg, err := ParseArgs([]string{"--scenario", "cross", "--port", strconv.Itoa(b), "--api-port", strconv.Itoa(a),
+	cfg, err := ParseArgs(append([]string{"--scenario", "cross", "--port", strconv.Itoa(b), "--api-port", strconv.Itoa(a),
 		"--connections", "20", "--api-clients", "4", "--events", "200", "--rate", "1000", "--progress", "off",
-		"--timeout", "30s", "--drain", "5s", "--server-pid", strconv.Itoa(os.Getpid())}, io.Discard)
+		"--timeout", "30s", "--drain", "5s", "--server-pid", strconv.Itoa(os.Getpid())}, testApp...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,9 @@ import (
 	"github.com/reverbgo/reverb/pusher"
 )
 
+// testApp are the flags naming the app of startServer and startNode.
+var testApp = []string{"--app-id", "app-id", "--key", "app-key", "--secret", "app-secret"}
+
 // startServer runs our server on 127.0.0.1:0 in-process, as
 // loop/helpers_test.go does, and returns its port. It stops when the test
 // ends.
@@ -56,7 +59,7 @@ func smoke(t *testing.T, args ...string) *Result {
 	t.Helper()
 	port := startServer(t)
 	args = append([]string{"--port", strconv.Itoa(port), "--progress", "off", "--timeout", "20s", "--drain", "3s",
-		"--server-pid", strconv.Itoa(os.Getpid())}, args...)
+		"--server-pid", strconv.Itoa(os.Getpid())}, append(testApp, args...)...)
 	cfg, err := ParseArgs(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -151,8 +154,8 @@ func TestWorkerProcess(t *testing.T) {
 // reported, not taken as sent events.
 func TestTriggerErrorsReported(t *testing.T) {
 	port := startServer(t)
-	cfg, err := ParseArgs([]string{"--port", strconv.Itoa(port), "--scenario", "fanout", "--connections", "4", "--rate", "10",
-		"--duration", "200ms", "--drain", "200ms", "--progress", "off"}, io.Discard)
+	cfg, err := ParseArgs(append([]string{"--port", strconv.Itoa(port), "--scenario", "fanout", "--connections", "4", "--rate", "10",
+		"--duration", "200ms", "--drain", "200ms", "--progress", "off"}, testApp...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

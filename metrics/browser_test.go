@@ -2,11 +2,18 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"html"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -180,6 +187,137 @@ func TestDashboardInBrowser(t *testing.T) {
 		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
 			t.Fatalf("screenshot %s: %v", path, err)
 		}
+		t.Logf("screenshot written to %s", path)
+	}
+}
+
+// largeStats serves /api/stats with large synthetic figures and every other
+// path from the real listener: each poll is one second after the previous
+// one; app "1" holds 98,765 connections and receives 45,000 and sends
+// 1,234,567 messages a second, app "2" stays below one message a second.
+type largeStats struct {
+	real http.Handler
+	mu   sync.Mutex
+	seq  int64
+}
+
+func (l *largeStats) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/api/stats" {
+		l.real.ServeHTTP(w, r)
+		return
+	}
+	l.mu.Lock()
+	l.seq++
+	seq := l.seq
+	l.mu.Unlock()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC).Add(time.Duration(seq) * time.Second)
+	apps := []appJSON{
+		{AppID: appID, Connections: 98765, Subscribed: 91234, Channels: 3,
+			MessagesReceived: seq * 45000, MessagesSent: seq * 1234567, BytesReceived: seq * 4500000, BytesSent: seq * 123456700},
+		{AppID: app2ID, Connections: 3, Subscribed: 2, Channels: 1, MessagesReceived: seq * 2 / 5, MessagesSent: seq * 2 / 5},
+	}
+	out := statsJSON{Time: now.UnixMilli(), Node: "node-a", Status: "ready", Connections: 98768, Loops: 2, Apps: apps,
+		Nodes: []Node{{ID: "node-a", Self: true, Version: "v9.9.9-test", Loops: 2, Connections: 98768, Status: "ready",
+			UptimeSeconds: float64(3600 + seq)}}}
+	for _, a := range apps {
+		out.Totals.add(a)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+var (
+	reChart     = regexp.MustCompile(`(?s)<svg class="chart"([^>]*)>(.*?)</svg>`)
+	reAxisLabel = regexp.MustCompile(`<text class="axis (x|y)"([^>]*)>([^<]*)</text>`)
+)
+
+// attrFloat returns the number in attribute name of a tag's attributes.
+func attrFloat(attrs, name string) (float64, bool) {
+	m := regexp.MustCompile(`\b` + name + `="([^"]*)"`).FindStringSubmatch(attrs)
+	if m == nil {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(m[1], 64)
+	return f, err == nil
+}
+
+// checkChartLabels returns what is wrong with the charts' axis labels in
+// the rendered page, or "": each chart must have its three y-axis labels
+// and every label must lie entirely inside its chart, as rendered
+// (data-left and data-right against data-width, recorded by the page from
+// the browser's layout). want lists y-axis label texts that must appear.
+func checkChartLabels(dom string, want ...string) string {
+	var bad []string
+	charts := reChart.FindAllStringSubmatch(dom, -1)
+	if len(charts) < 4 {
+		return fmt.Sprintf("%d charts drawn, want 4", len(charts))
+	}
+	seen := map[string]bool{}
+	for i, c := range charts {
+		width, ok := attrFloat(c[1], "data-width")
+		if !ok || width < 100 {
+			bad = append(bad, fmt.Sprintf("chart %d: no label layout recorded (data-width %q)", i, c[1]))
+			continue
+		}
+		ys := 0
+		for _, l := range reAxisLabel.FindAllStringSubmatch(c[2], -1) {
+			axis, attrs, txt := l[1], l[2], html.UnescapeString(l[3])
+			left, ok1 := attrFloat(attrs, "data-left")
+			right, ok2 := attrFloat(attrs, "data-right")
+			switch {
+			case !ok1 || !ok2:
+				bad = append(bad, fmt.Sprintf("chart %d: label %q has no recorded layout", i, txt))
+			case txt == "" || right-left < 1:
+				bad = append(bad, fmt.Sprintf("chart %d: empty label %q", i, txt))
+			case left < 0 || right > width:
+				bad = append(bad, fmt.Sprintf("chart %d (%.0f px wide): %s-axis label %q spans %.1f..%.1f px: clipped", i, width, axis, txt, left, right))
+			}
+			if axis == "y" {
+				ys++
+				seen[txt] = true
+			}
+		}
+		if ys != 3 {
+			bad = append(bad, fmt.Sprintf("chart %d: %d y-axis labels, want 3", i, ys))
+		}
+	}
+	for _, w := range want {
+		if !seen[w] {
+			bad = append(bad, fmt.Sprintf("no y-axis label %q (labels: %v)", w, slices.Sorted(maps.Keys(seen))))
+		}
+	}
+	return strings.Join(bad, "; ")
+}
+
+// TestDashboardChartLabelsFit renders the dashboard in headless Chromium
+// with millions of messages a second, at the width where the y-axis labels
+// of the messages chart used to be cut ("0,000" for "10,000") and at a
+// narrow one, and checks from the DOM that every axis label lies entirely
+// inside its chart.
+func TestDashboardChartLabelsFit(t *testing.T) {
+	bin := findChromium(t)
+	n := startNode(t, Options{})
+	srv := httptest.NewServer(&largeStats{real: n.m.Handler()})
+	defer srv.Close()
+	url := srv.URL + "/"
+	for _, size := range []string{"1400,900", "600,900"} {
+		t.Run(size, func(t *testing.T) {
+			var dom, problem string
+			for _, budget := range []string{"5000", "10000", "20000"} {
+				dom = headless(t, bin, url, "--window-size="+size, "--virtual-time-budget="+budget, "--dump-dom")
+				// 98,765 connections, 1,234,567 messages/s out: tops of 100K and
+				// 2M; app "2" below one message a second: 1 and 0.5.
+				if problem = checkChartLabels(dom, "100K", "50K", "2M", "1M", "0.5", "0"); problem == "" {
+					break
+				}
+				t.Logf("virtual time %s ms: %s", budget, problem)
+			}
+			if problem != "" {
+				t.Fatalf("chart labels: %s", problem)
+			}
+		})
+	}
+	if path := os.Getenv("REVERB_DASHBOARD_LARGE_SCREENSHOT"); path != "" {
+		headless(t, bin, url, "--virtual-time-budget=8000", "--hide-scrollbars", "--window-size=1400,900", "--screenshot="+path)
 		t.Logf("screenshot written to %s", path)
 	}
 }

@@ -32,6 +32,14 @@ func cmdBench(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	note, err := cfg.PickApp(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reverb bench:", err)
+		return 1
+	}
+	if note != "" {
+		fmt.Fprintln(os.Stderr, "reverb bench:", note)
+	}
 	res, runErr := bench.Run(ctx, cfg, os.Stdout, os.Stderr)
 	if res == nil {
 		fmt.Fprintln(os.Stderr, "reverb bench:", runErr)

@@ -45,6 +45,9 @@
 
   const intFmt = new Intl.NumberFormat('en-US');
   function fmtInt(n) { return intFmt.format(n); }
+  // Axis labels are compact (950, 2.5K, 10K, 1.2M) so that they stay short.
+  const axisFmt = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 2 });
+  function fmtAxis(v) { return axisFmt.format(v); }
   function fmtRate(r) {
     if (r === null || r === undefined || !isFinite(r)) return '–';
     if (r >= 1000) return intFmt.format(Math.round(r));
@@ -56,7 +59,7 @@
     const units = ['B/s', 'KB/s', 'MB/s', 'GB/s'];
     let i = 0;
     while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
-    return (b >= 100 || i === 0 ? b.toFixed(0) : b.toFixed(1)) + ' ' + units[i];
+    return (b >= 100 || i === 0 ? b.toFixed(0) : b.toFixed(1)) + '\u00a0' + units[i]; // no break inside a figure
   }
   function fmtDuration(sec) {
     sec = Math.floor(sec);
@@ -91,25 +94,38 @@
   }
 
   // chart draws series (each {key, color, area}) of points over the last
-  // span ms (the history so far, between MIN_WINDOW_MS and WINDOW_MS).
-  function chart(points, series, now) {
-    const W = 600, H = 150, L = 34, R = 6, T = 8, B = 18;
+  // span ms (the history so far, between MIN_WINDOW_MS and WINDOW_MS) into
+  // fig, after caption. The drawing is as wide as the figure, one unit per
+  // pixel, and its left margin fits the widest y-axis label as rendered.
+  function chart(fig, caption, points, series, now) {
+    const H = 150, R = 6, T = 8, B = 18, GAP = 4;
     const span = Math.min(WINDOW_MS, Math.max(MIN_WINDOW_MS, points.length ? now - points[0].t : 0));
-    const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img' });
+    const svg = s('svg', { class: 'chart', preserveAspectRatio: 'none', role: 'img' });
+    put(fig, caption, svg);
+    const W = Math.max(120, Math.round(svg.getBoundingClientRect().width) || 600);
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
     let max = 0;
     for (const p of points) for (const se of series) if (p[se.key] !== null) max = Math.max(max, p[se.key]);
     max = niceMax(max);
+    const yLabels = [0, 0.5, 1].map(f => {
+      const label = s('text', { class: 'axis y', 'text-anchor': 'end' });
+      label.textContent = fmtAxis(max * f);
+      svg.append(label);
+      return [f, label];
+    });
+    let labelW = 0;
+    for (const [, label] of yLabels) labelW = Math.max(labelW, label.getComputedTextLength());
+    const L = Math.ceil(labelW) + GAP + 2;
     const x = t => L + (W - L - R) * (1 - (now - t) / span);
     const y = v => T + (H - T - B) * (1 - v / max);
-    for (const f of [0, 0.5, 1]) {
+    for (const [f, label] of yLabels) {
       const yy = y(max * f);
-      svg.append(s('line', { class: 'gridline', x1: L, x2: W - R, y1: yy, y2: yy }));
-      const label = s('text', { class: 'axis', x: L - 4, y: yy + 3, 'text-anchor': 'end' });
-      label.textContent = Number.isInteger(max * f) ? fmtInt(max * f) : (max * f).toFixed(1);
-      svg.append(label);
+      svg.insertBefore(s('line', { class: 'gridline', x1: L, x2: W - R, y1: yy, y2: yy }), svg.firstChild);
+      label.setAttribute('x', L - GAP);
+      label.setAttribute('y', yy + 3);
     }
     for (const [t, txt, anchor] of [[now - span, fmtAgo(span), 'start'], [now - span / 2, fmtAgo(span / 2), 'middle'], [now, 'now', 'end']]) {
-      const label = s('text', { class: 'axis', x: x(t), y: H - 4, 'text-anchor': anchor });
+      const label = s('text', { class: 'axis x', x: x(t), y: H - 4, 'text-anchor': anchor });
       label.textContent = txt;
       svg.append(label);
     }
@@ -125,6 +141,21 @@
       svg.append(s('polyline', { class: 'line', stroke: se.color, points: coords.join(' ') }));
     }
     return svg;
+  }
+
+  // recordLabelLayout writes where each chart's axis labels were rendered,
+  // in pixels from the chart's left edge (data-left, data-right; the chart
+  // is data-width wide), for tests to check that none is clipped.
+  function recordLabelLayout() {
+    for (const svg of document.querySelectorAll('svg.chart')) {
+      const box = svg.getBoundingClientRect();
+      svg.dataset.width = box.width.toFixed(1);
+      for (const label of svg.querySelectorAll('text.axis')) {
+        const r = label.getBoundingClientRect();
+        label.dataset.left = (r.left - box.left).toFixed(1);
+        label.dataset.right = (r.right - box.left).toFixed(1);
+      }
+    }
   }
 
   function legend(items) {
@@ -162,12 +193,12 @@
       h('span', null, h('b', { class: 'app-channels' }, fmtInt(a.channels)), ' channels'),
       h('span', null, h('b', null, fmtRate(last ? last.in : null)), ' msg/s in'),
       h('span', null, h('b', null, fmtRate(last ? last.out : null)), ' msg/s out'));
-    put(c.connFig,
+    chart(c.connFig,
       h('figcaption', null, h('span', null, 'Connections'), legend([['open', COLORS.conn], ['subscribed', COLORS.subs]])),
-      chart(hist, [{ key: 'subs', color: COLORS.subs }, { key: 'conns', color: COLORS.conn, area: true }], now));
-    put(c.msgFig,
+      hist, [{ key: 'subs', color: COLORS.subs }, { key: 'conns', color: COLORS.conn, area: true }], now);
+    chart(c.msgFig,
       h('figcaption', null, h('span', null, 'Messages / s'), legend([['in', COLORS.in], ['out', COLORS.out]])),
-      chart(hist, [{ key: 'in', color: COLORS.in }, { key: 'out', color: COLORS.out, area: true }], now));
+      hist, [{ key: 'in', color: COLORS.in }, { key: 'out', color: COLORS.out, area: true }], now);
   }
 
   function renderChannels(appID, body) {
@@ -284,6 +315,7 @@
     setText('kpi-bytes', fmtBytes(tl.bin) + ' / ' + fmtBytes(tl.bout));
 
     for (const a of st.apps) renderApp(a, history.get(a.app_id) || [], st.time);
+    recordLabelLayout();
     renderNodes(st.nodes, st.time);
     renderCounters(st.counters, st.cluster);
     setText('updated', 'Updated ' + new Date(st.time).toLocaleTimeString('en-GB'));
