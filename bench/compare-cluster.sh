@@ -172,9 +172,9 @@ ours_metrics() {
   local n v
   for n in A B; do
     v="METRICS_$n"
-    curl -fs "http://127.0.0.1:${!v}/metrics" 2>/dev/null | grep -E '^reverb_(redis|http_api_queue)' \
+    curl -fs "http://127.0.0.1:${!v}/metrics" 2>/dev/null | grep -E '^reverb_(redis|http_api_queue|slow_consumer)' \
       >"$OUT/metrics.$1.ours.$n.txt" || true
-    echo "  node $n after $1: $(grep -E '^reverb_redis_(publishes|receives|dropped)_total' "$OUT/metrics.$1.ours.$n.txt" | tr '\n' ' ')" >&2
+    echo "  node $n after $1: $(grep -E '^reverb_(redis_(publishes|receives|dropped|refused)|slow_consumer_disconnects)_total' "$OUT/metrics.$1.ours.$n.txt" | tr '\n' ' ')" >&2
   done
 }
 
