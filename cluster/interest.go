@@ -162,8 +162,13 @@ func (r *Redis) onAlive() {
 // onError implements receiver: Redis is unreachable. Subscriptions waiting
 // for Redis are answered now (the node serves its own clients meanwhile).
 func (r *Redis) onError(err error, lost bool) {
-	if !r.degraded.Load() {
+	switch {
+	case !r.degraded.Load():
 		r.log.Warn("Redis subscription failed", "err", err)
+	case !r.connected.Load() && !r.toldUnreachable.Swap(true):
+		// Degraded since the start, so setDegraded says nothing: say once
+		// why the first connection fails (address, password, TLS, ...).
+		r.log.Warn("Redis unreachable: serving local clients only until it is back", "err", err)
 	}
 	r.setDegraded(true)
 	if lost {

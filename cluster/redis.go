@@ -97,6 +97,7 @@ type Redis struct {
 	degraded                                                            atomic.Bool
 	degradedSince                                                       atomic.Int64
 	connected                                                           atomic.Bool // the first subscription succeeded
+	toldUnreachable                                                     atomic.Bool // the first connection's failure was logged
 	lastHello                                                           atomic.Int64
 	lastDropLog                                                         atomic.Int64
 

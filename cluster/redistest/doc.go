@@ -4,7 +4,8 @@
 // 127.0.0.1, each in its own temporary directory and without persistence,
 // in three topologies:
 //
-//   - Start: one standalone redis-server.
+//   - Start: one standalone redis-server; StartTLS: the same, reached over
+//     TLS only, with a throwaway CA.
 //   - StartSentinel: a master and one replica watched by three sentinels.
 //   - StartCluster: a Redis Cluster of three masters without replicas.
 //

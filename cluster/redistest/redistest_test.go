@@ -2,8 +2,12 @@ package redistest_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -45,6 +49,51 @@ func TestStartPubSub(t *testing.T) {
 	}
 	if msg.Channel != "news" || msg.Payload != "hello" {
 		t.Fatalf("message %q on %q", msg.Payload, msg.Channel)
+	}
+}
+
+func TestStartTLS(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartTLS(t)
+	if got := srv.Do(t, "PING"); got != "PONG" {
+		t.Fatalf("PING = %q", got)
+	}
+	if got := srv.Do(t, "CONFIG", "GET", "port"); got != "port\n0" {
+		t.Fatalf("CONFIG GET port = %q; want no plain TCP port", got)
+	}
+	pem, err := os.ReadFile(srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", srv.CAFile)
+	}
+	ctx := ctxFor(t, 10*time.Second)
+
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}})
+	t.Cleanup(func() { rdb.Close() })
+	if err := rdb.Set(ctx, "k", "over tls", 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	if got, err := rdb.Get(ctx, "k").Result(); err != nil || got != "over tls" {
+		t.Fatalf("GET = %q, %v", got, err)
+	}
+	if got := srv.Do(t, "GET", "k"); got != "over tls" {
+		t.Fatalf("GET through Do = %q", got)
+	}
+
+	// Without the CA, or without TLS, the server is not reachable.
+	noCA := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}, MaxRetries: -1})
+	t.Cleanup(func() { noCA.Close() })
+	var unknown x509.UnknownAuthorityError
+	if err := noCA.Ping(ctx).Err(); !errors.As(err, &unknown) {
+		t.Fatalf("PING with the system roots: %v; want an unknown authority", err)
+	}
+	plain := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Second, MaxRetries: -1})
+	t.Cleanup(func() { plain.Close() })
+	if err := plain.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING without TLS answered")
 	}
 }
 

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,12 +22,26 @@ func (e replyError) Error() string { return string(e) }
 // error is an I/O or protocol error, or the reply itself when it is an
 // error reply. timeout bounds the whole exchange.
 func command(addr string, timeout time.Duration, args ...string) (any, error) {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
+	return commandOver(addr, nil, timeout, args...)
+}
+
+// commandOver is command over TLS with conf, or over plain TCP when conf
+// is nil. timeout bounds the handshake too.
+func commandOver(addr string, conf *tls.Config, timeout time.Duration, args ...string) (any, error) {
+	deadline := time.Now().Add(timeout)
+	d := &net.Dialer{Deadline: deadline}
+	var conn net.Conn
+	var err error
+	if conf != nil {
+		conn, err = tls.DialWithDialer(d, "tcp", addr, conf)
+	} else {
+		conn, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+	if err := conn.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
 	var b strings.Builder
@@ -49,7 +64,12 @@ func command(addr string, timeout time.Duration, args ...string) (any, error) {
 
 // commandString is command with the reply formatted by formatReply.
 func commandString(addr string, timeout time.Duration, args ...string) (string, error) {
-	reply, err := command(addr, timeout, args...)
+	return commandStringOver(addr, nil, timeout, args...)
+}
+
+// commandStringOver is commandOver with the reply formatted by formatReply.
+func commandStringOver(addr string, conf *tls.Config, timeout time.Duration, args ...string) (string, error) {
+	reply, err := commandOver(addr, conf, timeout, args...)
 	if err != nil {
 		return "", err
 	}

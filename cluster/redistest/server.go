@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,7 +49,8 @@ const (
 type Server struct {
 	// Addr is "127.0.0.1:<Port>", the address clients connect to.
 	Addr string
-	// Port is the TCP port the server listens on. Restart keeps it.
+	// Port is the TCP port the server listens on: its only port, which
+	// is its TLS port for a server started by StartTLS. Restart keeps it.
 	Port int
 	// ClusterPort is the cluster bus port of a node started by
 	// StartCluster, and 0 for other servers.
@@ -58,9 +60,10 @@ type Server struct {
 	// cluster node, nodes.conf.
 	Dir string
 
-	bin     string // path of the binary
-	conf    string // path of the config file
-	logPath string // stdout and stderr of every run, appended
+	bin     string      // path of the binary
+	conf    string      // path of the config file
+	logPath string      // stdout and stderr of every run, appended
+	tls     *tls.Config // non-nil when the server only speaks TLS
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd     // the current or last run; nil before the first
@@ -130,6 +133,13 @@ func lookPath(t testing.TB, name string) string {
 // is taken.
 func start(t testing.TB, name, confName string, nports int, conf func(dir string, ports []int) []string) *Server {
 	t.Helper()
+	return startOver(t, nil, name, confName, nports, conf)
+}
+
+// startOver is start for a server that speaks TLS only, with tlsConf as
+// the client side, when tlsConf is not nil.
+func startOver(t testing.TB, tlsConf *tls.Config, name, confName string, nports int, conf func(dir string, ports []int) []string) *Server {
+	t.Helper()
 	bin := lookPath(t, name)
 	dir := t.TempDir()
 	s := &Server{
@@ -137,6 +147,7 @@ func start(t testing.TB, name, confName string, nports int, conf func(dir string
 		bin:     bin,
 		conf:    filepath.Join(dir, confName),
 		logPath: filepath.Join(dir, "redis.log"),
+		tls:     tlsConf,
 	}
 	t.Cleanup(s.Stop)
 	for range startAttempts {
@@ -274,14 +285,14 @@ func (s *Server) waitReady(timeout time.Duration) error {
 }
 
 func (s *Server) checkPid(pid string) error {
-	pong, err := commandString(s.Addr, pollTimeout, "PING")
+	pong, err := commandStringOver(s.Addr, s.tls, pollTimeout, "PING")
 	if err != nil {
 		return err
 	}
 	if pong != "PONG" {
 		return fmt.Errorf("PING answered %q", pong)
 	}
-	info, err := commandString(s.Addr, pollTimeout, "INFO", "server")
+	info, err := commandStringOver(s.Addr, s.tls, pollTimeout, "INFO", "server")
 	if err != nil {
 		return err
 	}
@@ -378,14 +389,15 @@ func (s *Server) Do(t testing.TB, args ...string) string {
 	return reply
 }
 
-// Command runs a command on a new connection to the server, allowing it
-// 5 s (a paused server makes it time out). The reply is formatted as
-// text: a status or bulk string as it is, an integer in decimal, a nil as
-// "", and an array as its elements, one per line. An error reply is
-// returned as an error whose message is the reply, such as
+// Command runs a command on a new connection to the server (over TLS for
+// a server started by StartTLS), allowing it 5 s (a paused server makes
+// it time out). The reply is formatted as text: a status or bulk string
+// as it is, an integer in decimal, a nil as "", and an array as its
+// elements, one per line. An error reply is returned as an error whose
+// message is the reply, such as
 // "READONLY You can't write against a read only replica.".
 func (s *Server) Command(args ...string) (string, error) {
-	return commandString(s.Addr, doTimeout, args...)
+	return commandStringOver(s.Addr, s.tls, doTimeout, args...)
 }
 
 // readLog returns the log from offset on.
