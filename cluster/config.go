@@ -137,7 +137,10 @@ func (c *Config) tlsConfig(base *tls.Config) (*tls.Config, error) {
 	if t == nil {
 		t = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	t.InsecureSkipVerify = c.TLSInsecureSkipVerify //nolint:gosec // opt-in, for tests
+	if c.TLSInsecureSkipVerify {
+		// Opt-in, for tests; a rediss:// URL's skip_verify=true also stays.
+		t.InsecureSkipVerify = true
+	}
 	if c.TLSCAFile != "" {
 		pem, err := os.ReadFile(c.TLSCAFile)
 		if err != nil {
