@@ -241,6 +241,3 @@ func (sh *Shard) Sweep(now time.Time) {
 // CountClose records a close frame the transport sent with code (for
 // protocol errors it detects itself). Loop-only.
 func (sh *Shard) CountClose(code int) { sh.stats.countClose(code) }
-
-// CountBytesReceived adds n inbound bytes of a session's connection. Loop-only.
-func (s *Session) CountBytesReceived(n int) { s.ac.bytesReceived += int64(n) }
