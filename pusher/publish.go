@@ -2,7 +2,6 @@ package pusher
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/reverbgo/reverb/wsproto"
 )
@@ -53,10 +52,6 @@ func (srv *Server) DeliverRemote(app *App, channel string, msg []byte, except st
 func (srv *Server) StoreCache(app *App, channel string, msg []byte) {
 	srv.hub.storeCache(app, channel, msg)
 }
-
-// SweepCaches drops cached events of cache channels older than 30 minutes.
-// Call it now and then (the transport does, once a minute). Goroutine-safe.
-func (srv *Server) SweepCaches(now time.Time) { srv.hub.sweepCaches(now) }
 
 // Trigger publishes an event, as the HTTP API does: name and data go out as
 // {"event":name,"data":data,"channel":channel}. It fails with ErrBusy when
