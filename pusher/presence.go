@@ -207,7 +207,7 @@ func (d *PresenceDigest) add(app *App, channel, key string) {
 }
 
 // localDigestLocked is the digest of this node's own presence users, by
-// app id. Called with h.mu held.
+// app id.
 func (h *hub) localDigestLocked() map[string]PresenceDigest {
 	out := make(map[string]PresenceDigest)
 	for app, chans := range h.apps {
@@ -266,7 +266,6 @@ func (m *member) export() PresenceMember {
 }
 
 // presenceJSON encodes {"presence":{"count":N,"ids":[...],"hash":{...}}}.
-// Called with h.mu held.
 func (ch *channel) presenceJSON() []byte {
 	b := make([]byte, 0, 64+len(ch.order)*48)
 	b = append(b, `{"presence":{"count":`...)

@@ -9,17 +9,23 @@ import (
 
 // hub is the node's channel registry: for every channel of every app, how
 // many subscribers each shard holds, the presence members (of this node and,
-// in a cluster, of the others) and the cached events. It is goroutine-safe;
-// its lock is never held across I/O.
+// in a cluster, of the others) and the cached events.
+//
+// Concurrency: the hub is goroutine-safe, behind the one lock mu. Every hub
+// method takes mu itself, except those named ...Locked and the methods of
+// channel, which expect the caller to hold it. mu is never held across I/O
+// nor while calling back into the server or a shard. The only calls made
+// under it are the broker's PresenceJoin, PresenceLeave and Interest, which
+// only queue: that way the envelopes leave in the order the registry
+// changed. withLocalPresence and withLocalDigest call their fn under the
+// read lock for the same reason.
 type hub struct {
 	mu      sync.RWMutex
 	nShards int
 	apps    map[*App]map[string]*channel
 	caches  map[*App]map[string]cacheEntry
 	nodes   map[string]map[presenceKey]*member // other nodes' presence members
-	// broker is told of this node's presence changes while h.mu is held, so
-	// that the envelopes leave in the order the registry changed.
-	broker Broker
+	broker  Broker                             // told of this node's presence changes, under mu
 }
 
 type channel struct {
@@ -46,7 +52,7 @@ func newHub(apps []*App, nShards int) *hub {
 	return h
 }
 
-// channelLocked returns the channel, creating it. Called with h.mu held.
+// channelLocked returns the channel, creating it.
 func (h *hub) channelLocked(app *App, name string) *channel {
 	chans := h.apps[app]
 	ch := chans[name]
@@ -58,7 +64,7 @@ func (h *hub) channelLocked(app *App, name string) *channel {
 	return ch
 }
 
-// releaseLocked deletes a channel nobody holds any more. Called with h.mu held.
+// releaseLocked deletes a channel nobody holds any more.
 func (h *hub) releaseLocked(app *App, ch *channel) {
 	if ch.subs <= 0 && len(ch.members) == 0 {
 		delete(h.apps[app], ch.name)
