@@ -131,25 +131,3 @@ func optString(raw json.RawMessage) (string, bool) {
 	}
 	return jsonString(raw)
 }
-
-func appendInt(b []byte, n int) []byte {
-	if n < 10 && n >= 0 {
-		return append(b, byte('0'+n))
-	}
-	var tmp [20]byte
-	i := len(tmp)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		tmp[i] = '-'
-	}
-	return append(b, tmp[i:]...)
-}

@@ -1,6 +1,9 @@
 package pusher
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+)
 
 // presenceKey names one user on one presence channel.
 type presenceKey struct {
@@ -125,14 +128,13 @@ func (h *hub) replaceNode(node string, state []PresenceChange) (added, removed [
 	for _, c := range state {
 		want[presenceKey{c.App, c.Channel, c.Member.Key}] = c
 	}
-	for k, m := range h.nodes[node] {
+	for k := range h.nodes[node] {
 		if _, keep := want[k]; keep {
 			continue
 		}
 		if gone := h.remoteLeaveLocked(node, k); gone != nil {
 			removed = append(removed, PresenceChange{App: k.app, Channel: k.channel, Member: gone.export()})
 		}
-		_ = m
 	}
 	for _, c := range state {
 		if h.remoteJoinLocked(node, c.App, c.Channel, c.Member) {
@@ -269,7 +271,7 @@ func (m *member) export() PresenceMember {
 func (ch *channel) presenceJSON() []byte {
 	b := make([]byte, 0, 64+len(ch.order)*48)
 	b = append(b, `{"presence":{"count":`...)
-	b = appendInt(b, len(ch.order))
+	b = strconv.AppendInt(b, int64(len(ch.order)), 10)
 	b = append(b, `,"ids":[`...)
 	for i, m := range ch.order {
 		if i > 0 {

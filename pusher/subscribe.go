@@ -3,6 +3,7 @@ package pusher
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -40,7 +41,7 @@ func (s *Session) subscriptionError(channel string, e *Error, status int) {
 	inner = append(inner, `{"type":"AuthError","error":`...)
 	inner = appendJSONString(inner, e.Message)
 	inner = append(inner, `,"status":`...)
-	inner = appendInt(inner, status)
+	inner = strconv.AppendInt(inner, int64(status), 10)
 	inner = append(inner, '}')
 	s.send(eventJSON(nil, "pusher:subscription_error", string(inner), channel))
 	s.sendError(e)
