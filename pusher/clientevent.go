@@ -46,17 +46,10 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 		s.sendError(ErrNotMember)
 		return
 	}
-	if limit := srv.opts.ClientEventsPerSecond; limit > 0 {
-		sec := s.lastSeen / int64(time.Second)
-		if sec != s.ceSec {
-			s.ceSec, s.ceCount = sec, 0
-		}
-		if int(s.ceCount) >= limit {
-			s.shard.stats.clientEventsDropped++
-			s.sendError(ErrClientEventRate)
-			return
-		}
-		s.ceCount++
+	if limit := srv.opts.ClientEventsPerSecond; limit > 0 && !s.clientEvents.allowAligned(s.lastSeen, int64(time.Second), limit) {
+		s.shard.stats.clientEventsDropped++
+		s.sendError(ErrClientEventRate)
+		return
 	}
 	if !validEventName(event, srv.opts.MaxNameLength) {
 		s.sendError(ErrInvalidMessage)

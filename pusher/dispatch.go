@@ -23,21 +23,14 @@ func (s *Session) HandleMessage(data []byte) {
 	if s.debug() {
 		s.shard.srv.log.Debug("Message Received", "socket_id", s.id, "message", string(data))
 	}
-	if rl := &s.app.RateLimit; rl.Enabled {
-		now := s.lastSeen
-		if s.rlCount == 0 || now-s.rlStart >= int64(rl.Decay) {
-			s.rlStart, s.rlCount = now, 0
+	if rl := &s.app.RateLimit; rl.Enabled && !s.messages.allow(s.lastSeen, int64(rl.Decay), rl.MaxAttempts) {
+		s.shard.stats.rateLimited++
+		if rl.TerminateOnLimit {
+			s.fail(ErrRateLimited)
+		} else {
+			s.sendError(ErrRateLimited)
 		}
-		if int(s.rlCount) >= rl.MaxAttempts {
-			s.shard.stats.rateLimited++
-			if rl.TerminateOnLimit {
-				s.fail(ErrRateLimited)
-			} else {
-				s.sendError(ErrRateLimited)
-			}
-			return
-		}
-		s.rlCount++
+		return
 	}
 	if isPusherPing(data) {
 		s.writeFrame(framePong)

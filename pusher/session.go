@@ -15,8 +15,8 @@ type Session struct {
 	conn  Conn
 	app   *App
 	id    string
-	idx   int32 // position in shard.sessions, -1 once removed
 	ac    *appCounters
+	idx   int32 // position in shard.sessions, -1 once removed
 
 	controlFrames bool // the client used WebSocket control frames: ping it with them
 	closed        bool
@@ -26,12 +26,9 @@ type Session struct {
 	pingedAt int64 // unix ns of an unanswered ping, or 0
 	userKey  string
 
-	rlStart int64 // rate_limiting window start, unix ns
-	rlCount int32
-	ceSec   int64 // client event window (unix seconds)
-	ceCount int32
-	suSec   int64 // subscription window (unix seconds)
-	suCount int32
+	messages     window // the app's rate_limiting, over every inbound message
+	clientEvents window // client_events_per_second
+	subscribes   window // subscriptions_per_second
 
 	pending [][]byte // frames queued during a shard drain
 }

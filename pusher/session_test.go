@@ -656,7 +656,7 @@ func TestClientEventsMembers(t *testing.T) {
 			}
 			outsider.expectNothing()
 			// Let the next case start in a fresh client-event second budget.
-			a.sess.ceCount = 0
+			a.sess.clientEvents.count = 0
 		})
 	}
 }

@@ -83,15 +83,11 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 		s.sendSubscribed(name, kind, presence)
 		return
 	}
-	if sec := s.lastSeen / int64(time.Second); sec != s.suSec {
-		s.suSec, s.suCount = sec, 0
-	}
-	if int(s.suCount) >= srv.opts.SubscriptionsPerSecond {
+	if !s.subscribes.allowAligned(s.lastSeen, int64(time.Second), srv.opts.SubscriptionsPerSecond) {
 		s.shard.stats.rateLimited++
 		s.subscriptionError(name, ErrSubscribeRate, 429)
 		return
 	}
-	s.suCount++
 	if len(s.subs) >= srv.opts.MaxChannelsPerConnection {
 		s.subscriptionError(name, ErrTooManyChannels, 429)
 		return
