@@ -21,7 +21,7 @@ func (h *hub) storeCache(app *App, name string, msg []byte) bool {
 		return false
 	}
 	h.mu.Lock()
-	h.caches[app][name] = cacheEntry{msg: msg, at: time.Now()}
+	h.caches[app][name] = cacheEntry{msg: msg, at: h.now()}
 	h.mu.Unlock()
 	return true
 }
@@ -30,7 +30,7 @@ func (h *hub) storeCache(app *App, name string, msg []byte) bool {
 func (h *hub) cached(app *App, name string) []byte {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if e, ok := h.caches[app][name]; ok && time.Since(e.at) < cacheTTL {
+	if e, ok := h.caches[app][name]; ok && h.now().Sub(e.at) < cacheTTL {
 		return e.msg
 	}
 	return nil

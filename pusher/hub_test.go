@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClassify(t *testing.T) {
@@ -92,7 +93,7 @@ func mem(key, rawID, info string) *member {
 
 func TestHubPresenceDedupAndOrder(t *testing.T) {
 	app := &App{ID: "1", Key: "k", Secret: "s"}
-	h := newHub([]*App{app}, 2)
+	h := newHub([]*App{app}, 2, time.Now)
 	const ch = "presence-room"
 
 	steps := []struct {
@@ -154,7 +155,7 @@ func TestHubPresenceDedupAndOrder(t *testing.T) {
 
 func TestHubChannelRemovedWhenEmpty(t *testing.T) {
 	app := &App{ID: "1", Key: "k", Secret: "s"}
-	h := newHub([]*App{app}, 1)
+	h := newHub([]*App{app}, 1, time.Now)
 	for range 2 {
 		if _, err := h.join(app, "test-channel", 0, nil, 0); err != nil {
 			t.Fatal(err)
@@ -188,7 +189,7 @@ func TestHubChannelRemovedWhenEmpty(t *testing.T) {
 
 func TestHubPresenceLimit(t *testing.T) {
 	app := &App{ID: "1", Key: "k", Secret: "s"}
-	h := newHub([]*App{app}, 1)
+	h := newHub([]*App{app}, 1, time.Now)
 	if _, err := h.join(app, "presence-x", 0, mem("1", `1`, ``), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestHubPresenceLimit(t *testing.T) {
 	if _, err := h.join(app, "presence-y", 0, mem("1", `1`, ``), -1); err != nil {
 		t.Fatal(err)
 	}
-	h2 := newHub([]*App{app}, 1)
+	h2 := newHub([]*App{app}, 1, time.Now)
 	h2.join(app, "presence-z", 0, mem("1", `1`, ``), 1)
 	h2.leave(app, "presence-z", 0, "1", true)
 	if _, ok := h2.info(app, "presence-z"); ok {
@@ -216,7 +217,7 @@ func TestHubPresenceLimit(t *testing.T) {
 func TestHubRouteAndList(t *testing.T) {
 	app := &App{ID: "1", Key: "k", Secret: "s"}
 	other := &App{ID: "2", Key: "k2", Secret: "s2"}
-	h := newHub([]*App{app, other}, 3)
+	h := newHub([]*App{app, other}, 3, time.Now)
 	h.join(app, "a", 0, nil, 0)
 	h.join(app, "a", 2, nil, 0)
 	h.join(app, "cache-b", 1, nil, 0)

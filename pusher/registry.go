@@ -26,6 +26,7 @@ type hub struct {
 	caches  map[*App]map[string]cacheEntry
 	nodes   map[string]map[presenceKey]*member // other nodes' presence members
 	broker  Broker                             // told of this node's presence changes, under mu
+	now     func() time.Time                   // the server's clock, for the age of cached events
 }
 
 type channel struct {
@@ -37,9 +38,10 @@ type channel struct {
 	order    []*member // presence members in first-seen order
 }
 
-func newHub(apps []*App, nShards int) *hub {
+func newHub(apps []*App, nShards int, now func() time.Time) *hub {
 	h := &hub{
 		nShards: nShards,
+		now:     now,
 		apps:    make(map[*App]map[string]*channel, len(apps)),
 		caches:  make(map[*App]map[string]cacheEntry, len(apps)),
 		nodes:   make(map[string]map[presenceKey]*member),
@@ -117,7 +119,7 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 		res.presence = ch.presenceJSON()
 	}
 	if _, cache := Classify(name); cache {
-		if e, ok := h.caches[app][name]; ok && time.Since(e.at) < cacheTTL {
+		if e, ok := h.caches[app][name]; ok && h.now().Sub(e.at) < cacheTTL {
 			res.cached = e.msg
 		}
 	}

@@ -43,6 +43,9 @@ func NewServer(opts Options, nShards int) (*Server, error) {
 	if len(opts.Apps) == 0 {
 		return nil, ErrNoApps
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	srv := &Server{
 		opts:     opts,
 		log:      opts.Logger,
@@ -60,7 +63,7 @@ func NewServer(opts Options, nShards int) (*Server, error) {
 		srv.byID[a.ID] = a
 		srv.appStats[a] = &appStats{}
 	}
-	srv.hub = newHub(opts.Apps, nShards)
+	srv.hub = newHub(opts.Apps, nShards, opts.Now)
 	return srv, nil
 }
 
@@ -144,7 +147,7 @@ func (srv *Server) Open(sh *Shard, c Conn, key, origin string) *Session {
 		st.connections.Add(-1)
 		return reject(ErrOverQuota)
 	}
-	s := &Session{shard: sh, conn: c, app: app, id: newSocketID(), lastSeen: time.Now().UnixNano()}
+	s := &Session{shard: sh, conn: c, app: app, id: newSocketID(), lastSeen: srv.opts.Now().UnixNano()}
 	sh.addSession(s)
 	msg := make([]byte, 0, 128)
 	inner := make([]byte, 0, 64)

@@ -2,7 +2,6 @@ package pusher
 
 import (
 	"log/slog"
-	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/reverbgo/reverb/wsproto"
@@ -138,7 +137,7 @@ func (s *Session) Fail(e *Error) { s.fail(e) }
 // Touch records inbound activity. control says it was a WebSocket control
 // frame (ping or pong), after which the server pings with control frames.
 func (s *Session) Touch(control bool) {
-	s.lastSeen = time.Now().UnixNano()
+	s.lastSeen = s.shard.srv.opts.Now().UnixNano()
 	s.pingedAt = 0
 	if control {
 		s.controlFrames = true
