@@ -488,7 +488,8 @@ func TestSubscribeCacheChannels(t *testing.T) {
 			}
 			// Past the TTL the cache is gone.
 			e.close(c)
-			e.srv.SweepCaches(time.Now().Add(31 * time.Minute))
+			e.clock.Advance(31 * time.Minute)
+			e.srv.SweepCaches(e.clock.Now())
 			d := e.connect()
 			sub(d, "4")
 			msgs = d.take()
@@ -733,35 +734,53 @@ func TestParseClientEventPolicy(t *testing.T) {
 
 func TestClientEventRateLimit(t *testing.T) {
 	const limit = 3
-	for attempt := 0; ; attempt++ {
-		e := newEnv(t, func(o *Options) { o.ClientEventsPerSecond = limit })
-		a, b := e.connect(), e.connect()
-		e.subscribe(a, "private-chat", "")
-		e.subscribe(b, "private-chat", "")
-		start := time.Now().Unix()
-		for range limit + 2 {
-			a.send(`{"event":"client-x","channel":"private-chat","data":{}}`)
-		}
-		if time.Now().Unix() != start && attempt < 3 {
-			continue // crossed a second boundary; try again
-		}
-		a.expect(errMsg(4301, "Client event rate limit exceeded"), errMsg(4301, "Client event rate limit exceeded"))
-		if got := len(b.take()); got != limit {
-			t.Errorf("b received %d client events, want %d", got, limit)
-		}
-		if st := e.srv.Stats(context.Background()); st.ClientEventsDropped != 2 {
-			t.Errorf("ClientEventsDropped = %d, want 2", st.ClientEventsDropped)
-		}
-		if a.sess.Closed() {
-			t.Errorf("closed by the client event limit")
-		}
-		return
+	e := newEnv(t, func(o *Options) { o.ClientEventsPerSecond = limit })
+	a, b := e.connect(), e.connect()
+	e.subscribe(a, "private-chat", "")
+	e.subscribe(b, "private-chat", "")
+	e.clock.Advance(500 * time.Millisecond)
+	for range limit + 2 {
+		a.send(`{"event":"client-x","channel":"private-chat","data":{}}`)
 	}
+	a.expect(errMsg(4301, "Client event rate limit exceeded"), errMsg(4301, "Client event rate limit exceeded"))
+	if got := len(b.take()); got != limit {
+		t.Errorf("b received %d client events, want %d", got, limit)
+	}
+	if st := e.srv.Stats(context.Background()); st.ClientEventsDropped != 2 {
+		t.Errorf("ClientEventsDropped = %d, want 2", st.ClientEventsDropped)
+	}
+	if a.sess.Closed() {
+		t.Errorf("closed by the client event limit")
+	}
+	// The budget is per whole second: the next second starts a new one.
+	e.clock.Advance(499 * time.Millisecond)
+	a.send(`{"event":"client-x","channel":"private-chat","data":{}}`)
+	a.expect(errMsg(4301, "Client event rate limit exceeded"))
+	e.clock.Advance(time.Millisecond)
+	a.send(`{"event":"client-x","channel":"private-chat","data":{}}`)
+	a.expectNothing()
+	if got := len(b.take()); got != 1 {
+		t.Errorf("in the next second b received %d client events, want 1", got)
+	}
+}
+
+func TestSubscriptionRateLimit(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.SubscriptionsPerSecond = 2 })
+	c := e.connect()
+	e.subscribe(c, "a", "")
+	e.subscribe(c, "b", "")
+	c.send(subMsg("c", "", ""))
+	c.expect(subErrMsg("c", "Subscription rate limit exceeded", 429), errMsg(4301, "Subscription rate limit exceeded"))
+	if st := e.srv.Stats(context.Background()); st.RateLimited != 1 {
+		t.Errorf("RateLimited = %d, want 1", st.RateLimited)
+	}
+	e.clock.Advance(time.Second)
+	e.subscribe(c, "c", "")
 }
 
 func TestRateLimiting(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
-		o.Apps[0].RateLimit = RateLimit{Enabled: true, MaxAttempts: 3, Decay: 200 * time.Millisecond}
+		o.Apps[0].RateLimit = RateLimit{Enabled: true, MaxAttempts: 3, Decay: time.Minute}
 	})
 	c := e.connect()
 	for range 3 {
@@ -780,7 +799,11 @@ func TestRateLimiting(t *testing.T) {
 	if st := e.srv.Stats(context.Background()); st.RateLimited != 2 {
 		t.Errorf("RateLimited = %d, want 2", st.RateLimited)
 	}
-	time.Sleep(250 * time.Millisecond) // next window
+	// The window opened with the first message and lasts the decay.
+	e.clock.Advance(time.Minute - time.Nanosecond)
+	c.send(`{"event":"pusher:ping"}`)
+	c.expect(errMsg(4301, "Rate limit exceeded"))
+	e.clock.Advance(time.Nanosecond) // next window
 	c.send(`{"event":"pusher:ping"}`)
 	c.expect(pongMsg)
 }
@@ -906,16 +929,16 @@ func TestSweepPusherPing(t *testing.T) {
 	c := e.connect()
 	idle := e.connect() // never subscribes; still swept
 	e.subscribe(c, "test-channel", "")
-	base := time.Now()
+	base := e.clock.Now()
 
-	e.sh.Sweep(base.Add(30 * time.Second))
+	e.sweepAt(base.Add(30 * time.Second))
 	c.expectNothing()
-	e.sh.Sweep(base.Add(61 * time.Second))
+	e.sweepAt(base.Add(61 * time.Second))
 	c.expect(`{"event":"pusher:ping"}`)
 	idle.expect(`{"event":"pusher:ping"}`)
-	e.sh.Sweep(base.Add(61*time.Second + 29*time.Second))
+	e.sweepAt(base.Add(61*time.Second + 29*time.Second))
 	c.expectNothing()
-	e.sh.Sweep(base.Add(61*time.Second + 31*time.Second))
+	e.sweepAt(base.Add(61*time.Second + 30*time.Second))
 	frames := c.conn.takeFrames()
 	if len(frames) != 2 || frames[0].op != ws.OpText || string(frames[0].payload) != errMsg(4201, "Pong reply not received in time") {
 		t.Fatalf("frames = %v", frames)
@@ -935,7 +958,7 @@ func TestSweepPusherPing(t *testing.T) {
 		t.Errorf("channel still exists after prune")
 	}
 	// Sweeping again sends nothing more.
-	e.sh.Sweep(base.Add(200 * time.Second))
+	e.sweepAt(base.Add(200 * time.Second))
 	c.expectNothing()
 }
 
@@ -943,14 +966,18 @@ func TestSweepControlFramePing(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.connect()
 	c.sess.Touch(true) // the client sent a WebSocket ping
-	e.sh.Sweep(time.Now().Add(61 * time.Second))
+	base := e.clock.Now()
+	e.sweepAt(base.Add(60 * time.Second))
 	frames := c.conn.takeFrames()
 	if len(frames) != 1 || frames[0].op != ws.OpPing || len(frames[0].payload) != 0 {
 		t.Fatalf("frames = %+v, want one empty WS ping", frames)
 	}
-	// A WS pong answers it.
+	// A WS pong answers it: no close past the pong timeout.
 	c.sess.Touch(true)
-	e.sh.Sweep(time.Now().Add(61*time.Second + 31*time.Second))
+	e.sweepAt(base.Add(60*time.Second + 30*time.Second))
+	c.expectNothing()
+	// Silent for the ping interval again: pinged again.
+	e.sweepAt(base.Add(120 * time.Second))
 	f := c.conn.takeFrames()
 	if len(f) != 1 || f[0].op != ws.OpPing {
 		t.Errorf("after the pong: %+v, want another ping, not a close", f)
@@ -963,26 +990,36 @@ func TestSweepControlFramePing(t *testing.T) {
 func TestSweepActivityResets(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Apps[0].PingInterval = 10 * time.Second; o.PongTimeout = 5 * time.Second })
 	c := e.connect()
-	base := time.Now()
-	e.sh.Sweep(base.Add(11 * time.Second))
+	base := e.clock.Now()
+	e.sweepAt(base.Add(10 * time.Second))
 	c.expect(`{"event":"pusher:ping"}`)
 	c.send(`{"event":"pusher:pong"}`)
 	c.expectNothing()
-	// Silent again: pinged again after the ping interval, not closed.
-	e.sh.Sweep(base.Add(11*time.Second + 6*time.Second))
-	c.expect(`{"event":"pusher:ping"}`)
+	// Past the pong timeout of that ping: not closed, the client answered.
+	e.sweepAt(base.Add(16 * time.Second))
+	c.expectNothing()
 	if c.conn.closes != 0 {
 		t.Fatalf("closed although the client answered")
 	}
+	// Silent again: pinged again after the ping interval.
+	e.sweepAt(base.Add(20 * time.Second))
+	c.expect(`{"event":"pusher:ping"}`)
 	// Any message counts as activity.
+	e.clock.Set(base.Add(22 * time.Second))
 	c.send(`{"event":"client-x","channel":"private-none","data":{}}`)
 	c.take()
-	e.sh.Sweep(base.Add(11*time.Second + 6*time.Second + 6*time.Second))
+	e.sweepAt(base.Add(31 * time.Second))
+	c.expectNothing()
+	e.sweepAt(base.Add(32 * time.Second))
 	c.expect(`{"event":"pusher:ping"}`)
 	if c.conn.closes != 0 {
 		t.Errorf("closed")
 	}
-	e.sh.Sweep(base.Add(40 * time.Second))
+	e.sweepAt(base.Add(36 * time.Second))
+	if c.conn.closes != 0 {
+		t.Errorf("closed before pong_timeout")
+	}
+	e.sweepAt(base.Add(37 * time.Second))
 	if c.conn.closes != 1 {
 		t.Errorf("not closed after pong_timeout")
 	}
