@@ -73,7 +73,7 @@ func BenchmarkClientEvent(b *testing.B) {
 	sa := srv.Open(sh, ca, testKey, "")
 	sbb := srv.Open(sh, cb, testKey, "")
 	for _, s := range []*Session{sa, sbb} {
-		s.HandleMessage([]byte(subMsg("private-chat", chanAuth(testKey, testSecret, s.ID(), "private-chat", ""), "")))
+		s.HandleMessage([]byte(subMsg("private-chat", chanAuth(testKey, testSecret, s.id, "private-chat", ""), "")))
 	}
 	before := cb.frames
 	msg := []byte(`{"event":"client-typing","channel":"private-chat","data":{"id":123,"name":"Joe Dixon"}}`)

@@ -203,7 +203,7 @@ type client struct {
 	conn *fakeConn
 }
 
-func (c *client) id() string { return c.sess.ID() }
+func (c *client) id() string { return c.sess.id }
 
 // send hands one message to the session.
 func (c *client) send(msg string) { c.sess.HandleMessage([]byte(msg)) }

@@ -237,16 +237,6 @@ func (h *hub) list(app *App, prefix string) []ChannelInfo {
 	return out
 }
 
-// userCount returns the distinct presence users of a channel in the cluster.
-func (h *hub) userCount(app *App, name string) int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if ch := h.apps[app][name]; ch != nil {
-		return len(ch.members)
-	}
-	return 0
-}
-
 // count returns the number of channels of app with subscribers on this node.
 func (h *hub) count(app *App) int {
 	h.mu.RLock()

@@ -78,9 +78,6 @@ func (srv *Server) SetBroker(b Broker) {
 	srv.clustered = !alone
 }
 
-// AppByKey finds an app by key.
-func (srv *Server) AppByKey(key string) *App { return srv.byKey[key] }
-
 // AppByID finds an app by id.
 func (srv *Server) AppByID(id string) *App { return srv.byID[id] }
 

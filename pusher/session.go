@@ -39,9 +39,6 @@ var (
 	framePing       = wsproto.AppendFrame(nil, ws.OpPing, nil)
 )
 
-// ID returns the socket id. Goroutine-safe (immutable).
-func (s *Session) ID() string { return s.id }
-
 // App returns the session's app. Goroutine-safe (immutable).
 func (s *Session) App() *App { return s.app }
 
@@ -129,10 +126,6 @@ func (s *Session) fail(e *Error) {
 	s.closed = true
 	s.conn.Close()
 }
-
-// Fail is fail for the transport: it sends the error and a close frame with
-// its code, then closes.
-func (s *Session) Fail(e *Error) { s.fail(e) }
 
 // Touch records inbound activity. control says it was a WebSocket control
 // frame (ping or pong), after which the server pings with control frames.

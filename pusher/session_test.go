@@ -38,8 +38,8 @@ func TestConnectionEstablished(t *testing.T) {
 			if m == nil {
 				t.Fatalf("connection_established = %s", msgs[0])
 			}
-			if m[1]+"."+m[2] != sess.ID() {
-				t.Errorf("socket_id %s.%s, session id %s", m[1], m[2], sess.ID())
+			if m[1]+"."+m[2] != sess.id {
+				t.Errorf("socket_id %s.%s, session id %s", m[1], m[2], sess.id)
 			}
 			for _, part := range m[1:3] {
 				n, _ := strconv.Atoi(part)

@@ -101,9 +101,6 @@ type delivery struct {
 	except  string // socket id that must not receive it, or ""
 }
 
-// Index returns the shard's position among the server's shards. Goroutine-safe.
-func (sh *Shard) Index() int { return sh.idx }
-
 // enqueue adds a delivery to the inbox and makes sure the loop will drain it.
 // Goroutine-safe; it never blocks on the loop.
 func (sh *Shard) enqueue(d delivery) {
