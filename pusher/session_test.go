@@ -266,7 +266,7 @@ func TestSubscribePublic(t *testing.T) {
 	if !ok || info.SubscriptionCount != 1 {
 		t.Errorf("hub info = %+v %v", info, ok)
 	}
-	e.srv.Trigger(e.app, "test-channel", "App\\Events\\Ev", `{"a":1}`, "")
+	e.srv.trigger(e.app, "test-channel", "App\\Events\\Ev", `{"a":1}`, "")
 	c.expect(`{"event":"App\\Events\\Ev","data":"{\"a\":1}","channel":"test-channel"}`)
 }
 
@@ -460,7 +460,7 @@ func TestSubscribeCacheChannels(t *testing.T) {
 			}
 			a.expect(succeeded(tt.channel, presA), `{"event":"pusher:cache_miss","channel":"`+tt.channel+`"}`)
 
-			e.srv.Trigger(e.app, tt.channel, "App\\Events\\TestEvent", `{"foo":"bar"}`, "")
+			e.srv.trigger(e.app, tt.channel, "App\\Events\\TestEvent", `{"foo":"bar"}`, "")
 			ev := `{"event":"App\\Events\\TestEvent","data":"{\"foo\":\"bar\"}","channel":"` + tt.channel + `"}`
 			a.expect(ev)
 
@@ -509,7 +509,7 @@ func TestPresenceCacheKeepsLastAppEvent(t *testing.T) {
 	const ch = "presence-cache-room"
 	a, b, c := e.connect(), e.connect(), e.connect()
 	e.subscribe(a, ch, presenceData(`1`, "A"))
-	e.srv.Trigger(e.app, ch, "ev", `{"n":1}`, "")
+	e.srv.trigger(e.app, ch, "ev", `{"n":1}`, "")
 	a.take()
 	e.subscribe(b, ch, presenceData(`2`, "B")) // member_added goes to a
 	a.take()
@@ -533,12 +533,12 @@ func TestPresenceCacheKeepsLastAppEvent(t *testing.T) {
 
 func TestCacheWithoutSubscribers(t *testing.T) {
 	e := newEnv(t, nil)
-	e.srv.Trigger(e.app, "cache-lonely", "ev", "1", "")
-	e.srv.Trigger(e.app, "cache-lonely", "ev", "2", "")
+	e.srv.trigger(e.app, "cache-lonely", "ev", "1", "")
+	e.srv.trigger(e.app, "cache-lonely", "ev", "2", "")
 	c := e.connect()
 	c.send(subMsg("cache-lonely", "", ""))
 	c.expect(succeeded("cache-lonely", ""), apiEvent("ev", "2", "cache-lonely"))
-	e.srv.Trigger(e.app, "not-cache", "ev", "1", "")
+	e.srv.trigger(e.app, "not-cache", "ev", "1", "")
 	c.send(subMsg("not-cache", "", ""))
 	c.expect(succeeded("not-cache", ""))
 }
@@ -565,7 +565,7 @@ func TestResubscribe(t *testing.T) {
 			if info, _ := e.srv.hub.info(e.app, tt.channel); info.SubscriptionCount != 1 {
 				t.Errorf("subscription_count = %d after re-subscribing, want 1", info.SubscriptionCount)
 			}
-			e.srv.Trigger(e.app, tt.channel, "ev", "d", "")
+			e.srv.trigger(e.app, tt.channel, "ev", "d", "")
 			c.expect(apiEvent("ev", "d", tt.channel)) // delivered once
 			c.send(unsubMsg(tt.channel))
 			if _, ok := e.srv.hub.info(e.app, tt.channel); ok {
@@ -591,7 +591,7 @@ func TestUnsubscribe(t *testing.T) {
 	a.send(`{"event":"pusher:unsubscribe","data":"{\"channel\":\"test-other\"}"}`)
 	a.expectNothing()
 
-	e.srv.Trigger(e.app, "test-channel", "ev", "x", "")
+	e.srv.trigger(e.app, "test-channel", "ev", "x", "")
 	a.expectNothing()
 	b.expect(apiEvent("ev", "x", "test-channel"))
 	if _, ok := e.srv.hub.info(e.app, "test-other"); ok {
@@ -917,7 +917,7 @@ func TestServerToUser(t *testing.T) {
 		c.send(subMsg("#server-to-user-42", "", ""))
 		c.expect(subErrMsg("#server-to-user-42", "Connection is unauthorized", 401), errMsg(4009, "Connection is unauthorized"))
 	}
-	e.srv.Trigger(e.app, "#server-to-user-42", "note", `{"hi":1}`, "")
+	e.srv.trigger(e.app, "#server-to-user-42", "note", `{"hi":1}`, "")
 	u42.expect(apiEvent("note", `{"hi":1}`, "#server-to-user-42"))
 	u42b.expect(apiEvent("note", `{"hi":1}`, "#server-to-user-42"))
 	u43.expectNothing()
@@ -1120,7 +1120,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 	e.subscribe(c, "test-channel", "")
 	e.subscribe(ok, "test-channel", "")
 	c.conn.buffered = 101
-	e.srv.Trigger(e.app, "test-channel", "ev", "x", "")
+	e.srv.trigger(e.app, "test-channel", "ev", "x", "")
 	if c.conn.closes != 1 || !c.sess.Closed() {
 		t.Errorf("slow consumer not closed")
 	}
@@ -1138,10 +1138,10 @@ func TestTriggerExceptAndBatching(t *testing.T) {
 	a, b := e.connect(), e.connect()
 	e.subscribe(a, "test-channel", "")
 	e.subscribe(b, "test-channel", "")
-	e.srv.Trigger(e.app, "test-channel", "ev", "1", a.id())
+	e.srv.trigger(e.app, "test-channel", "ev", "1", a.id())
 	a.expectNothing()
 	b.expect(apiEvent("ev", "1", "test-channel"))
-	e.srv.Trigger(e.app, "nobody-here", "ev", "1", "")
+	e.srv.trigger(e.app, "nobody-here", "ev", "1", "")
 	a.expectNothing()
 	b.expectNothing()
 }
@@ -1189,7 +1189,7 @@ func TestConcurrentDelivery(t *testing.T) {
 	for w := range writers {
 		go func() {
 			for i := range each {
-				srv.Trigger(app, "test-channel", "ev", strconv.Itoa(w*1000+i), "")
+				srv.trigger(app, "test-channel", "ev", strconv.Itoa(w*1000+i), "")
 			}
 			finished <- struct{}{}
 		}()
