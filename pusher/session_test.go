@@ -504,7 +504,7 @@ func TestSubscribeCacheChannels(t *testing.T) {
 // channel's cached event, so a later subscriber got a stale
 // pusher_internal:member_added (or member_removed) instead of the last event
 // the application triggered.
-func TestPresenceCacheKeepsLastAppEvent(t *testing.T) {
+func TestRegressionPresenceEventsStoredInCache(t *testing.T) {
 	e := newEnv(t, nil)
 	const ch = "presence-cache-room"
 	a, b, c := e.connect(), e.connect(), e.connect()
@@ -690,7 +690,7 @@ func TestClientEventsAll(t *testing.T) {
 // Regression: with "all", a client that subscribed to nothing could send
 // client events to any number of private-cache-* names, each stored (and
 // replicated to every node) for 30 minutes; invalid names were not checked.
-func TestClientEventsAllCannotFillTheCacheStore(t *testing.T) {
+func TestRegressionCacheClientEventsWithoutMembership(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Apps[0].ClientEvents = ClientEventsAll })
 	a := e.connect()
 	a.send(`{"event":"client-x","channel":"private-cache-x1","data":{}}`)
