@@ -1783,7 +1783,7 @@ func TestHostileResetDuringUpgrade(t *testing.T) {
 		var n [3]int64
 		for i, a := range []*pusher.App{testApp(), quota, pinged} {
 			if i > 0 {
-				n[i] = srv.px.Connections(srv.px.AppByKey(a.Key))
+				n[i] = srv.px.Connections(a)
 			}
 		}
 		return st.Apps[0].Connections == 1 && st.Apps[1].Connections == 0 && st.Apps[2].Connections == 0 && n[1] == 0 && n[2] == 0,

@@ -143,7 +143,7 @@ func TestAPIEventsValidation(t *testing.T) {
 
 // Regression: "channels": [] passed validation and /events answered 200 {}
 // without triggering anything (Reverb/Laravel's required_without gives 422).
-func TestAPIEventsEmptyChannelsArray(t *testing.T) {
+func TestRegressionEventsAcceptedEmptyChannels(t *testing.T) {
 	e := newEnv(t, nil)
 	status, body := e.api("POST", appsPath+"/events", "", `{"name":"n","channels":[],"data":"d"}`)
 	want := `{"channels":["The channels field is required when channel is not present."]}`
@@ -154,7 +154,7 @@ func TestAPIEventsEmptyChannelsArray(t *testing.T) {
 
 // Regression: a batch item with "channels": [] passed validation and
 // apiBatch then indexed ev.channels[0], panicking the API worker.
-func TestAPIBatchEmptyChannelsArray(t *testing.T) {
+func TestRegressionBatchEmptyChannelsPanicked(t *testing.T) {
 	e := newEnv(t, nil)
 	var status int
 	var body string
@@ -353,7 +353,7 @@ func TestAPIChannel(t *testing.T) {
 	e.subscribe(b, "presence-room", presenceData(`"1"`, "a"))
 	e.subscribe(a, "cache-x", "")
 	e.subscribe(a, "cache-empty", "")
-	e.srv.Trigger(e.app, "cache-x", "ev", `{"some":"data"}`, "")
+	e.srv.trigger(e.app, "cache-x", "ev", `{"some":"data"}`, "")
 
 	tests := []struct {
 		name    string

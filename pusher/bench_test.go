@@ -60,7 +60,7 @@ func BenchmarkBroadcast10k(b *testing.B) {
 	data := `{"message":"hello, this is a typical small broadcast payload","id":12345}`
 	b.ReportAllocs()
 	for b.Loop() {
-		srv.Trigger(app, "bench", "App\\Events\\Bench", data, "")
+		srv.trigger(app, "bench", "App\\Events\\Bench", data, "")
 	}
 	if conns[0].frames < 3 {
 		b.Fatalf("subscriber got %d frames", conns[0].frames)
@@ -73,7 +73,7 @@ func BenchmarkClientEvent(b *testing.B) {
 	sa := srv.Open(sh, ca, testKey, "")
 	sbb := srv.Open(sh, cb, testKey, "")
 	for _, s := range []*Session{sa, sbb} {
-		s.HandleMessage([]byte(subMsg("private-chat", chanAuth(testKey, testSecret, s.ID(), "private-chat", ""), "")))
+		s.HandleMessage([]byte(subMsg("private-chat", chanAuth(testKey, testSecret, s.id, "private-chat", ""), "")))
 	}
 	before := cb.frames
 	msg := []byte(`{"event":"client-typing","channel":"private-chat","data":{"id":123,"name":"Joe Dixon"}}`)

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,12 +141,31 @@ func (c *discardConn) Writev(bs [][]byte) (int, error) {
 func (c *discardConn) OutboundBuffered() int { return 0 }
 func (c *discardConn) Close() error          { return nil }
 
-// testEnv is a server with one shard driven synchronously on the test's goroutine.
+// testClock is a clock that only moves when the test moves it.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *testClock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// Advance moves the clock forward by d.
+func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// Set moves the clock to t.
+func (c *testClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// testEnv is a server with one shard driven synchronously on the test's
+// goroutine, on a clock the test moves.
 type testEnv struct {
-	t   testing.TB
-	srv *Server
-	sh  *Shard
-	app *App
+	t     testing.TB
+	srv   *Server
+	sh    *Shard
+	app   *App
+	clock *testClock
 }
 
 func syncExec(f func()) { f() }
@@ -157,7 +177,8 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func newEnv(t testing.TB, mod func(o *Options)) *testEnv {
 	t.Helper()
 	app := &App{ID: testAppID, Key: testKey, Secret: testSecret}
-	opts := Options{Apps: []*App{app}, Logger: quietLogger()}
+	clock := newTestClock()
+	opts := Options{Apps: []*App{app}, Logger: quietLogger(), Now: clock.Now}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -165,7 +186,14 @@ func newEnv(t testing.TB, mod func(o *Options)) *testEnv {
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
-	return &testEnv{t: t, srv: srv, sh: srv.NewShard(syncExec), app: opts.Apps[0]}
+	return &testEnv{t: t, srv: srv, sh: srv.NewShard(syncExec), app: opts.Apps[0], clock: clock}
+}
+
+// sweepAt moves the clock to t and sweeps the shard then, as the
+// transport's tick does.
+func (e *testEnv) sweepAt(t time.Time) {
+	e.clock.Set(t)
+	e.sh.Sweep(t)
 }
 
 // client is one open session and its connection.
@@ -175,7 +203,7 @@ type client struct {
 	conn *fakeConn
 }
 
-func (c *client) id() string { return c.sess.ID() }
+func (c *client) id() string { return c.sess.id }
 
 // send hands one message to the session.
 func (c *client) send(msg string) { c.sess.HandleMessage([]byte(msg)) }

@@ -49,6 +49,13 @@ type Options struct {
 	// PongTimeout is how long a pinged connection may stay silent before it is
 	// closed with 4201. Default: 30 s.
 	PongTimeout time.Duration
+	// Now is the engine's clock: it dates inbound activity (which decides
+	// when a silent connection is pinged), the rate limit windows and the
+	// cached events of cache channels. Shard.Sweep and Server.SweepCaches
+	// take the time from their caller instead, which should read the same
+	// clock. Tests set it to move time by hand. It must be goroutine-safe.
+	// Default: nil, which means time.Now.
+	Now func() time.Time
 	// APIObserver, when set, is called after every HTTP API request with its
 	// route (one of the Route* names), status and duration, from the API
 	// worker goroutines; it must be goroutine-safe and fast. Default: nil.

@@ -101,9 +101,6 @@ type delivery struct {
 	except  string // socket id that must not receive it, or ""
 }
 
-// Index returns the shard's position among the server's shards. Goroutine-safe.
-func (sh *Shard) Index() int { return sh.idx }
-
 // enqueue adds a delivery to the inbox and makes sure the loop will drain it.
 // Goroutine-safe; it never blocks on the loop.
 func (sh *Shard) enqueue(d delivery) {
@@ -241,6 +238,3 @@ func (sh *Shard) Sweep(now time.Time) {
 // CountClose records a close frame the transport sent with code (for
 // protocol errors it detects itself). Loop-only.
 func (sh *Shard) CountClose(code int) { sh.stats.countClose(code) }
-
-// CountBytesReceived adds n inbound bytes of a session's connection. Loop-only.
-func (s *Session) CountBytesReceived(n int) { s.ac.bytesReceived += int64(n) }

@@ -37,9 +37,9 @@ func ChannelSignature(app *App, socketID, channel, channelData string) string {
 	return app.Key + ":" + sign(app.Secret, msg)
 }
 
-// UserSignature returns the "auth" of a pusher:signin:
+// userSignature returns the "auth" of a pusher:signin:
 // "<key>:<hex hmac of socket_id::user::user_data>". Goroutine-safe.
-func UserSignature(app *App, socketID, userData string) string {
+func userSignature(app *App, socketID, userData string) string {
 	return app.Key + ":" + sign(app.Secret, socketID+"::user::"+userData)
 }
 
@@ -54,25 +54,25 @@ func verifyAuth(app *App, auth, msg string) bool {
 	return verifyHex(app.Secret, msg, sig)
 }
 
-// APISignatureError tells why an HTTP API request's signature was refused.
-type APISignatureError string
+// apiSignatureError tells why an HTTP API request's signature was refused.
+type apiSignatureError string
 
-func (e APISignatureError) Error() string { return string(e) }
+func (e apiSignatureError) Error() string { return string(e) }
 
 // Reasons an HTTP API signature is refused.
 const (
-	errSigMissing   APISignatureError = "Missing authentication parameters."
-	errSigKey       APISignatureError = "Authentication key is not the app's key."
-	errSigTimestamp APISignatureError = "Timestamp expired: auth_timestamp is outside the allowed window."
-	errSigInvalid   APISignatureError = "Authentication signature invalid."
-	errSigBodyMD5   APISignatureError = "body_md5 does not match the body."
+	errSigMissing   apiSignatureError = "Missing authentication parameters."
+	errSigKey       apiSignatureError = "Authentication key is not the app's key."
+	errSigTimestamp apiSignatureError = "Timestamp expired: auth_timestamp is outside the allowed window."
+	errSigInvalid   apiSignatureError = "Authentication signature invalid."
+	errSigBodyMD5   apiSignatureError = "body_md5 does not match the body."
 )
 
-// APIStringToSign builds Pusher's string to sign for an HTTP API request:
+// apiStringToSign builds Pusher's string to sign for an HTTP API request:
 // METHOD\nPATH\nsorted query without auth_signature, with body_md5 set to the
 // body's MD5 when the body is not empty. path is the request path without the
 // server's path prefix. Goroutine-safe.
-func APIStringToSign(method, path string, query url.Values, body []byte) string {
+func apiStringToSign(method, path string, query url.Values, body []byte) string {
 	keys := make([]string, 0, len(query)+1)
 	for k := range query {
 		switch k {
@@ -134,7 +134,7 @@ func verifyAPISignature(app *App, method, path string, query url.Values, body []
 			return errSigBodyMD5
 		}
 	}
-	if !verifyHex(app.Secret, APIStringToSign(method, path, query, body), strings.ToLower(sig)) {
+	if !verifyHex(app.Secret, apiStringToSign(method, path, query, body), strings.ToLower(sig)) {
 		return errSigInvalid
 	}
 	return nil

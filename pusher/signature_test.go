@@ -87,8 +87,8 @@ func TestUserSignature(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := UserSignature(pusherDocsApp, tt.socketID, tt.userData); got != tt.want {
-				t.Errorf("UserSignature = %s, want %s", got, tt.want)
+			if got := userSignature(pusherDocsApp, tt.socketID, tt.userData); got != tt.want {
+				t.Errorf("userSignature = %s, want %s", got, tt.want)
 			}
 		})
 	}
@@ -181,8 +181,8 @@ func TestAPIStringToSign(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := APIStringToSign(tt.method, tt.path, qv, tt.body); got != tt.want {
-				t.Errorf("APIStringToSign =\n%q\nwant\n%q", got, tt.want)
+			if got := apiStringToSign(tt.method, tt.path, qv, tt.body); got != tt.want {
+				t.Errorf("apiStringToSign =\n%q\nwant\n%q", got, tt.want)
 			}
 		})
 	}

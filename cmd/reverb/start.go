@@ -156,7 +156,7 @@ func cmdStart(args []string) int {
 		defer redisBroker.Close()
 		log.Info("Scaling over Redis", "channel", cfg.Scaling.Channel, "node", redisBroker.NodeID())
 	} else {
-		px.SetBroker(cluster.NewLocal())
+		px.SetBroker(pusher.NopBroker{})
 	}
 
 	if cfg.DefaultApp {

@@ -1,46 +1,9 @@
 package pusher
 
 import (
-	"bytes"
 	"encoding/json"
-	"sort"
-	"strings"
-	"sync"
-	"time"
+	"strconv"
 )
-
-// cacheTTL is how long the last event of a cache channel is kept (Pusher's
-// 30 minutes), whether or not the channel has subscribers.
-const cacheTTL = 30 * time.Minute
-
-// hub is the node's channel registry: for every channel of every app, how
-// many subscribers each shard holds, the presence members (of this node and,
-// in a cluster, of the others) and the cached events. It is goroutine-safe;
-// its lock is never held across I/O.
-type hub struct {
-	mu      sync.RWMutex
-	nShards int
-	apps    map[*App]map[string]*channel
-	caches  map[*App]map[string]cacheEntry
-	nodes   map[string]map[presenceKey]*member // other nodes' presence members
-	// broker is told of this node's presence changes while h.mu is held, so
-	// that the envelopes leave in the order the registry changed.
-	broker Broker
-}
-
-type channel struct {
-	name     string
-	kind     ChannelKind
-	subs     int     // subscriptions on this node
-	perShard []int32 // subscriptions per shard
-	members  map[string]*member
-	order    []*member // presence members in first-seen order
-}
-
-type cacheEntry struct {
-	msg []byte
-	at  time.Time
-}
 
 // presenceKey names one user on one presence channel.
 type presenceKey struct {
@@ -77,130 +40,6 @@ type PresenceMember struct {
 	Info json.RawMessage `json:"info,omitempty"`
 	// Data is the channel_data of the user's first connection.
 	Data string `json:"data"`
-}
-
-func newHub(apps []*App, nShards int) *hub {
-	h := &hub{
-		nShards: nShards,
-		apps:    make(map[*App]map[string]*channel, len(apps)),
-		caches:  make(map[*App]map[string]cacheEntry, len(apps)),
-		nodes:   make(map[string]map[presenceKey]*member),
-		broker:  NopBroker{},
-	}
-	for _, a := range apps {
-		h.apps[a] = make(map[string]*channel)
-		h.caches[a] = make(map[string]cacheEntry)
-	}
-	return h
-}
-
-// channelLocked returns the channel, creating it. Called with h.mu held.
-func (h *hub) channelLocked(app *App, name string) *channel {
-	chans := h.apps[app]
-	ch := chans[name]
-	if ch == nil {
-		kind, _ := Classify(name)
-		ch = &channel{name: name, kind: kind, perShard: make([]int32, h.nShards)}
-		chans[name] = ch
-	}
-	return ch
-}
-
-// releaseLocked deletes a channel nobody holds any more. Called with h.mu held.
-func (h *hub) releaseLocked(app *App, ch *channel) {
-	if ch.subs <= 0 && len(ch.members) == 0 {
-		delete(h.apps[app], ch.name)
-	}
-}
-
-// joinResult is what a subscription learned from the registry.
-type joinResult struct {
-	firstOfUser bool   // the user was not on the channel anywhere: announce member_added
-	firstLocal  bool   // the user's first connection on this node: tell the other nodes
-	presence    []byte // the presence block for subscription_succeeded
-	cached      []byte // the cached event of a cache channel, or nil
-}
-
-// join registers a subscription of a connection on shard. For presence
-// channels m is the member joining. It fails with ErrPresenceFull when the
-// channel already has maxMembers distinct users and m is a new one.
-func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) (joinResult, *Error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ch := h.channelLocked(app, name)
-	var res joinResult
-	if m != nil {
-		if ch.members == nil {
-			ch.members = make(map[string]*member)
-		}
-		cur := ch.members[m.key]
-		if cur == nil {
-			if maxMembers > 0 && len(ch.members) >= maxMembers {
-				h.releaseLocked(app, ch)
-				return res, ErrPresenceFull
-			}
-			cur = &member{key: m.key, id: m.id, info: m.info, data: m.data}
-			ch.members[m.key] = cur
-			ch.order = append(ch.order, cur)
-			res.firstOfUser = true
-		}
-		cur.local++
-		res.firstLocal = cur.local == 1
-		if res.firstLocal {
-			h.broker.PresenceJoin(app, name, cur.export())
-		}
-	}
-	ch.subs++
-	ch.perShard[shard]++
-	if ch.subs == 1 {
-		h.broker.Interest(app, name, true)
-	}
-	if ch.kind == KindPresence {
-		res.presence = ch.presenceJSON()
-	}
-	if _, cache := Classify(name); cache {
-		if e, ok := h.caches[app][name]; ok && time.Since(e.at) < cacheTTL {
-			res.cached = e.msg
-		}
-	}
-	return res, nil
-}
-
-// leaveResult is what leaving a channel changed.
-type leaveResult struct {
-	gone      bool // the user is on the channel nowhere any more: announce member_removed
-	lastLocal bool // the user's last connection on this node left: tell the other nodes
-}
-
-// leave removes a subscription. userKey is the presence identity or "".
-func (h *hub) leave(app *App, name string, shard int, userKey string, presence bool) leaveResult {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ch := h.apps[app][name]
-	if ch == nil {
-		return leaveResult{}
-	}
-	ch.subs--
-	ch.perShard[shard]--
-	if ch.subs == 0 {
-		h.broker.Interest(app, name, false)
-	}
-	var res leaveResult
-	if presence {
-		if m := ch.members[userKey]; m != nil && m.local > 0 {
-			m.local--
-			if m.local == 0 {
-				res.lastLocal = true
-				h.broker.PresenceLeave(app, name, userKey)
-				if m.remote == 0 {
-					ch.removeMember(m)
-					res.gone = true
-				}
-			}
-		}
-	}
-	h.releaseLocked(app, ch)
-	return res
 }
 
 func (ch *channel) removeMember(m *member) {
@@ -289,14 +128,13 @@ func (h *hub) replaceNode(node string, state []PresenceChange) (added, removed [
 	for _, c := range state {
 		want[presenceKey{c.App, c.Channel, c.Member.Key}] = c
 	}
-	for k, m := range h.nodes[node] {
+	for k := range h.nodes[node] {
 		if _, keep := want[k]; keep {
 			continue
 		}
 		if gone := h.remoteLeaveLocked(node, k); gone != nil {
 			removed = append(removed, PresenceChange{App: k.app, Channel: k.channel, Member: gone.export()})
 		}
-		_ = m
 	}
 	for _, c := range state {
 		if h.remoteJoinLocked(node, c.App, c.Channel, c.Member) {
@@ -371,7 +209,7 @@ func (d *PresenceDigest) add(app *App, channel, key string) {
 }
 
 // localDigestLocked is the digest of this node's own presence users, by
-// app id. Called with h.mu held.
+// app id.
 func (h *hub) localDigestLocked() map[string]PresenceDigest {
 	out := make(map[string]PresenceDigest)
 	for app, chans := range h.apps {
@@ -430,11 +268,10 @@ func (m *member) export() PresenceMember {
 }
 
 // presenceJSON encodes {"presence":{"count":N,"ids":[...],"hash":{...}}}.
-// Called with h.mu held.
 func (ch *channel) presenceJSON() []byte {
 	b := make([]byte, 0, 64+len(ch.order)*48)
 	b = append(b, `{"presence":{"count":`...)
-	b = appendInt(b, len(ch.order))
+	b = strconv.AppendInt(b, int64(len(ch.order)), 10)
 	b = append(b, `,"ids":[`...)
 	for i, m := range ch.order {
 		if i > 0 {
@@ -456,125 +293,6 @@ func (ch *channel) presenceJSON() []byte {
 		}
 	}
 	return append(b, "}}}"...)
-}
-
-// route calls fn for every shard holding subscribers of the channel and,
-// when store is set and the channel is a cache channel, stores msg as its
-// cached event.
-func (h *hub) route(app *App, name string, msg []byte, store bool, fn func(shard int)) {
-	if store {
-		h.storeCache(app, name, msg)
-	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	ch := h.apps[app][name]
-	if ch == nil {
-		return
-	}
-	for i, n := range ch.perShard {
-		if n > 0 {
-			fn(i)
-		}
-	}
-}
-
-// storeCache keeps msg as the cached event of a cache channel; it reports
-// whether it did (not for other channels, nor for presence bookkeeping).
-func (h *hub) storeCache(app *App, name string, msg []byte) bool {
-	if _, cache := Classify(name); !cache || bytes.HasPrefix(msg, []byte(`{"event":"pusher_internal:`)) {
-		return false
-	}
-	h.mu.Lock()
-	h.caches[app][name] = cacheEntry{msg: msg, at: time.Now()}
-	h.mu.Unlock()
-	return true
-}
-
-// cached returns the cached event of a cache channel, or nil.
-func (h *hub) cached(app *App, name string) []byte {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if e, ok := h.caches[app][name]; ok && time.Since(e.at) < cacheTTL {
-		return e.msg
-	}
-	return nil
-}
-
-// sweepCaches drops cached events older than cacheTTL.
-func (h *hub) sweepCaches(now time.Time) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, m := range h.caches {
-		for name, e := range m {
-			if now.Sub(e.at) >= cacheTTL {
-				delete(m, name)
-			}
-		}
-	}
-}
-
-// ChannelInfo describes one channel.
-type ChannelInfo struct {
-	Name string
-	Kind ChannelKind
-	// Cache is true for cache channels.
-	Cache bool
-	// SubscriptionCount is the number of subscriptions on this node (or in
-	// the cluster, where the API gathered it).
-	SubscriptionCount int
-	// UserCount is the number of distinct presence users in the cluster.
-	UserCount int
-	// Cached is the cached event of a cache channel, or nil.
-	Cached []byte
-}
-
-// info returns a channel's figures; ok is false when it has no subscribers
-// on this node.
-func (h *hub) info(app *App, name string) (ChannelInfo, bool) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	kind, cache := Classify(name)
-	info := ChannelInfo{Name: name, Kind: kind, Cache: cache}
-	if e, ok := h.caches[app][name]; ok && cache {
-		info.Cached = e.msg
-	}
-	ch := h.apps[app][name]
-	if ch == nil {
-		return info, false
-	}
-	info.SubscriptionCount = ch.subs
-	info.UserCount = len(ch.members)
-	return info, ch.subs > 0
-}
-
-// list returns the channels with subscribers on this node whose names start
-// with prefix, sorted.
-func (h *hub) list(app *App, prefix string) []ChannelInfo {
-	h.mu.RLock()
-	out := make([]ChannelInfo, 0, len(h.apps[app]))
-	for name, ch := range h.apps[app] {
-		if ch.subs > 0 && strings.HasPrefix(name, prefix) {
-			_, cache := Classify(name)
-			info := ChannelInfo{Name: name, Kind: ch.kind, Cache: cache, SubscriptionCount: ch.subs, UserCount: len(ch.members)}
-			if e, ok := h.caches[app][name]; ok && cache {
-				info.Cached = e.msg
-			}
-			out = append(out, info)
-		}
-	}
-	h.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// userCount returns the distinct presence users of a channel in the cluster.
-func (h *hub) userCount(app *App, name string) int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if ch := h.apps[app][name]; ch != nil {
-		return len(ch.members)
-	}
-	return 0
 }
 
 // users returns the user ids of a presence channel in first-seen order.
@@ -603,19 +321,6 @@ func (h *hub) presenceOf(app *App, name string) []byte {
 	return ch.presenceJSON()
 }
 
-// count returns the number of channels of app with subscribers on this node.
-func (h *hub) count(app *App) int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	n := 0
-	for _, ch := range h.apps[app] {
-		if ch.subs > 0 {
-			n++
-		}
-	}
-	return n
-}
-
 // members returns the presence members of a channel in first-seen order.
 func (h *hub) members(app *App, name string) []Member {
 	h.mu.RLock()
@@ -629,26 +334,4 @@ func (h *hub) members(app *App, name string) []Member {
 		out[i] = Member{ID: m.id, Info: m.info}
 	}
 	return out
-}
-
-func appendInt(b []byte, n int) []byte {
-	if n < 10 && n >= 0 {
-		return append(b, byte('0'+n))
-	}
-	var tmp [20]byte
-	i := len(tmp)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		tmp[i] = '-'
-	}
-	return append(b, tmp[i:]...)
 }

@@ -1,0 +1,37 @@
+package pusher
+
+import "encoding/json"
+
+func (s *Session) handleSignin(raw json.RawMessage) {
+	obj, ok := objectData(raw)
+	var d struct {
+		Auth     json.RawMessage `json:"auth"`
+		UserData json.RawMessage `json:"user_data"`
+	}
+	if !ok || json.Unmarshal(obj, &d) != nil {
+		s.sendError(ErrInvalidMessage)
+		return
+	}
+	auth, ok1 := jsonString(d.Auth)
+	userData, ok2 := jsonString(d.UserData)
+	if !ok1 || !ok2 {
+		s.sendError(ErrInvalidMessage)
+		return
+	}
+	var ud struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal([]byte(userData), &ud) != nil {
+		s.sendError(ErrInvalidSignin)
+		return
+	}
+	id, ok := jsonString(ud.ID)
+	if !ok || id == "" || !verifyAuth(s.app, auth, s.id+"::user::"+userData) {
+		s.sendError(ErrInvalidSignin)
+		return
+	}
+	s.userKey = id
+	inner := appendJSONString([]byte(`{"user_data":`), userData)
+	inner = append(inner, '}')
+	s.send(eventJSON(nil, "pusher:signin_success", string(inner), ""))
+}

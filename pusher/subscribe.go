@@ -1,0 +1,260 @@
+package pusher
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// subscription is one channel a session subscribes to.
+type subscription struct {
+	sess    *Session
+	lc      *localChannel
+	idx     int32
+	name    string
+	kind    ChannelKind
+	userKey string          // presence identity ("" elsewhere)
+	userID  json.RawMessage // presence user_id as sent
+	pending bool            // not answered yet: gets no events
+}
+
+type subscribeData struct {
+	Channel     json.RawMessage `json:"channel"`
+	Auth        json.RawMessage `json:"auth"`
+	ChannelData json.RawMessage `json:"channel_data"`
+}
+
+func (s *Session) findSub(name string) *subscription {
+	for _, sub := range s.subs {
+		if sub.name == name {
+			return sub
+		}
+	}
+	return nil
+}
+
+// subscriptionError tells pusher-js (and Laravel Echo's .error()) that a
+// subscription failed, then sends the Reverb-compatible pusher:error.
+func (s *Session) subscriptionError(channel string, e *Error, status int) {
+	inner := make([]byte, 0, 96)
+	inner = append(inner, `{"type":"AuthError","error":`...)
+	inner = appendJSONString(inner, e.Message)
+	inner = append(inner, `,"status":`...)
+	inner = strconv.AppendInt(inner, int64(status), 10)
+	inner = append(inner, '}')
+	s.send(eventJSON(nil, "pusher:subscription_error", string(inner), channel))
+	s.sendError(e)
+}
+
+func (s *Session) handleSubscribe(raw json.RawMessage) {
+	obj, ok := objectData(raw)
+	var d subscribeData
+	if !ok || json.Unmarshal(obj, &d) != nil {
+		s.sendError(ErrInvalidMessage)
+		return
+	}
+	name, ok1 := jsonString(d.Channel)
+	auth, ok2 := optString(d.Auth)
+	channelData, ok3 := optString(d.ChannelData)
+	if !ok1 || !ok2 || !ok3 {
+		s.sendError(ErrInvalidMessage)
+		return
+	}
+	if channelData != "" && !json.Valid([]byte(channelData)) {
+		s.sendError(ErrInvalidMessage)
+		return
+	}
+	srv := s.shard.srv
+	if !validChannelName(name, srv.opts.MaxNameLength) {
+		s.subscriptionError(name, ErrInvalidChannel, 400)
+		return
+	}
+	kind, _ := Classify(name)
+	if existing := s.findSub(name); existing != nil {
+		if existing.pending {
+			return // the answer is on its way
+		}
+		// Re-subscribing answers again without registering twice.
+		var presence []byte
+		if kind == KindPresence {
+			presence = srv.hub.presenceOf(s.app, name)
+		}
+		s.sendSubscribed(name, kind, presence)
+		return
+	}
+	if !s.subscribes.allowAligned(s.lastSeen, int64(time.Second), srv.opts.SubscriptionsPerSecond) {
+		s.shard.stats.rateLimited++
+		s.subscriptionError(name, ErrSubscribeRate, 429)
+		return
+	}
+	if len(s.subs) >= srv.opts.MaxChannelsPerConnection {
+		s.subscriptionError(name, ErrTooManyChannels, 429)
+		return
+	}
+	var m *member
+	switch kind {
+	case KindPrivate, KindPresence:
+		msg := s.id + ":" + name
+		if channelData != "" {
+			msg += ":" + channelData
+		}
+		if auth == "" || !verifyAuth(s.app, auth, msg) {
+			s.subscriptionError(name, ErrUnauthorized, 401)
+			return
+		}
+		if kind == KindPresence {
+			var e *Error
+			m, e = parseMember(channelData, srv.opts.MaxUserInfoSize)
+			if e != nil {
+				s.subscriptionError(name, e, 400)
+				return
+			}
+		}
+	case KindUser:
+		if s.userKey == "" || name != serverToUserPrefix+s.userKey {
+			s.subscriptionError(name, ErrUnauthorized, 401)
+			return
+		}
+	}
+	res, e := srv.hub.join(s.app, name, s.shard.idx, m, srv.opts.MaxPresenceMembers)
+	if e != nil {
+		s.subscriptionError(name, e, 429)
+		return
+	}
+	sub := &subscription{sess: s, name: name, kind: kind}
+	if m != nil {
+		sub.userKey, sub.userID = m.key, m.id
+	}
+	s.subs = append(s.subs, sub)
+	s.shard.addLocal(sub)
+	if len(s.subs) == 1 {
+		srv.stats(s.app).subscribed.Add(1)
+	}
+	// Announce first: if answering fails and closes the connection, its
+	// leave then follows the join everywhere.
+	if m != nil {
+		if res.firstOfUser {
+			// Every node announces a new member to its own subscribers.
+			added := eventJSON(nil, "pusher_internal:member_added", m.data, name)
+			srv.deliver(s.app, name, added, s.id, false)
+		}
+	}
+	// In a cluster the answer may have to wait until this node receives the
+	// channel's events from the others (and, for a cache channel, has every
+	// event acknowledged before): until then the subscription is pending and
+	// gets no events.
+	sub.pending = true
+	sh := s.shard
+	if srv.broker.Await(s.app, name, func() { sh.exec(func() { s.completeSubscribe(sub, nil, nil) }) }) {
+		s.completeSubscribe(sub, res.presence, res.cached)
+	}
+}
+
+// completeSubscribe answers a subscription: subscription_succeeded, then
+// for cache channels the cached event or pusher:cache_miss. presence and
+// cached are what the registry said at join time; nil means read them now.
+// Loop-only.
+func (s *Session) completeSubscribe(sub *subscription, presence, cached []byte) {
+	if s.closed || sub.lc == nil || !sub.pending {
+		return // closed or unsubscribed meanwhile
+	}
+	sub.pending = false
+	srv := s.shard.srv
+	name := sub.name
+	_, cache := Classify(name)
+	if sub.kind == KindPresence && presence == nil {
+		presence = srv.hub.presenceOf(s.app, name)
+	}
+	if cache && cached == nil {
+		cached = srv.hub.cached(s.app, name)
+	}
+	s.sendSubscribed(name, sub.kind, presence)
+	if cache {
+		if cached != nil {
+			s.send(cached)
+		} else {
+			s.send([]byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`))
+		}
+	}
+	if s.debug() {
+		srv.log.Debug("Subscribed", "socket_id", s.id, "channel", name)
+	}
+}
+
+func (s *Session) sendSubscribed(name string, kind ChannelKind, presence []byte) {
+	data := "{}"
+	if kind == KindPresence {
+		data = string(presence)
+	}
+	s.send(eventJSON(nil, "pusher_internal:subscription_succeeded", data, name))
+}
+
+// parseMember reads a presence channel_data: {"user_id": string|number, "user_info": any}.
+func parseMember(channelData string, maxInfo int) (*member, *Error) {
+	var cd struct {
+		UserID   json.RawMessage `json:"user_id"`
+		UserInfo json.RawMessage `json:"user_info"`
+	}
+	if channelData == "" || json.Unmarshal([]byte(channelData), &cd) != nil {
+		return nil, &Error{4009, "Presence channels need channel_data with a user_id"}
+	}
+	id := bytes.TrimSpace(cd.UserID)
+	var key string
+	switch {
+	case len(id) > 0 && id[0] == '"':
+		key, _ = jsonString(id)
+	case len(id) > 0 && (id[0] == '-' || (id[0] >= '0' && id[0] <= '9')):
+		key = string(id)
+	}
+	if key == "" {
+		return nil, &Error{4009, "Presence channels need channel_data with a user_id"}
+	}
+	info := bytes.TrimSpace(cd.UserInfo)
+	if maxInfo > 0 && len(info) > maxInfo {
+		return nil, ErrUserInfoTooLarge
+	}
+	if len(info) == 0 {
+		info = nil
+	}
+	m := &member{key: key, id: append(json.RawMessage(nil), id...), data: channelData}
+	if info != nil {
+		m.info = append(json.RawMessage(nil), info...)
+	}
+	return m, nil
+}
+
+func (s *Session) handleUnsubscribe(raw json.RawMessage) {
+	obj, ok := objectData(raw)
+	var d subscribeData
+	if !ok || json.Unmarshal(obj, &d) != nil {
+		s.sendError(ErrInvalidMessage)
+		return
+	}
+	name, ok := jsonString(d.Channel)
+	if !ok {
+		s.sendError(ErrInvalidMessage)
+		return
+	}
+	for i, sub := range s.subs {
+		if sub.name == name {
+			s.subs = append(s.subs[:i], s.subs[i+1:]...)
+			s.leave(sub)
+			if len(s.subs) == 0 {
+				s.shard.srv.stats(s.app).subscribed.Add(-1)
+			}
+			return
+		}
+	}
+}
+
+// leave removes one subscription from the shard and the registry and tells
+// the channel when a presence user left.
+func (s *Session) leave(sub *subscription) {
+	srv := s.shard.srv
+	s.shard.removeLocal(sub)
+	res := srv.hub.leave(s.app, sub.name, s.shard.idx, sub.userKey, sub.kind == KindPresence)
+	if res.gone {
+		srv.announceRemoved(s.app, sub.name, sub.userID, s.id)
+	}
+}
