@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reverbgo/reverb/cluster"
 	"github.com/reverbgo/reverb/config"
 	"github.com/reverbgo/reverb/loop"
 	"github.com/reverbgo/reverb/pusher"
@@ -205,7 +204,7 @@ func startUnconfiguredServer(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px.SetBroker(cluster.NewLocal())
+	px.SetBroker(pusher.NopBroker{})
 	srv := loop.New(px, loop.Config{Host: "127.0.0.1", Loops: 2, MaxFragments: sc.Limits.MaxFragments, Logger: quiet})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run() }()

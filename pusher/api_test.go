@@ -353,7 +353,7 @@ func TestAPIChannel(t *testing.T) {
 	e.subscribe(b, "presence-room", presenceData(`"1"`, "a"))
 	e.subscribe(a, "cache-x", "")
 	e.subscribe(a, "cache-empty", "")
-	e.srv.trigger(e.app, "cache-x", "ev", `{"some":"data"}`, "")
+	e.srv.Trigger(e.app, "cache-x", "ev", `{"some":"data"}`, "")
 
 	tests := []struct {
 		name    string

@@ -60,7 +60,7 @@ func BenchmarkBroadcast10k(b *testing.B) {
 	data := `{"message":"hello, this is a typical small broadcast payload","id":12345}`
 	b.ReportAllocs()
 	for b.Loop() {
-		srv.trigger(app, "bench", "App\\Events\\Bench", data, "")
+		srv.Trigger(app, "bench", "App\\Events\\Bench", data, "")
 	}
 	if conns[0].frames < 3 {
 		b.Fatalf("subscriber got %d frames", conns[0].frames)

@@ -38,7 +38,7 @@ func TestSubscribeCacheChannels(t *testing.T) {
 			}
 			a.expect(succeeded(tt.channel, presA), `{"event":"pusher:cache_miss","channel":"`+tt.channel+`"}`)
 
-			e.srv.trigger(e.app, tt.channel, "App\\Events\\TestEvent", `{"foo":"bar"}`, "")
+			e.srv.Trigger(e.app, tt.channel, "App\\Events\\TestEvent", `{"foo":"bar"}`, "")
 			ev := `{"event":"App\\Events\\TestEvent","data":"{\"foo\":\"bar\"}","channel":"` + tt.channel + `"}`
 			a.expect(ev)
 
@@ -87,7 +87,7 @@ func TestRegressionPresenceEventsStoredInCache(t *testing.T) {
 	const ch = "presence-cache-room"
 	a, b, c := e.connect(), e.connect(), e.connect()
 	e.subscribe(a, ch, presenceData(`1`, "A"))
-	e.srv.trigger(e.app, ch, "ev", `{"n":1}`, "")
+	e.srv.Trigger(e.app, ch, "ev", `{"n":1}`, "")
 	a.take()
 	e.subscribe(b, ch, presenceData(`2`, "B")) // member_added goes to a
 	a.take()
@@ -111,12 +111,12 @@ func TestRegressionPresenceEventsStoredInCache(t *testing.T) {
 
 func TestCacheWithoutSubscribers(t *testing.T) {
 	e := newEnv(t, nil)
-	e.srv.trigger(e.app, "cache-lonely", "ev", "1", "")
-	e.srv.trigger(e.app, "cache-lonely", "ev", "2", "")
+	e.srv.Trigger(e.app, "cache-lonely", "ev", "1", "")
+	e.srv.Trigger(e.app, "cache-lonely", "ev", "2", "")
 	c := e.connect()
 	c.send(subMsg("cache-lonely", "", ""))
 	c.expect(succeeded("cache-lonely", ""), apiEvent("ev", "2", "cache-lonely"))
-	e.srv.trigger(e.app, "not-cache", "ev", "1", "")
+	e.srv.Trigger(e.app, "not-cache", "ev", "1", "")
 	c.send(subMsg("not-cache", "", ""))
 	c.expect(succeeded("not-cache", ""))
 }

@@ -53,10 +53,10 @@ func (srv *Server) StoreCache(app *App, channel string, msg []byte) {
 	srv.hub.storeCache(app, channel, msg)
 }
 
-// trigger publishes an event, as the HTTP API does: name and data go out as
+// Trigger publishes an event, as the HTTP API does: name and data go out as
 // {"event":name,"data":data,"channel":channel}. It fails with ErrBusy when
 // the cluster cannot take it now (nothing was delivered). Goroutine-safe.
-func (srv *Server) trigger(app *App, channel, name, data, except string) error {
+func (srv *Server) Trigger(app *App, channel, name, data, except string) error {
 	_, err := srv.publish(app, []Outgoing{{Channel: channel, Msg: eventJSON(nil, name, data, channel), Except: except}})
 	return err
 }

@@ -48,7 +48,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 	e.subscribe(c, "test-channel", "")
 	e.subscribe(ok, "test-channel", "")
 	c.conn.buffered = 101
-	e.srv.trigger(e.app, "test-channel", "ev", "x", "")
+	e.srv.Trigger(e.app, "test-channel", "ev", "x", "")
 	if c.conn.closes != 1 || !c.sess.Closed() {
 		t.Errorf("slow consumer not closed")
 	}
@@ -66,10 +66,10 @@ func TestTriggerExceptAndBatching(t *testing.T) {
 	a, b := e.connect(), e.connect()
 	e.subscribe(a, "test-channel", "")
 	e.subscribe(b, "test-channel", "")
-	e.srv.trigger(e.app, "test-channel", "ev", "1", a.id())
+	e.srv.Trigger(e.app, "test-channel", "ev", "1", a.id())
 	a.expectNothing()
 	b.expect(apiEvent("ev", "1", "test-channel"))
-	e.srv.trigger(e.app, "nobody-here", "ev", "1", "")
+	e.srv.Trigger(e.app, "nobody-here", "ev", "1", "")
 	a.expectNothing()
 	b.expectNothing()
 }

@@ -39,6 +39,9 @@ var (
 	framePing       = wsproto.AppendFrame(nil, ws.OpPing, nil)
 )
 
+// ID returns the socket id. Goroutine-safe (immutable).
+func (s *Session) ID() string { return s.id }
+
 // App returns the session's app. Goroutine-safe (immutable).
 func (s *Session) App() *App { return s.app }
 

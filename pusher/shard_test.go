@@ -152,7 +152,7 @@ func TestConcurrentDelivery(t *testing.T) {
 	for w := range writers {
 		go func() {
 			for i := range each {
-				srv.trigger(app, "test-channel", "ev", strconv.Itoa(w*1000+i), "")
+				srv.Trigger(app, "test-channel", "ev", strconv.Itoa(w*1000+i), "")
 			}
 			finished <- struct{}{}
 		}()

@@ -86,7 +86,7 @@ func TestServerToUser(t *testing.T) {
 		c.send(subMsg("#server-to-user-42", "", ""))
 		c.expect(subErrMsg("#server-to-user-42", "Connection is unauthorized", 401), errMsg(4009, "Connection is unauthorized"))
 	}
-	e.srv.trigger(e.app, "#server-to-user-42", "note", `{"hi":1}`, "")
+	e.srv.Trigger(e.app, "#server-to-user-42", "note", `{"hi":1}`, "")
 	u42.expect(apiEvent("note", `{"hi":1}`, "#server-to-user-42"))
 	u42b.expect(apiEvent("note", `{"hi":1}`, "#server-to-user-42"))
 	u43.expectNothing()

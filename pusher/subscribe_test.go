@@ -19,7 +19,7 @@ func TestSubscribePublic(t *testing.T) {
 	if !ok || info.SubscriptionCount != 1 {
 		t.Errorf("hub info = %+v %v", info, ok)
 	}
-	e.srv.trigger(e.app, "test-channel", "App\\Events\\Ev", `{"a":1}`, "")
+	e.srv.Trigger(e.app, "test-channel", "App\\Events\\Ev", `{"a":1}`, "")
 	c.expect(`{"event":"App\\Events\\Ev","data":"{\"a\":1}","channel":"test-channel"}`)
 }
 
@@ -202,7 +202,7 @@ func TestResubscribe(t *testing.T) {
 			if info, _ := e.srv.hub.info(e.app, tt.channel); info.SubscriptionCount != 1 {
 				t.Errorf("subscription_count = %d after re-subscribing, want 1", info.SubscriptionCount)
 			}
-			e.srv.trigger(e.app, tt.channel, "ev", "d", "")
+			e.srv.Trigger(e.app, tt.channel, "ev", "d", "")
 			c.expect(apiEvent("ev", "d", tt.channel)) // delivered once
 			c.send(unsubMsg(tt.channel))
 			if _, ok := e.srv.hub.info(e.app, tt.channel); ok {
@@ -228,7 +228,7 @@ func TestUnsubscribe(t *testing.T) {
 	a.send(`{"event":"pusher:unsubscribe","data":"{\"channel\":\"test-other\"}"}`)
 	a.expectNothing()
 
-	e.srv.trigger(e.app, "test-channel", "ev", "x", "")
+	e.srv.Trigger(e.app, "test-channel", "ev", "x", "")
 	a.expectNothing()
 	b.expect(apiEvent("ev", "x", "test-channel"))
 	if _, ok := e.srv.hub.info(e.app, "test-other"); ok {
