@@ -97,8 +97,7 @@ func (s *seqSet) mark(seq int64) {
 // bitset is a plain bit set of sequence numbers.
 type bitset []uint64
 
-func (b bitset) set(i int64)      { b[i>>6] |= 1 << (i & 63) }
-func (b bitset) has(i int64) bool { return b[i>>6]&(1<<(i&63)) != 0 }
+func (b bitset) set(i int64) { b[i>>6] |= 1 << (i & 63) }
 
 func (b bitset) count() int64 {
 	var n int

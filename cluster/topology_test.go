@@ -259,12 +259,10 @@ func checkCache(t *testing.T, n1, n2 *node, ch string, round int) {
 // subscribers of both right after their subscription_succeeded.
 func checkCounts(t *testing.T, n1, n2 *node, ch string, round int) {
 	na, nb := pair(n1, n2, round)
-	var cs []*client
 	for _, n := range []*node{na, nb, nb} {
 		c := dial(t, n)
 		defer c.close()
 		c.subscribe(ch)
-		cs = append(cs, c)
 	}
 	for _, n := range []*node{na, nb} {
 		if got := channelInfo(n, ch, "subscription_count"); got != 3 {
