@@ -13,7 +13,7 @@
 //
 //   REDIS_SERVER_BIN   path of redis-server (default: found on PATH)
 
-import { spawn } from 'node:child_process';
+import { spawnLogged } from './proc.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -22,7 +22,6 @@ import { startServer, freePort, HOST, DEFAULT_APP } from './server.js';
 import { RawClient, sdkFor, sdkCall } from './clients.js';
 import { waitUntil } from './wait.js';
 
-const MAX_LOG = 50_000;
 
 function findOnPath(name) {
   for (const dir of (process.env.PATH || '').split(path.delimiter)) {
@@ -74,61 +73,43 @@ export async function startRedis({ label = 'redis' } = {}) {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reverb-e2e-redis-'));
   const args = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir];
-  let logs = '';
-  const append = (chunk) => {
-    logs += chunk.toString();
-    if (logs.length > MAX_LOG) logs = logs.slice(-MAX_LOG);
-  };
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout.on('data', append);
-  proc.stderr.on('data', append);
-  let exited = null;
-  const exitPromise = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      exited = { code, signal };
-      resolve(exited);
-    });
-    proc.on('error', (err) => {
-      exited = { error: err };
-      append(`spawn error: ${err.message}\n`);
-      resolve(exited);
-    });
-  });
+  const child = spawnLogged(bin, args, {});
+  const { proc, exitPromise } = child;
 
   const redis = {
     label: `${label}:${port}`,
     host: HOST,
     port,
     proc,
-    logs: () => logs,
-    exited: () => exited,
+    logs: child.logs,
+    exited: child.exited,
     async stop() {
-      if (exited === null) {
+      if (child.exited() === null) {
         try {
           process.kill(proc.pid, 'SIGTERM');
         } catch {}
         const t = setTimeout(() => {
           try {
-            if (exited === null) process.kill(proc.pid, 'SIGKILL');
+            if (child.exited() === null) process.kill(proc.pid, 'SIGKILL');
           } catch {}
         }, 3000);
         await exitPromise;
         clearTimeout(t);
       }
       fs.rmSync(dir, { recursive: true, force: true });
-      if (process.env.E2E_SERVER_LOGS) process.stderr.write(`--- ${redis.label} logs ---\n${logs}\n`);
+      if (process.env.E2E_SERVER_LOGS) process.stderr.write(`--- ${redis.label} logs ---\n${child.logs()}\n`);
     },
   };
 
   const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && !exited) {
+  while (Date.now() < deadline && !child.exited()) {
     if (await ping(port)) return redis;
     await new Promise((r) => setTimeout(r, 50));
   }
   await redis.stop();
   throw new Error(
-    `redis-server did not answer PING within 10 s (${exited ? `exited ${JSON.stringify(exited)}` : 'no answer'})\n` +
-      `command: ${bin} ${args.map((a) => (a === '' ? "''" : a)).join(' ')}\noutput:\n${logs}`,
+    `redis-server did not answer PING within 10 s (${exited ? `exited ${JSON.stringify(child.exited())}` : 'no answer'})\n` +
+      `command: ${bin} ${args.map((a) => (a === '' ? "''" : a)).join(' ')}\noutput:\n${child.logs()}`,
   );
 }
 

@@ -8,7 +8,7 @@
 //   startServer({ config: { server: {...}, limits: {...}, apps: [{...}] } })
 //       a temporary reverb.toml passed with --config
 
-import { spawn } from 'node:child_process';
+import { spawnLogged } from './proc.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -67,7 +67,6 @@ export function toToml(cfg) {
   return lines.join('\n');
 }
 
-const MAX_LOG = 200_000;
 
 export async function startServer({ env = {}, config = null, label = 'reverb', healthPath, port: fixedPort } = {}) {
   if (!fs.existsSync(REVERB_BIN)) {
@@ -107,26 +106,8 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
     apps = [{ app_id: childEnv.REVERB_APP_ID, key: childEnv.REVERB_APP_KEY, secret: childEnv.REVERB_APP_SECRET }];
   }
 
-  let logs = '';
-  const append = (chunk) => {
-    logs += chunk.toString();
-    if (logs.length > MAX_LOG) logs = logs.slice(-MAX_LOG);
-  };
-  const proc = spawn(REVERB_BIN, args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout.on('data', append);
-  proc.stderr.on('data', append);
-  let exited = null;
-  const exitPromise = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      exited = { code, signal };
-      resolve(exited);
-    });
-    proc.on('error', (err) => {
-      exited = { error: err };
-      append(`spawn error: ${err.message}\n`);
-      resolve(exited);
-    });
-  });
+  const child = spawnLogged(REVERB_BIN, args, { env: childEnv });
+  const { proc, exitPromise } = child;
 
   const server = {
     label: `${label}:${port}`,
@@ -138,27 +119,27 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
     proc,
     args,
     healthPath: null,
-    logs: () => logs,
+    logs: child.logs,
     httpBase: `http://${HOST}:${port}`,
     wsBase: `ws://${HOST}:${port}`,
-    exited: () => exited,
+    exited: child.exited,
     exitPromise,
     async stop() {
       serverLogSources.delete(server);
-      if (exited === null) {
+      if (child.exited() === null) {
         try {
           process.kill(proc.pid, 'SIGTERM');
         } catch {}
         const t = setTimeout(() => {
           try {
-            if (exited === null) process.kill(proc.pid, 'SIGKILL');
+            if (child.exited() === null) process.kill(proc.pid, 'SIGKILL');
           } catch {}
         }, 3000);
         await exitPromise;
         clearTimeout(t);
       }
       if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
-      if (process.env.E2E_SERVER_LOGS) process.stderr.write(`--- ${server.label} logs ---\n${logs}\n`);
+      if (process.env.E2E_SERVER_LOGS) process.stderr.write(`--- ${server.label} logs ---\n${child.logs()}\n`);
     },
   };
   serverLogSources.add(server);
@@ -169,7 +150,7 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
   const deadline = Date.now() + 10_000;
   let lastErr = 'no attempt';
   while (Date.now() < deadline) {
-    if (exited) break;
+    if (child.exited()) break;
     for (const p of candidates) {
       try {
         const res = await fetch(`${server.httpBase}${p}`, { signal: AbortSignal.timeout(1000) });
@@ -187,9 +168,9 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
   }
   await server.stop();
   throw new Error(
-    `server did not become healthy within 10 s (${exited ? `exited ${JSON.stringify(exited)}` : lastErr})\n` +
+    `server did not become healthy within 10 s (${exited ? `exited ${JSON.stringify(child.exited())}` : lastErr})\n` +
       `command: ${REVERB_BIN} ${args.join(' ')}\n` +
       (config ? `config:\n${toToml({ ...config, server: { host: HOST, port, ...(config.server || {}) } })}\n` : '') +
-      `output:\n${logs}`,
+      `output:\n${child.logs()}`,
   );
 }
