@@ -33,8 +33,8 @@ type connState struct {
 	dec   wsproto.Decoder
 }
 
-// OnOpen starts a connection in the HTTP phase. Runs on the connection's loop.
-func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+// onOpen starts a connection in the HTTP phase. Runs on the connection's loop.
+func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if max := s.cfg.MaxConnections; max > 0 && s.eng.CountConnections() > max {
 		s.refused.Add(1)
 		return nil, gnet.Close
@@ -46,8 +46,8 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// OnClose releases the session. Runs on the connection's loop.
-func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+// onClose releases the session. Runs on the connection's loop.
+func (s *Server) onClose(c gnet.Conn, _ error) gnet.Action {
 	st, _ := c.Context().(*connState)
 	if st == nil {
 		return gnet.None
@@ -61,8 +61,8 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	return gnet.None
 }
 
-// OnTraffic handles the bytes gnet read. Runs on the connection's loop.
-func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+// onTraffic handles the bytes gnet read. Runs on the connection's loop.
+func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 	st, _ := c.Context().(*connState)
 	if st == nil {
 		return gnet.Close
