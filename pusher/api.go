@@ -3,12 +3,13 @@ package pusher
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reverbgo/reverb/wsproto"
 )
 
 // APIRequest is a complete HTTP request for the HTTP API, read by the
@@ -34,29 +35,30 @@ type APIResponse struct {
 	RetryAfter int
 }
 
+// apiHead is the fixed part of the header of every API response.
+const apiHead = "Content-Type: application/json\r\nCache-Control: no-cache, private\r\n" + wsproto.PoweredByHeader
+
 // AppendHTTP appends the response as HTTP/1.1 bytes. keepAlive says whether
 // the connection stays open after it.
 func (r *APIResponse) AppendHTTP(dst []byte, keepAlive bool) []byte {
-	dst = append(dst, "HTTP/1.1 "...)
-	dst = strconv.AppendInt(dst, int64(r.Status), 10)
-	dst = append(dst, ' ')
-	dst = append(dst, http.StatusText(r.Status)...)
-	dst = append(dst, "\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\nX-Powered-By: Laravel Reverb\r\nContent-Length: "...)
-	dst = strconv.AppendInt(dst, int64(len(r.Body)), 10)
+	var buf [64]byte
+	tail := buf[:0]
 	if r.Allow != "" {
-		dst = append(dst, "\r\nAllow: "...)
-		dst = append(dst, r.Allow...)
+		tail = append(tail, "Allow: "...)
+		tail = append(tail, r.Allow...)
+		tail = append(tail, "\r\n"...)
 	}
 	if r.RetryAfter > 0 {
-		dst = append(dst, "\r\nRetry-After: "...)
-		dst = strconv.AppendInt(dst, int64(r.RetryAfter), 10)
+		tail = append(tail, "Retry-After: "...)
+		tail = strconv.AppendInt(tail, int64(r.RetryAfter), 10)
+		tail = append(tail, "\r\n"...)
 	}
 	if keepAlive {
-		dst = append(dst, "\r\nConnection: keep-alive\r\n\r\n"...)
+		tail = append(tail, "Connection: keep-alive\r\n"...)
 	} else {
-		dst = append(dst, "\r\nConnection: close\r\n\r\n"...)
+		tail = append(tail, "Connection: close\r\n"...)
 	}
-	return append(dst, r.Body...)
+	return wsproto.AppendResponse(dst, r.Status, apiHead, tail, r.Body)
 }
 
 // ErrorResponse is a response with status and body {"error":message}.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/gobwas/ws"
 )
@@ -93,16 +92,10 @@ func Upgrade(head []byte) (UpgradeResult, error) {
 // errorResponse builds a plain-text HTTP/1.1 error response that closes the
 // connection.
 func errorResponse(code int, body string) []byte {
-	b := make([]byte, 0, 128+len(body))
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(code)...)
-	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\nConnection: close\r\n\r\n"...)
-	return append(b, body...)
+	return AppendResponse(make([]byte, 0, 128+len(body)), code, "Content-Type: text/plain; charset=utf-8\r\n", connClose, []byte(body))
 }
+
+var connClose = []byte("Connection: close\r\n")
 
 // addConnectionClose inserts "Connection: close" after the status line of
 // the response gobwas wrote.
