@@ -1,7 +1,6 @@
 package loop
 
 import (
-	"encoding/base64"
 	"errors"
 	"strings"
 	"time"
@@ -125,7 +124,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		}
 		path, inside := s.px.StripPrefix(req.Path)
 		if req.IsUpgrade() {
-			return s.upgrade(c, st, buf[:n], &req, path, inside)
+			return s.upgrade(c, st, n, &req, path, inside)
 		}
 		if req.Chunked {
 			s.hsFail[ReasonBadRequest].Add(1)
@@ -209,37 +208,31 @@ func rawPath(target string) string {
 	return target
 }
 
-func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.Request, path string, inside bool) gnet.Action {
+// upgrade answers the upgrade request req, whose head is the first n bytes
+// of the input.
+func (s *Server) upgrade(c gnet.Conn, st *connState, n int, req *wsproto.Request, path string, inside bool) gnet.Action {
 	key, ok := strings.CutPrefix(path, "/app/")
 	if !inside || !ok || key == "" || strings.Contains(key, "/") {
 		s.hsFail[ReasonNotFound].Add(1)
-		_, _ = c.Discard(len(head))
+		_, _ = c.Discard(n)
 		return s.respond(c, st, pusher.ErrorResponse(404, "Not found."), false)
 	}
-	origin := req.Origin
-	if k := req.SecWebSocketKey; k != "" {
-		// gobwas/ws checks only the key's length; RFC 6455 4.2.1 wants the
-		// base64 encoding of 16 bytes.
-		if raw, err := base64.StdEncoding.DecodeString(k); err != nil || len(raw) != 16 {
-			s.hsFail[ReasonBadUpgrade].Add(1)
-			_, _ = c.Discard(len(head))
-			return s.respond(c, st, pusher.ErrorResponse(400, "Bad Sec-WebSocket-Key."), false)
-		}
+	out, err := wsproto.Upgrade(nil, req)
+	if err != nil {
+		s.hsFail[ReasonBadUpgrade].Add(1)
 	}
-	res, err := wsproto.Upgrade(head)
-	_, _ = c.Write(res.Response)
+	_, _ = c.Write(out)
 	if st.phase == phaseClosed { // the write failed and gnet closed the connection
 		return gnet.None
 	}
-	_, _ = c.Discard(len(head))
+	_, _ = c.Discard(n)
 	if err != nil {
-		s.hsFail[ReasonBadUpgrade].Add(1)
 		st.phase = phaseClosed
 		return gnet.Close
 	}
 	delete(st.sh.http, st)
 	st.phase = phaseWS
-	sess := s.px.Open(st.sh.px, c, key, origin)
+	sess := s.px.Open(st.sh.px, c, key, req.Origin)
 	if sess == nil {
 		st.phase = phaseClosed
 		return gnet.None

@@ -64,11 +64,25 @@ type Request struct {
 	// that ends it. Any bytes after it (a body, pipelined requests or
 	// WebSocket frames) are not part of the head.
 	HeadLen int
+
+	// hs holds what Upgrade needs to know of the handshake headers beyond
+	// their first values (hs* bits).
+	hs uint8
 }
+
+// Bits of Request.hs, gathered by ParseRequest for Upgrade.
+const (
+	hsVersionSeen   = 1 << iota // a Sec-WebSocket-Version header is present (maybe empty)
+	hsConnSeen                  // a Connection header is present
+	hsConnNoUpgrade             // a Connection header lacks the "upgrade" token
+	hsUpgradeRepeat             // a repeated Upgrade header is not "websocket"
+	hsVersionRepeat             // a repeated Sec-WebSocket-Version differs from the first
+	hsKeyRepeat                 // a repeated Sec-WebSocket-Key differs from the first
+)
 
 // IsUpgrade reports whether the request asks for a WebSocket connection,
 // i.e. it has a non-empty Upgrade header. The handshake itself is validated
-// by Upgrade.
+// by Upgrade, from the fields parsed here.
 func (r *Request) IsUpgrade() bool { return r.Upgrade != "" }
 
 // Indexes of the raw header values collected while scanning the head.
@@ -119,6 +133,7 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 		method       []byte
 		connClose    bool
 		connKeep     bool
+		hs           uint8
 		teSeen       bool
 		teLastChunk  bool
 		first        = true
@@ -170,14 +185,22 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 				}
 			case 7:
 				if eqFold(name, "upgrade") {
-					setFirst(&raw[fUpgrade], value)
+					if raw[fUpgrade] == nil {
+						raw[fUpgrade] = value
+					} else if !eqFold(value, "websocket") {
+						hs |= hsUpgradeRepeat
+					}
 				}
 			case 10:
 				if eqFold(name, "connection") {
 					setFirst(&raw[fConnection], value)
-					c, k := connectionTokens(value)
+					c, k, u := connectionTokens(value)
 					connClose = connClose || c
 					connKeep = connKeep || k
+					hs |= hsConnSeen
+					if !u {
+						hs |= hsConnNoUpgrade
+					}
 				}
 			case 12:
 				if eqFold(name, "content-type") {
@@ -198,14 +221,23 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 			case 17:
 				switch {
 				case eqFold(name, "sec-websocket-key"):
-					setFirst(&raw[fKey], value)
+					if raw[fKey] == nil {
+						raw[fKey] = value
+					} else if !bytes.Equal(value, raw[fKey]) {
+						hs |= hsKeyRepeat
+					}
 				case eqFold(name, "transfer-encoding"):
 					teSeen = true
 					teLastChunk = lastTokenIsChunked(value)
 				}
 			case 21:
 				if eqFold(name, "sec-websocket-version") {
-					setFirst(&raw[fVersion], value)
+					if raw[fVersion] == nil {
+						raw[fVersion] = value
+						hs |= hsVersionSeen
+					} else if !bytes.Equal(value, raw[fVersion]) {
+						hs |= hsVersionRepeat
+					}
 				}
 			}
 		}
@@ -293,6 +325,7 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 		r.KeepAlive = connKeep && !connClose
 	}
 	r.HeadLen = pos
+	r.hs = hs
 	return pos, nil
 }
 
@@ -412,7 +445,7 @@ func isTokenChar(c byte) bool { return tokenChars[c] }
 
 // eqFold reports whether b equals the lower-case ASCII string s, ignoring
 // ASCII case.
-func eqFold(b []byte, s string) bool {
+func eqFold[B []byte | string](b B, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -440,8 +473,10 @@ func trimOWS(b []byte) []byte {
 }
 
 // connectionTokens reports whether the comma-separated Connection value
-// holds the "close" and "keep-alive" tokens.
-func connectionTokens(v []byte) (closeTok, keepAlive bool) {
+// holds the "close" and "keep-alive" tokens, and whether it holds the
+// "upgrade" token, which (as gobwas/ws's handshake did) may also be separated
+// from other words by spaces.
+func connectionTokens(v []byte) (closeTok, keepAlive, upgrade bool) {
 	for len(v) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -455,9 +490,24 @@ func connectionTokens(v []byte) (closeTok, keepAlive bool) {
 			closeTok = true
 		case eqFold(tok, "keep-alive"):
 			keepAlive = true
+		case eqFold(tok, "upgrade"):
+			upgrade = true
+		case !upgrade && bytes.ContainsAny(tok, " \t"):
+			upgrade = hasWord(tok, "upgrade")
 		}
 	}
-	return closeTok, keepAlive
+	return closeTok, keepAlive, upgrade
+}
+
+// hasWord reports whether one of the words of v, separated by spaces and
+// tabs, is the lower-case ASCII string w, ignoring ASCII case.
+func hasWord(v []byte, w string) bool {
+	for _, f := range bytes.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\t' }) {
+		if eqFold(f, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // lastTokenIsChunked reports whether the last coding of a Transfer-Encoding
