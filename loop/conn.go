@@ -159,7 +159,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		}
 		ar := &pusher.APIRequest{
 			Method:   req.Method,
-			RawPath:  rawPath(req.Target),
+			RawPath:  req.RawPath,
 			Path:     req.Path,
 			RawQuery: req.RawQuery,
 			Body:     append([]byte(nil), buf[n:total]...),
@@ -198,14 +198,6 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		return s.onWS(c, st)
 	}
 	return gnet.None
-}
-
-// rawPath returns the request-target without its query.
-func rawPath(target string) string {
-	if i := strings.IndexByte(target, '?'); i >= 0 {
-		return target[:i]
-	}
-	return target
 }
 
 // upgrade answers the upgrade request req, whose head is the first n bytes

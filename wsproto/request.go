@@ -17,35 +17,27 @@ import (
 type Request struct {
 	// Method is the request method, e.g. "GET".
 	Method string
-	// Target is the raw request-target as sent, e.g. "/app/key?protocol=7".
-	Target string
-	// Path is the part of Target before the first '?', percent-decoded
-	// ('+' is left alone). An invalid escape makes the request malformed.
+	// RawPath is the part of the request-target before the first '?', as
+	// sent, e.g. "/app/key" for "/app/key?protocol=7".
+	RawPath string
+	// Path is RawPath percent-decoded ('+' is left alone). An invalid
+	// escape makes the request malformed.
 	Path string
-	// RawQuery is the part of Target after the first '?', not decoded.
+	// RawQuery is the part of the request-target after the first '?', not
+	// decoded.
 	RawQuery string
 	// ProtoMinor is the minor version of HTTP/1.x: 0 or 1.
 	ProtoMinor int
 
-	// Host is the value of the Host header (exactly one is required for
-	// HTTP/1.1; a repeated Host header makes the request malformed).
-	Host string
 	// Origin is the value of the first Origin header.
 	Origin string
 	// Upgrade is the value of the first Upgrade header.
 	Upgrade string
-	// Connection is the value of the first Connection header. The tokens
-	// of all Connection headers are used to compute KeepAlive.
-	Connection string
 	// SecWebSocketKey is the value of the first Sec-WebSocket-Key header.
 	SecWebSocketKey string
 	// SecWebSocketVersion is the value of the first Sec-WebSocket-Version
 	// header.
 	SecWebSocketVersion string
-	// ContentType is the value of the first Content-Type header.
-	ContentType string
-	// ForwardedFor is the value of the first X-Forwarded-For header.
-	ForwardedFor string
 
 	// ContentLength is the value of Content-Length, or -1 when absent.
 	// Invalid, negative or conflicting repeated values make the request
@@ -60,10 +52,6 @@ type Request struct {
 	// response: for HTTP/1.1 unless "Connection: close" is present, for
 	// HTTP/1.0 only with "Connection: keep-alive" (and no "close").
 	KeepAlive bool
-	// HeadLen is the number of bytes of the head, including the empty line
-	// that ends it. Any bytes after it (a body, pipelined requests or
-	// WebSocket frames) are not part of the head.
-	HeadLen int
 
 	// hs holds what Upgrade needs to know of the handshake headers beyond
 	// their first values (hs* bits).
@@ -88,25 +76,23 @@ func (r *Request) IsUpgrade() bool { return r.Upgrade != "" }
 // Indexes of the raw header values collected while scanning the head.
 const (
 	fTarget = iota
-	fHost
 	fOrigin
 	fUpgrade
-	fConnection
 	fKey
 	fVersion
-	fContentType
-	fForwardedFor
 	fCount
 )
 
 // ParseRequest parses an HTTP/1.x request head at the start of buf into r.
 // r is reset first.
 //
-// It returns n = r.HeadLen when the head is complete and well formed;
-// n == 0 and a nil error when more bytes are needed; ErrHeadTooLarge when
-// no end of head is found within the first max bytes (max <= 0 means no
-// limit); and ErrBadRequest when the request line or a complete header line
-// is malformed. Lines are checked in order as soon as they are complete, so
+// It returns the length n of the head, including the empty line that ends
+// it, when the head is complete and well formed (bytes after it, such as a
+// body, pipelined requests or WebSocket frames, are not part of it); n == 0
+// and a nil error when more bytes are needed; ErrHeadTooLarge when no end of
+// head is found within the first max bytes (max <= 0 means no limit); and
+// ErrBadRequest when the request line or a complete header line is
+// malformed. Lines are checked in order as soon as they are complete, so
 // a malformed request may be rejected before its head is complete; the
 // result is the same however buf was split into reads.
 //
@@ -133,6 +119,7 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 		method       []byte
 		connClose    bool
 		connKeep     bool
+		hostSeen     bool
 		hs           uint8
 		teSeen       bool
 		teLastChunk  bool
@@ -174,10 +161,10 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 			switch len(name) {
 			case 4:
 				if eqFold(name, "host") {
-					if raw[fHost] != nil {
+					if hostSeen {
 						return 0, ErrBadRequest // RFC 9112 section 3.2
 					}
-					raw[fHost] = value
+					hostSeen = true
 				}
 			case 6:
 				if eqFold(name, "origin") {
@@ -193,7 +180,6 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 				}
 			case 10:
 				if eqFold(name, "connection") {
-					setFirst(&raw[fConnection], value)
 					c, k, u := connectionTokens(value)
 					connClose = connClose || c
 					connKeep = connKeep || k
@@ -202,10 +188,6 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 						hs |= hsConnNoUpgrade
 					}
 				}
-			case 12:
-				if eqFold(name, "content-type") {
-					setFirst(&raw[fContentType], value)
-				}
 			case 14:
 				if eqFold(name, "content-length") {
 					v, ok := parseContentLength(value)
@@ -213,10 +195,6 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 						return 0, ErrBadRequest
 					}
 					r.ContentLength = v
-				}
-			case 15:
-				if eqFold(name, "x-forwarded-for") {
-					setFirst(&raw[fForwardedFor], value)
 				}
 			case 17:
 				switch {
@@ -249,7 +227,7 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 		}
 		r.Chunked = true
 	}
-	if r.ProtoMinor == 1 && raw[fHost] == nil {
+	if r.ProtoMinor == 1 && !hostSeen {
 		return 0, ErrBadRequest
 	}
 	target := raw[fTarget]
@@ -302,29 +280,25 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 	}
 
 	r.Method = internMethod(method)
-	r.Target = field(fTarget)
+	t := field(fTarget)
+	r.RawPath = t[:pathEnd]
 	if escaped {
 		r.Path = s[pathStart:]
 	} else {
-		r.Path = r.Target[:pathEnd]
+		r.Path = r.RawPath
 	}
-	if pathEnd < len(r.Target) {
-		r.RawQuery = r.Target[pathEnd+1:]
+	if pathEnd < len(t) {
+		r.RawQuery = t[pathEnd+1:]
 	}
-	r.Host = field(fHost)
 	r.Origin = field(fOrigin)
 	r.Upgrade = field(fUpgrade)
-	r.Connection = field(fConnection)
 	r.SecWebSocketKey = field(fKey)
 	r.SecWebSocketVersion = field(fVersion)
-	r.ContentType = field(fContentType)
-	r.ForwardedFor = field(fForwardedFor)
 	if r.ProtoMinor == 1 {
 		r.KeepAlive = !connClose
 	} else {
 		r.KeepAlive = connKeep && !connClose
 	}
-	r.HeadLen = pos
 	r.hs = hs
 	return pos, nil
 }
@@ -618,20 +592,8 @@ func internValue(v []byte) (string, bool) {
 	switch string(v) {
 	case "websocket":
 		return "websocket", true
-	case "Upgrade":
-		return "Upgrade", true
-	case "upgrade":
-		return "upgrade", true
-	case "keep-alive, Upgrade":
-		return "keep-alive, Upgrade", true
-	case "keep-alive":
-		return "keep-alive", true
-	case "close":
-		return "close", true
 	case "13":
 		return "13", true
-	case "application/json":
-		return "application/json", true
 	}
 	return "", false
 }
