@@ -2,7 +2,6 @@ package loop
 
 import (
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -122,9 +121,9 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		case n == 0:
 			return gnet.None
 		}
-		path, inside := s.px.StripPrefix(req.Path)
+		t := s.px.Route(req.Path, req.RawPath)
 		if req.IsUpgrade() {
-			return s.upgrade(c, st, n, &req, path, inside)
+			return s.upgrade(c, st, n, &req, t)
 		}
 		if req.Chunked {
 			s.hsFail[ReasonBadRequest].Add(1)
@@ -141,7 +140,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		if int64(len(buf)) < total {
 			return gnet.None
 		}
-		if inside && path == "/up" && (req.Method == "GET" || req.Method == "HEAD") {
+		if t.Kind == pusher.TargetHealth && (req.Method == "GET" || req.Method == "HEAD") {
 			_, _ = c.Discard(int(total))
 			r := pusher.HealthResponse()
 			out := r.AppendHTTP(nil, req.KeepAlive)
@@ -153,7 +152,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 			}
 			continue
 		}
-		if inside && strings.HasPrefix(path, "/app/") {
+		if t.Kind == pusher.TargetSocket {
 			_, _ = c.Discard(int(total))
 			return s.respond(c, st, pusher.ErrorResponse(426, "Upgrade required."), false)
 		}
@@ -169,7 +168,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		st.phase = phaseBusy
 		delete(st.sh.http, st)
 		ok := s.pool.submit(func() {
-			resp := s.serveAPI(ar)
+			resp := s.serveAPI(t, ar)
 			_ = c.AsyncWrite(resp.AppendHTTP(nil, keepAlive), func(c gnet.Conn, err error) error {
 				if err != nil || st.phase == phaseClosed {
 					return nil
@@ -201,10 +200,9 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 }
 
 // upgrade answers the upgrade request req, whose head is the first n bytes
-// of the input.
-func (s *Server) upgrade(c gnet.Conn, st *connState, n int, req *wsproto.Request, path string, inside bool) gnet.Action {
-	key, ok := strings.CutPrefix(path, "/app/")
-	if !inside || !ok || key == "" || strings.Contains(key, "/") {
+// of the input and which Route sent to t.
+func (s *Server) upgrade(c gnet.Conn, st *connState, n int, req *wsproto.Request, t pusher.Target) gnet.Action {
+	if t.Kind != pusher.TargetSocket || t.Key == "" {
 		s.hsFail[ReasonNotFound].Add(1)
 		_, _ = c.Discard(n)
 		return s.respond(c, st, pusher.ErrorResponse(404, "Not found."), false)
@@ -224,7 +222,7 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, n int, req *wsproto.Request
 	}
 	delete(st.sh.http, st)
 	st.phase = phaseWS
-	sess := s.px.Open(st.sh.px, c, key, req.Origin)
+	sess := s.px.Open(st.sh.px, c, t.Key, req.Origin)
 	if sess == nil {
 		st.phase = phaseClosed
 		return gnet.None
@@ -317,14 +315,14 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 	return gnet.None
 }
 
-// serveAPI runs one API request; a panic in a handler becomes a 500 for that
-// request instead of ending the process.
-func (s *Server) serveAPI(ar *pusher.APIRequest) (resp pusher.APIResponse) {
+// serveAPI runs one API request, which Route sent to t; a panic in a handler
+// becomes a 500 for that request instead of ending the process.
+func (s *Server) serveAPI(t pusher.Target, ar *pusher.APIRequest) (resp pusher.APIResponse) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("HTTP API handler panicked", "path", ar.Path, "panic", r)
 			resp = pusher.ErrorResponse(500, "Internal server error.")
 		}
 	}()
-	return s.px.ServeAPI(ar)
+	return s.px.ServeTarget(t, ar)
 }

@@ -304,3 +304,48 @@ func TestHeadUpHasNoBody(t *testing.T) {
 		t.Fatalf("GET after HEAD: %d %q", code, body)
 	}
 }
+
+// TestPathPrefixRouting checks that /up, /app/{key} and the HTTP API are
+// found under the path prefix only, and that API signatures over the path
+// without the prefix, as sent or decoded, are accepted.
+func TestPathPrefixRouting(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{PathPrefix: "/ws"}, Config{})
+	cases := []struct {
+		name   string
+		req    string
+		status int
+	}{
+		{"health", "GET /ws/up HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"health with an escaped prefix", "GET /w%73/up HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"health without the prefix", "GET /up HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"health by POST", "POST /ws/up HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405},
+		{"prefix glued", "GET /wsup HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"upgrade", fmt.Sprintf(upgradeReq, "/ws/app/"+testKey, "x", ""), 101},
+		{"upgrade without the prefix", fmt.Sprintf(upgradeReq, "/app/"+testKey, "x", ""), 404},
+		{"upgrade without a key", fmt.Sprintf(upgradeReq, "/ws/app/", "x", ""), 404},
+		{"upgrade with a slash in the key", fmt.Sprintf(upgradeReq, "/ws/app/a%2Fb", "x", ""), 404},
+		{"socket path without upgrade", "GET /ws/app/" + testKey + " HTTP/1.1\r\nHost: x\r\n\r\n", 426},
+		{"socket path without upgrade nor key", "GET /ws/app/ HTTP/1.1\r\nHost: x\r\n\r\n", 426},
+		{"socket path without the prefix", "GET /app/" + testKey + " HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"API signed without the prefix", strings.Replace(signedRequest("GET", "/apps/"+testAppID+"/connections", ""), " /apps/", " /ws/apps/", 1), 200},
+		{"API with an escaped prefix", strings.Replace(signedRequest("GET", "/apps/"+testAppID+"/connections", ""), " /apps/", " /w%73/apps/", 1), 200},
+		{"API signed over the escaped path", strings.Replace(signedRequest("GET", "/apps/"+testAppID+"/channels/%23a", ""), " /apps/", " /ws/apps/", 1), 200},
+		{"API signed over the decoded path", strings.Replace(strings.Replace(signedRequest("GET", "/apps/"+testAppID+"/channels/#a", ""), " /apps/", " /ws/apps/", 1), "/#a?", "/%23a?", 1), 200},
+		{"API without the prefix", signedRequest("GET", "/apps/"+testAppID+"/connections", ""), 404},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, addr)
+			fmt.Fprint(c, tc.req)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading response: %v", err)
+			}
+			if resp.StatusCode != tc.status {
+				body, _ := io.ReadAll(resp.Body)
+				t.Fatalf("status %d %s, want %d", resp.StatusCode, body, tc.status)
+			}
+		})
+	}
+}
