@@ -112,7 +112,7 @@ type Server struct {
 type shard struct {
 	el   gnet.EventLoop
 	px   *pusher.Shard
-	http map[*connState]gnet.Conn // connections not upgraded yet, for the handshake timeout
+	http map[*connState]struct{} // connections not upgraded yet, for the handshake timeout
 }
 
 // New creates a transport for px.
@@ -271,11 +271,24 @@ type events struct {
 	s *Server
 }
 
-func (e *events) OnBoot(eng gnet.Engine) gnet.Action         { return e.s.onBoot(eng) }
-func (e *events) OnOpen(c gnet.Conn) ([]byte, gnet.Action)   { return e.s.onOpen(c) }
-func (e *events) OnClose(c gnet.Conn, err error) gnet.Action { return e.s.onClose(c, err) }
-func (e *events) OnTraffic(c gnet.Conn) gnet.Action          { return e.s.onTraffic(c) }
-func (e *events) OnTick() (time.Duration, gnet.Action)       { return e.s.onTick() }
+func (e *events) OnBoot(eng gnet.Engine) gnet.Action       { return e.s.onBoot(eng) }
+func (e *events) OnOpen(c gnet.Conn) ([]byte, gnet.Action) { return e.s.onOpen(c) }
+func (e *events) OnTick() (time.Duration, gnet.Action)     { return e.s.onTick() }
+
+func (e *events) OnClose(c gnet.Conn, _ error) gnet.Action {
+	if st, _ := c.Context().(*connState); st != nil {
+		e.s.onClose(st)
+	}
+	return gnet.None
+}
+
+func (e *events) OnTraffic(c gnet.Conn) gnet.Action {
+	st, _ := c.Context().(*connState)
+	if st == nil {
+		return gnet.Close
+	}
+	return e.s.onTraffic(st)
+}
 
 // onBoot records the engine and the bound address.
 func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
@@ -307,7 +320,7 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 	defer s.mu.Unlock()
 	sh := s.shards[el]
 	if sh == nil {
-		sh = &shard{el: el, http: make(map[*connState]gnet.Conn)}
+		sh = &shard{el: el, http: make(map[*connState]struct{})}
 		sh.px = s.px.NewShard(func(f func()) {
 			_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				f()
@@ -345,14 +358,14 @@ func (s *Server) onTick() (time.Duration, gnet.Action) {
 func (s *Server) sweepHandshakes(sh *shard, now time.Time) {
 	limit := now.Add(-s.cfg.HandshakeTimeout).UnixNano()
 	draining := s.px.Draining()
-	for st, c := range sh.http {
+	for st := range sh.http {
 		if st.since < limit || draining {
 			if !draining {
 				s.hsFail[ReasonTimeout].Add(1)
 			}
 			delete(sh.http, st)
 			st.phase = phaseClosed
-			_ = c.Close()
+			_ = st.c.Close()
 		}
 	}
 }
