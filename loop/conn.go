@@ -1,9 +1,7 @@
 package loop
 
 import (
-	"encoding/base64"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -24,8 +22,33 @@ const (
 // (unlimited): 16 MiB.
 const hardMaxMessage = 16 << 20
 
-// connState is the per-connection state, kept in gnet's Conn context. Loop-only.
+// conn is what the connection handlers use of a gnet.Conn. The handlers run
+// on the connection's loop; tests drive them with a fake.
+type conn interface {
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	InboundBuffered() int
+	Write(b []byte) (int, error)
+	Writev(bs [][]byte) (int, error)
+	OutboundBuffered() int
+	AsyncWrite(b []byte, cb gnet.AsyncCallback) error
+	Wake(cb gnet.AsyncCallback) error
+	Close() error
+}
+
+// connState is the per-connection state, kept in gnet's Conn context.
+// Loop-only, except Close.
+//
+// It is the pusher.Conn of the connection's session, and its Write and
+// Writev are the one path from the loop to the socket: the session's frames,
+// the pongs and close frames of onWS and the HTTP responses written on the
+// loop all go through them (API responses, written from the worker pool, go
+// through gnet's AsyncWrite). Nothing is written once the connection is
+// closed. A write that fails makes gnet close the connection inside the
+// call, running onClose before Write returns: after each write, callers stop
+// touching the connection and its input if st.phase is phaseClosed.
 type connState struct {
+	c     conn
 	phase uint8
 	since int64 // unix ns when the current HTTP request phase began
 	sh    *shard
@@ -33,79 +56,102 @@ type connState struct {
 	dec   wsproto.Decoder
 }
 
-// OnOpen starts a connection in the HTTP phase. Runs on the connection's loop.
-func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+// errClosed is returned by writes to a closed connection.
+var errClosed = errors.New("loop: connection closed")
+
+// Write writes b, whole encoded frames or a whole HTTP response. It
+// implements pusher.Conn.
+func (st *connState) Write(b []byte) (int, error) {
+	if st.phase == phaseClosed {
+		return 0, errClosed
+	}
+	return st.c.Write(b)
+}
+
+// Writev writes whole encoded frames. It implements pusher.Conn.
+func (st *connState) Writev(bs [][]byte) (int, error) {
+	if st.phase == phaseClosed {
+		return 0, errClosed
+	}
+	return st.c.Writev(bs)
+}
+
+// OutboundBuffered implements pusher.Conn.
+func (st *connState) OutboundBuffered() int { return st.c.OutboundBuffered() }
+
+// Close closes the connection after what is buffered is written; onClose
+// runs later on the loop. Goroutine-safe; it implements pusher.Conn.
+func (st *connState) Close() error { return st.c.Close() }
+
+// onOpen starts a connection. Runs on the connection's loop.
+func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if max := s.cfg.MaxConnections; max > 0 && s.eng.CountConnections() > max {
 		s.refused.Add(1)
 		return nil, gnet.Close
 	}
-	sh := s.shardOf(c.EventLoop())
-	st := &connState{phase: phaseHTTP, since: time.Now().UnixNano(), sh: sh}
-	c.SetContext(st)
-	sh.http[st] = c
+	c.SetContext(s.newConn(s.shardOf(c.EventLoop()), c))
 	return nil, gnet.None
 }
 
-// OnClose releases the session. Runs on the connection's loop.
-func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
-	st, _ := c.Context().(*connState)
-	if st == nil {
-		return gnet.None
-	}
+// newConn starts a connection of shard sh in the HTTP phase.
+func (s *Server) newConn(sh *shard, c conn) *connState {
+	st := &connState{c: c, phase: phaseHTTP, since: time.Now().UnixNano(), sh: sh}
+	sh.http[st] = struct{}{}
+	return st
+}
+
+// onClose releases the session. Runs on the connection's loop.
+func (s *Server) onClose(st *connState) {
 	delete(st.sh.http, st)
 	if st.sess != nil {
 		s.px.Closed(st.sess)
 		st.sess = nil
 	}
 	st.phase = phaseClosed
-	return gnet.None
 }
 
-// OnTraffic handles the bytes gnet read. Runs on the connection's loop.
-func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
-	st, _ := c.Context().(*connState)
-	if st == nil {
-		return gnet.Close
-	}
+// onTraffic handles the bytes gnet read. Runs on the connection's loop.
+func (s *Server) onTraffic(st *connState) gnet.Action {
 	switch st.phase {
 	case phaseHTTP:
-		return s.onHTTP(c, st)
+		return s.onHTTP(st)
 	case phaseWS:
-		return s.onWS(c, st)
+		return s.onWS(st)
 	case phaseBusy:
 		// Pipelined input waits until the response is written, within bounds.
-		if c.InboundBuffered() > 2*s.maxReq {
+		if st.c.InboundBuffered() > 2*s.maxReq {
 			return gnet.Close
 		}
 		return gnet.None
 	default:
-		_, _ = c.Discard(-1)
+		_, _ = st.c.Discard(-1)
 		return gnet.None
 	}
 }
 
 // respond writes a complete response and, unless keepAlive, closes.
-func (s *Server) respond(c gnet.Conn, st *connState, r pusher.APIResponse, keepAlive bool) gnet.Action {
-	return s.respondBytes(c, st, r.AppendHTTP(nil, keepAlive), keepAlive)
+func (s *Server) respond(st *connState, r pusher.APIResponse, keepAlive bool) gnet.Action {
+	return s.respondBytes(st, r.AppendHTTP(nil, keepAlive), keepAlive)
 }
 
 // respondBytes writes a complete encoded response and, unless keepAlive,
 // closes.
-func (s *Server) respondBytes(c gnet.Conn, st *connState, out []byte, keepAlive bool) gnet.Action {
-	_, _ = c.Write(out)
+func (s *Server) respondBytes(st *connState, out []byte, keepAlive bool) gnet.Action {
+	_, _ = st.Write(out)
 	if st.phase == phaseClosed { // the write failed and gnet closed the connection
 		return gnet.None
 	}
 	if !keepAlive {
 		st.phase = phaseClosed
-		_, _ = c.Discard(-1)
+		_, _ = st.c.Discard(-1)
 		return gnet.Close
 	}
 	st.since = time.Now().UnixNano()
 	return gnet.None
 }
 
-func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
+func (s *Server) onHTTP(st *connState) gnet.Action {
+	c := st.c
 	for st.phase == phaseHTTP {
 		buf, _ := c.Peek(-1)
 		if len(buf) == 0 {
@@ -116,20 +162,20 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		switch {
 		case errors.Is(err, wsproto.ErrHeadTooLarge):
 			s.hsFail[ReasonTooLarge].Add(1)
-			return s.respond(c, st, pusher.ErrorResponse(413, "Payload too large."), false)
+			return s.respond(st, pusher.ErrorResponse(413, "Payload too large."), false)
 		case err != nil:
 			s.hsFail[ReasonBadRequest].Add(1)
-			return s.respond(c, st, pusher.ErrorResponse(400, "Bad request."), false)
+			return s.respond(st, pusher.ErrorResponse(400, "Bad request."), false)
 		case n == 0:
 			return gnet.None
 		}
-		path, inside := s.px.StripPrefix(req.Path)
+		t := s.px.Route(req.Path, req.RawPath)
 		if req.IsUpgrade() {
-			return s.upgrade(c, st, buf[:n], &req, path, inside)
+			return s.upgrade(st, n, &req, t)
 		}
 		if req.Chunked {
 			s.hsFail[ReasonBadRequest].Add(1)
-			return s.respond(c, st, pusher.ErrorResponse(411, "Length required."), false)
+			return s.respond(st, pusher.ErrorResponse(411, "Length required."), false)
 		}
 		total := int64(n)
 		if req.ContentLength > 0 {
@@ -137,30 +183,30 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		}
 		if total > int64(s.maxReq) {
 			s.hsFail[ReasonTooLarge].Add(1)
-			return s.respond(c, st, pusher.ErrorResponse(413, "Payload too large."), false)
+			return s.respond(st, pusher.ErrorResponse(413, "Payload too large."), false)
 		}
 		if int64(len(buf)) < total {
 			return gnet.None
 		}
-		if inside && path == "/up" && (req.Method == "GET" || req.Method == "HEAD") {
+		if t.Kind == pusher.TargetHealth && (req.Method == "GET" || req.Method == "HEAD") {
 			_, _ = c.Discard(int(total))
 			r := pusher.HealthResponse()
 			out := r.AppendHTTP(nil, req.KeepAlive)
 			if req.Method == "HEAD" {
 				out = out[:len(out)-len(r.Body)] // headers only, Content-Length kept
 			}
-			if a := s.respondBytes(c, st, out, req.KeepAlive); a != gnet.None {
+			if a := s.respondBytes(st, out, req.KeepAlive); a != gnet.None {
 				return a
 			}
 			continue
 		}
-		if inside && strings.HasPrefix(path, "/app/") {
+		if t.Kind == pusher.TargetSocket {
 			_, _ = c.Discard(int(total))
-			return s.respond(c, st, pusher.ErrorResponse(426, "Upgrade required."), false)
+			return s.respond(st, pusher.ErrorResponse(426, "Upgrade required."), false)
 		}
 		ar := &pusher.APIRequest{
 			Method:   req.Method,
-			RawPath:  rawPath(req.Target),
+			RawPath:  req.RawPath,
 			Path:     req.Path,
 			RawQuery: req.RawQuery,
 			Body:     append([]byte(nil), buf[n:total]...),
@@ -170,8 +216,9 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		st.phase = phaseBusy
 		delete(st.sh.http, st)
 		ok := s.pool.submit(func() {
-			resp := s.serveAPI(ar)
-			_ = c.AsyncWrite(resp.AppendHTTP(nil, keepAlive), func(c gnet.Conn, err error) error {
+			resp := s.serveAPI(t, ar)
+			_ = c.AsyncWrite(resp.AppendHTTP(nil, keepAlive), func(_ gnet.Conn, err error) error {
+				// On the loop again.
 				if err != nil || st.phase == phaseClosed {
 					return nil
 				}
@@ -181,7 +228,7 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 				}
 				st.phase = phaseHTTP
 				st.since = time.Now().UnixNano()
-				st.sh.http[st] = c
+				st.sh.http[st] = struct{}{}
 				if c.InboundBuffered() > 0 {
 					return c.Wake(nil)
 				}
@@ -191,61 +238,46 @@ func (s *Server) onHTTP(c gnet.Conn, st *connState) gnet.Action {
 		if !ok {
 			s.apiBusy.Add(1)
 			st.phase = phaseHTTP
-			return s.respond(c, st, pusher.ErrorResponse(503, "Server busy."), false)
+			return s.respond(st, pusher.ErrorResponse(503, "Server busy."), false)
 		}
 		return gnet.None
 	}
 	if st.phase == phaseWS {
-		return s.onWS(c, st)
+		return s.onWS(st)
 	}
 	return gnet.None
 }
 
-// rawPath returns the request-target without its query.
-func rawPath(target string) string {
-	if i := strings.IndexByte(target, '?'); i >= 0 {
-		return target[:i]
-	}
-	return target
-}
-
-func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.Request, path string, inside bool) gnet.Action {
-	key, ok := strings.CutPrefix(path, "/app/")
-	if !inside || !ok || key == "" || strings.Contains(key, "/") {
+// upgrade answers the upgrade request req, whose head is the first n bytes
+// of the input and which Route sent to t.
+func (s *Server) upgrade(st *connState, n int, req *wsproto.Request, t pusher.Target) gnet.Action {
+	if t.Kind != pusher.TargetSocket || t.Key == "" {
 		s.hsFail[ReasonNotFound].Add(1)
-		_, _ = c.Discard(len(head))
-		return s.respond(c, st, pusher.ErrorResponse(404, "Not found."), false)
+		_, _ = st.c.Discard(n)
+		return s.respond(st, pusher.ErrorResponse(404, "Not found."), false)
 	}
-	origin := req.Origin
-	if k := req.SecWebSocketKey; k != "" {
-		// gobwas/ws checks only the key's length; RFC 6455 4.2.1 wants the
-		// base64 encoding of 16 bytes.
-		if raw, err := base64.StdEncoding.DecodeString(k); err != nil || len(raw) != 16 {
-			s.hsFail[ReasonBadUpgrade].Add(1)
-			_, _ = c.Discard(len(head))
-			return s.respond(c, st, pusher.ErrorResponse(400, "Bad Sec-WebSocket-Key."), false)
-		}
+	out, err := wsproto.Upgrade(nil, req)
+	if err != nil {
+		s.hsFail[ReasonBadUpgrade].Add(1)
 	}
-	res, err := wsproto.Upgrade(head)
-	_, _ = c.Write(res.Response)
+	_, _ = st.Write(out)
 	if st.phase == phaseClosed { // the write failed and gnet closed the connection
 		return gnet.None
 	}
-	_, _ = c.Discard(len(head))
+	_, _ = st.c.Discard(n)
 	if err != nil {
-		s.hsFail[ReasonBadUpgrade].Add(1)
 		st.phase = phaseClosed
 		return gnet.Close
 	}
 	delete(st.sh.http, st)
 	st.phase = phaseWS
-	sess := s.px.Open(st.sh.px, c, key, origin)
+	sess := s.px.Open(st.sh.px, st, t.Key, req.Origin)
 	if sess == nil {
 		st.phase = phaseClosed
 		return gnet.None
 	}
 	if st.phase == phaseClosed {
-		// Writing connection_established failed and OnClose already ran,
+		// Writing connection_established failed and onClose already ran,
 		// before the session was attached: release it here.
 		s.px.Closed(sess)
 		return gnet.None
@@ -257,13 +289,14 @@ func (s *Server) upgrade(c gnet.Conn, st *connState, head []byte, req *wsproto.R
 		// "Unlimited" still may not grow a connection's buffer without bound.
 		st.dec.MaxMessageSize = hardMaxMessage
 	}
-	return s.onWS(c, st)
+	return s.onWS(st)
 }
 
-func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
+func (s *Server) onWS(st *connState) gnet.Action {
 	// Any write below may fail and make gnet close the connection at once,
-	// calling OnClose before the write returns: after each one, stop touching
+	// calling onClose before the write returns: after each one, stop touching
 	// the connection and its buffer if that happened.
+	c := st.c
 	sess := st.sess
 	buf, _ := c.Peek(-1)
 	off := 0
@@ -276,7 +309,7 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 				code, reason = ce.Code, ce.Reason
 			}
 			st.sh.px.CountClose(int(code))
-			_, _ = c.Write(wsproto.CloseFrame(code, reason))
+			_, _ = st.Write(wsproto.CloseFrame(code, reason))
 			if st.phase == phaseClosed {
 				return gnet.None
 			}
@@ -294,7 +327,7 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 			sess.HandleMessage(m.Payload)
 		case ws.OpPing:
 			sess.Touch(true)
-			_, _ = c.Write(wsproto.AppendFrame(nil, ws.OpPong, m.Payload))
+			_, _ = st.Write(wsproto.AppendFrame(nil, ws.OpPong, m.Payload))
 		case ws.OpPong:
 			sess.Touch(true)
 		case ws.OpClose:
@@ -302,7 +335,7 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 			if code == ws.StatusNoStatusRcvd {
 				code = ws.StatusNormalClosure
 			}
-			_, _ = c.Write(wsproto.CloseFrame(code, ""))
+			_, _ = st.Write(wsproto.CloseFrame(code, ""))
 			if st.phase == phaseClosed {
 				return gnet.None
 			}
@@ -332,14 +365,14 @@ func (s *Server) onWS(c gnet.Conn, st *connState) gnet.Action {
 	return gnet.None
 }
 
-// serveAPI runs one API request; a panic in a handler becomes a 500 for that
-// request instead of ending the process.
-func (s *Server) serveAPI(ar *pusher.APIRequest) (resp pusher.APIResponse) {
+// serveAPI runs one API request, which Route sent to t; a panic in a handler
+// becomes a 500 for that request instead of ending the process.
+func (s *Server) serveAPI(t pusher.Target, ar *pusher.APIRequest) (resp pusher.APIResponse) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("HTTP API handler panicked", "path", ar.Path, "panic", r)
 			resp = pusher.ErrorResponse(500, "Internal server error.")
 		}
 	}()
-	return s.px.ServeAPI(ar)
+	return s.px.ServeTarget(t, ar)
 }

@@ -3,6 +3,12 @@
 // gnet's buffers with wsproto, hands WebSocket messages to pusher sessions on
 // the connection's own loop and HTTP API requests to a bounded worker pool.
 //
+// Inbound, each HTTP request is parsed once (wsproto.ParseRequest), routed
+// once (pusher's Route), then answered on the loop (the upgrade, /up, errors)
+// or by the worker pool (the HTTP API). Outbound, every frame and response
+// written on a loop goes through one path, the connection state's Write and
+// Writev, which pusher sessions use as their pusher.Conn.
+//
 // Concurrency: every connection belongs to one event loop; its state is only
 // touched there. Other goroutines reach a loop only through gnet's
 // concurrency-safe calls (AsyncWrite, Wake, Close, EventLoop.Execute).

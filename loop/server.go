@@ -82,10 +82,10 @@ func (c *Config) normalize() {
 // with EMFILE); the process should treat it as fatal.
 var ErrStopped = errors.New("loop: engine stopped unexpectedly")
 
-// Server runs the gnet engine for a pusher.Server. Run, Ready, Addr and Stop
-// are goroutine-safe.
+// Server runs the gnet engine for a pusher.Server. Its methods are
+// goroutine-safe (Addr once Ready is closed); gnet's event callbacks are on
+// an unexported type.
 type Server struct {
-	gnet.BuiltinEventEngine
 	cfg       Config
 	px        *pusher.Server
 	pool      *pool
@@ -100,7 +100,7 @@ type Server struct {
 	refused atomic.Int64 // connections closed at once because of MaxConnections
 	hsFail  [numReasons]atomic.Int64
 	apiBusy atomic.Int64 // API requests refused with 503
-	ticks   int          // OnTick calls; touched only by the ticker goroutine
+	ticks   int          // onTick calls; touched only by the ticker goroutine
 	tls     *tlsRelay
 
 	mu     sync.Mutex
@@ -112,7 +112,7 @@ type Server struct {
 type shard struct {
 	el   gnet.EventLoop
 	px   *pusher.Shard
-	http map[*connState]gnet.Conn // connections not upgraded yet, for the handshake timeout
+	http map[*connState]struct{} // connections not upgraded yet, for the handshake timeout
 }
 
 // New creates a transport for px.
@@ -187,7 +187,8 @@ func (s *Server) Loops() int { return s.cfg.Loops }
 // Ready is closed once the server accepts connections.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Addr returns the bound "host:port" once Ready is closed.
+// Addr returns the bound "host:port" (with the port picked when Config.Port
+// is 0). Call it after Ready is closed; it is goroutine-safe from then on.
 func (s *Server) Addr() string { return s.addr }
 
 // Run serves until Stop is called. It returns nil after Stop and ErrStopped
@@ -210,7 +211,7 @@ func (s *Server) Run() error {
 		defer s.tls.close()
 		addr = "unix://" + sock
 	}
-	err := gnet.Run(s, addr,
+	err := gnet.Run(&events{s: s}, addr,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
 		gnet.WithLoadBalancing(gnet.LeastConnections),
@@ -262,8 +263,35 @@ func (s *Server) Drain(ctx context.Context, timeout time.Duration) error {
 	return s.Stop(stopCtx)
 }
 
-// OnBoot records the engine and the bound address.
-func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+// events is the gnet event handler of a Server. Its callbacks run on gnet's
+// goroutines (OnTick on the ticker's, the others on the connection's loop);
+// keeping them on their own type keeps them off Server's API.
+type events struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (e *events) OnBoot(eng gnet.Engine) gnet.Action       { return e.s.onBoot(eng) }
+func (e *events) OnOpen(c gnet.Conn) ([]byte, gnet.Action) { return e.s.onOpen(c) }
+func (e *events) OnTick() (time.Duration, gnet.Action)     { return e.s.onTick() }
+
+func (e *events) OnClose(c gnet.Conn, _ error) gnet.Action {
+	if st, _ := c.Context().(*connState); st != nil {
+		e.s.onClose(st)
+	}
+	return gnet.None
+}
+
+func (e *events) OnTraffic(c gnet.Conn) gnet.Action {
+	st, _ := c.Context().(*connState)
+	if st == nil {
+		return gnet.Close
+	}
+	return e.s.onTraffic(st)
+}
+
+// onBoot records the engine and the bound address.
+func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	s.addr = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
 	if s.tls != nil {
@@ -292,7 +320,7 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 	defer s.mu.Unlock()
 	sh := s.shards[el]
 	if sh == nil {
-		sh = &shard{el: el, http: make(map[*connState]gnet.Conn)}
+		sh = &shard{el: el, http: make(map[*connState]struct{})}
 		sh.px = s.px.NewShard(func(f func()) {
 			_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				f()
@@ -305,10 +333,10 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 	return sh
 }
 
-// OnTick sweeps every loop once a second: pings, pong timeouts and
-// handshake timeouts. It runs on its own goroutine and reaches the loops
-// through Execute.
-func (s *Server) OnTick() (time.Duration, gnet.Action) {
+// onTick sweeps every loop once a second: pings, pong timeouts and handshake
+// timeouts. It runs on gnet's ticker goroutine and reaches the loops through
+// Execute.
+func (s *Server) onTick() (time.Duration, gnet.Action) {
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.mu.Lock()
 	list := append([]*shard(nil), s.list...)
@@ -330,14 +358,14 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 func (s *Server) sweepHandshakes(sh *shard, now time.Time) {
 	limit := now.Add(-s.cfg.HandshakeTimeout).UnixNano()
 	draining := s.px.Draining()
-	for st, c := range sh.http {
+	for st := range sh.http {
 		if st.since < limit || draining {
 			if !draining {
 				s.hsFail[ReasonTimeout].Add(1)
 			}
 			delete(sh.http, st)
 			st.phase = phaseClosed
-			_ = c.Close()
+			_ = st.c.Close()
 		}
 	}
 }

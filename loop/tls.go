@@ -26,8 +26,6 @@ type tlsRelay struct {
 	ln      net.Listener
 	backend string // path of the engine's Unix socket
 	timeout time.Duration
-	active  atomic.Int64
-	wg      sync.WaitGroup
 	closed  atomic.Bool
 }
 
@@ -61,13 +59,11 @@ func (r *tlsRelay) serve() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		r.wg.Add(1)
 		go r.relay(c.(*tls.Conn))
 	}
 }
 
 func (r *tlsRelay) relay(c *tls.Conn) {
-	defer r.wg.Done()
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(r.timeout))
 	if err := c.Handshake(); err != nil {
@@ -79,8 +75,6 @@ func (r *tlsRelay) relay(c *tls.Conn) {
 		return
 	}
 	defer b.Close()
-	r.active.Add(1)
-	defer r.active.Add(-1)
 	done := make(chan struct{})
 	go func() {
 		pipe(b, c)

@@ -3,12 +3,13 @@ package pusher
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reverbgo/reverb/wsproto"
 )
 
 // APIRequest is a complete HTTP request for the HTTP API, read by the
@@ -16,7 +17,8 @@ import (
 type APIRequest struct {
 	Method string
 	// RawPath is the path as sent (before percent-decoding), with the
-	// server's path prefix still on it.
+	// server's path prefix still on it. ServeAPI routes the request by it
+	// and Path; ServeTarget is given the route instead.
 	RawPath string
 	// Path is RawPath percent-decoded.
 	Path     string
@@ -34,29 +36,30 @@ type APIResponse struct {
 	RetryAfter int
 }
 
+// apiHead is the fixed part of the header of every API response.
+const apiHead = "Content-Type: application/json\r\nCache-Control: no-cache, private\r\n" + wsproto.PoweredByHeader
+
 // AppendHTTP appends the response as HTTP/1.1 bytes. keepAlive says whether
 // the connection stays open after it.
 func (r *APIResponse) AppendHTTP(dst []byte, keepAlive bool) []byte {
-	dst = append(dst, "HTTP/1.1 "...)
-	dst = strconv.AppendInt(dst, int64(r.Status), 10)
-	dst = append(dst, ' ')
-	dst = append(dst, http.StatusText(r.Status)...)
-	dst = append(dst, "\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\nX-Powered-By: Laravel Reverb\r\nContent-Length: "...)
-	dst = strconv.AppendInt(dst, int64(len(r.Body)), 10)
+	var buf [64]byte
+	tail := buf[:0]
 	if r.Allow != "" {
-		dst = append(dst, "\r\nAllow: "...)
-		dst = append(dst, r.Allow...)
+		tail = append(tail, "Allow: "...)
+		tail = append(tail, r.Allow...)
+		tail = append(tail, "\r\n"...)
 	}
 	if r.RetryAfter > 0 {
-		dst = append(dst, "\r\nRetry-After: "...)
-		dst = strconv.AppendInt(dst, int64(r.RetryAfter), 10)
+		tail = append(tail, "Retry-After: "...)
+		tail = strconv.AppendInt(tail, int64(r.RetryAfter), 10)
+		tail = append(tail, "\r\n"...)
 	}
 	if keepAlive {
-		dst = append(dst, "\r\nConnection: keep-alive\r\n\r\n"...)
+		tail = append(tail, "Connection: keep-alive\r\n"...)
 	} else {
-		dst = append(dst, "\r\nConnection: close\r\n\r\n"...)
+		tail = append(tail, "Connection: close\r\n"...)
 	}
-	return append(dst, r.Body...)
+	return wsproto.AppendResponse(dst, r.Status, apiHead, tail, r.Body)
 }
 
 // ErrorResponse is a response with status and body {"error":message}.
@@ -73,9 +76,64 @@ var (
 // HealthResponse is the answer to GET /up.
 func HealthResponse() APIResponse { return APIResponse{Status: 200, Body: respHealth} }
 
-// StripPrefix removes the configured path prefix from a path; ok is false
+// TargetKind is what a request's path leads to; see Server.Route.
+type TargetKind uint8
+
+// Target kinds.
+const (
+	// TargetNotFound is a path outside the path prefix.
+	TargetNotFound TargetKind = iota
+	// TargetHealth is /up, the health check.
+	TargetHealth
+	// TargetSocket is /app/{key}, where WebSocket clients connect.
+	TargetSocket
+	// TargetAPI is any other path inside the prefix: the HTTP API (/apps/...),
+	// which answers 404 for what it does not know.
+	TargetAPI
+)
+
+// Target is where Route sends a request.
+type Target struct {
+	Kind TargetKind
+	// Key is, for TargetSocket, the app key of /app/{key}; it is empty when
+	// the path has no valid key (nothing after "/app/", or another '/').
+	Key string
+	// Path is the percent-decoded path without the prefix ("" for
+	// TargetNotFound).
+	Path string
+	// RawPath is the path as sent without the prefix, or "" when the raw
+	// path does not start with the prefix (it has an escape in it).
+	RawPath string
+}
+
+// Route is the server's router: it strips the configured path prefix, once,
+// from a request's decoded path and from its raw path (as sent), and says
+// what the request is for. The transport routes every request with it,
+// answers TargetSocket (the upgrade, or 426) and a GET or HEAD of
+// TargetHealth itself, and hands the others to ServeTarget.
+// Goroutine-safe.
+func (srv *Server) Route(path, rawPath string) Target {
+	p, ok := srv.stripPrefix(path)
+	if !ok {
+		return Target{Kind: TargetNotFound}
+	}
+	raw, _ := srv.stripPrefix(rawPath)
+	t := Target{Kind: TargetAPI, Path: p, RawPath: raw}
+	switch {
+	case p == "/up":
+		t.Kind = TargetHealth
+	case strings.HasPrefix(p, "/app/"):
+		t.Kind = TargetSocket
+		if key := p[len("/app/"):]; key != "" && !strings.Contains(key, "/") {
+			t.Key = key
+		}
+	}
+	return t
+}
+
+// stripPrefix removes the configured path prefix from a path; ok is false
 // when the path is outside it.
-func (srv *Server) StripPrefix(path string) (string, bool) {
+func (srv *Server) stripPrefix(path string) (string, bool) {
 	p := srv.opts.PathPrefix
 	if p == "" {
 		return path, true
@@ -90,12 +148,21 @@ func (srv *Server) StripPrefix(path string) (string, bool) {
 	return rest, true
 }
 
-// ServeAPI answers one HTTP API request. It verifies the signature and runs
-// the request; it may take locks but never waits on the network.
+// ServeAPI answers one HTTP API request whose paths are as sent, with the
+// path prefix: it is ServeTarget for the request's Route.
 // Goroutine-safe: it runs on the API worker pool, never on a loop.
 func (srv *Server) ServeAPI(req *APIRequest) APIResponse {
+	return srv.ServeTarget(srv.Route(req.Path, req.RawPath), req)
+}
+
+// ServeTarget answers one HTTP request that Route sent to t: the health
+// check, the HTTP API, or 404. It takes the paths from t, not from req. It
+// verifies the API signature and runs the request; it may take locks but
+// never waits on the network.
+// Goroutine-safe: it runs on the API worker pool, never on a loop.
+func (srv *Server) ServeTarget(t Target, req *APIRequest) APIResponse {
 	start := time.Now()
-	resp, route := srv.serveAPI(req)
+	resp, route := srv.serveAPI(t, req)
 	if obs := srv.opts.APIObserver; obs != nil {
 		obs(route, resp.Status, time.Since(start))
 	}
@@ -115,18 +182,18 @@ const (
 	RouteUnknown     = "unknown"
 )
 
-func (srv *Server) serveAPI(req *APIRequest) (APIResponse, string) {
-	path, ok := srv.StripPrefix(req.Path)
-	rawPath, _ := srv.StripPrefix(req.RawPath)
-	if !ok {
-		return ErrorResponse(404, "Not found."), RouteUnknown
-	}
-	if path == "/up" {
+func (srv *Server) serveAPI(t Target, req *APIRequest) (APIResponse, string) {
+	switch t.Kind {
+	case TargetHealth:
 		if req.Method != "GET" && req.Method != "HEAD" {
 			return APIResponse{Status: 405, Body: []byte(`{"error":"Method not allowed."}`), Allow: "GET, HEAD"}, RouteUp
 		}
 		return HealthResponse(), RouteUp
+	case TargetAPI:
+	default:
+		return ErrorResponse(404, "Not found."), RouteUnknown
 	}
+	path := t.Path
 	seg := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	if len(seg) < 3 || seg[0] != "apps" {
 		return ErrorResponse(404, "Not found."), RouteUnknown
@@ -163,7 +230,7 @@ func (srv *Server) serveAPI(req *APIRequest) (APIResponse, string) {
 	if err != nil {
 		return ErrorResponse(400, "Invalid query string."), route
 	}
-	signPath := rawPath
+	signPath := t.RawPath
 	if signPath == "" {
 		signPath = path
 	}

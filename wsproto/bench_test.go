@@ -19,16 +19,33 @@ func BenchmarkParseRequest(b *testing.B) {
 	}
 }
 
+// BenchmarkUpgrade answers an already parsed handshake into a reused buffer.
 func BenchmarkUpgrade(b *testing.B) {
 	var r Request
-	buf := []byte(pusherJSRequest)
-	if _, err := ParseRequest(buf, 8192, &r); err != nil {
+	if _, err := ParseRequest([]byte(pusherJSRequest), 8192, &r); err != nil {
 		b.Fatal(err)
 	}
-	head := buf[:r.HeadLen]
+	dst := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Upgrade(head); err != nil {
+		var err error
+		if dst, err = Upgrade(dst[:0], &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseAndUpgrade is the whole handshake as the transport runs it:
+// parse the head, then answer it into a new buffer.
+func BenchmarkParseAndUpgrade(b *testing.B) {
+	buf := []byte(pusherJSRequest)
+	b.ReportAllocs()
+	for b.Loop() {
+		var r Request
+		if _, err := ParseRequest(buf, 8192, &r); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Upgrade(nil, &r); err != nil {
 			b.Fatal(err)
 		}
 	}

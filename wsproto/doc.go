@@ -1,5 +1,6 @@
 // Package wsproto parses HTTP/1.1 request heads and RFC 6455 WebSocket
-// frames from byte slices, and encodes server (and test client) frames.
+// frames from byte slices, answers the WebSocket handshake from the parsed
+// head, encodes HTTP responses, and encodes server (and test client) frames.
 //
 // It is written for an event-loop server (gnet): the caller hands in
 // whatever bytes have arrived so far and the parsers are incremental. When

@@ -2,7 +2,10 @@ package wsproto
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
+	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -98,33 +101,42 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		default:
 			r := &whole.r
-			if whole.n != r.HeadLen || whole.n > len(in) || whole.n > max {
-				t.Fatalf("n = %d, HeadLen = %d, len = %d", whole.n, r.HeadLen, len(in))
+			if whole.n > len(in) || whole.n > max {
+				t.Fatalf("n = %d, len = %d", whole.n, len(in))
 			}
 			if in[whole.n-1] != '\n' {
 				t.Fatalf("head does not end with LF: %q", in[:whole.n])
 			}
-			if r.Method == "" || r.Target == "" || (r.ProtoMinor != 0 && r.ProtoMinor != 1) || r.ContentLength < -1 {
+			target := targetOf(in[:whole.n])
+			if r.Method == "" || target == "" || (r.ProtoMinor != 0 && r.ProtoMinor != 1) || r.ContentLength < -1 {
 				t.Fatalf("bad request fields %+v", r)
 			}
-			path, query, hasQuery := strings.Cut(r.Target, "?")
-			if r.RawQuery != query || (!hasQuery && r.RawQuery != "") {
-				t.Fatalf("RawQuery %q from target %q", r.RawQuery, r.Target)
+			path, query, hasQuery := strings.Cut(target, "?")
+			if r.RawPath != path || r.RawQuery != query || (!hasQuery && r.RawQuery != "") {
+				t.Fatalf("RawPath %q, RawQuery %q from target %q", r.RawPath, r.RawQuery, target)
 			}
 			if !strings.Contains(path, "%") && r.Path != path {
-				t.Fatalf("Path %q from target %q", r.Path, r.Target)
+				t.Fatalf("Path %q from target %q", r.Path, target)
 			}
 			if r.IsUpgrade() {
-				res, err := Upgrade(in[:whole.n])
-				if len(res.Response) == 0 {
+				out, err := Upgrade(nil, r)
+				if len(out) == 0 {
 					t.Fatalf("Upgrade wrote no response (err %v)", err)
 				}
-				if err == nil && !bytes.HasPrefix(res.Response, []byte("HTTP/1.1 101 ")) {
-					t.Fatalf("Upgrade succeeded with %q", res.Response)
+				if err == nil && !bytes.HasPrefix(out, []byte("HTTP/1.1 101 ")) {
+					t.Fatalf("Upgrade succeeded with %q", out)
 				}
 			}
 		}
 	})
+}
+
+// targetOf returns the request-target of the request line of a head.
+func targetOf(head []byte) string {
+	line, _, _ := bytes.Cut(head, []byte("\n"))
+	_, rest, _ := bytes.Cut(line, []byte(" "))
+	target, _, _ := bytes.Cut(rest, []byte(" "))
+	return string(target)
 }
 
 // decoderSeeds are client frame streams for FuzzDecoder.
@@ -222,28 +234,110 @@ func FuzzDecoder(f *testing.F) {
 }
 
 // FuzzUpgrade runs the handshake the way the transport does: ParseRequest
-// first, then Upgrade over exactly the head of an upgrade request. Upgrade
-// must never panic and must always produce an HTTP response; a 101 must carry
-// Sec-WebSocket-Accept. (Upgrade on its own is laxer than ParseRequest, e.g.
-// about an empty request target, which is why it always runs second.)
+// first, then Upgrade on the parsed request. Upgrade must never panic and
+// must always produce an HTTP response; a 101 must carry
+// Sec-WebSocket-Accept. It must also answer as gobwas/ws's Upgrader does
+// over the same head (which the server used before), except where Upgrade is
+// documented to differ: a malformed Sec-WebSocket-Key is reported first, two
+// different keys are refused, and when several headers are wrong the one
+// reported (400 or 426) may differ.
 func FuzzUpgrade(f *testing.F) {
 	f.Add([]byte("GET /app/key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
 	f.Add([]byte("POST /app/key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
 	f.Add([]byte("GET / HTTP/1.0\r\nUpgrade: websocket\r\n\r\n"))
 	f.Add([]byte("GET /app/key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!!!\r\nSec-WebSocket-Version: 8\r\n\r\n"))
+	f.Add([]byte("GET /app/key HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nUpgrade: websocket\r\nConnection: keep-alive, upgrade\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n\r\n"))
 	f.Add([]byte("\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var r Request
-		n, err := ParseRequest(in, 1<<16, &r)
+		n, err := ParseRequest(in, 4096, &r)
 		if err != nil || n == 0 || !r.IsUpgrade() {
 			return
 		}
-		res, err := Upgrade(in[:n])
-		if !bytes.HasPrefix(res.Response, []byte("HTTP/1.")) {
-			t.Fatalf("no HTTP response: %q (err %v)", res.Response, err)
+		out, err := Upgrade(nil, &r)
+		if !bytes.HasPrefix(out, []byte("HTTP/1.1 ")) || len(out) < 12 {
+			t.Fatalf("no HTTP response: %q (err %v)", out, err)
 		}
-		if err == nil && !bytes.Contains(res.Response, []byte("Sec-WebSocket-Accept: ")) {
-			t.Fatalf("101 without Sec-WebSocket-Accept: %q", res.Response)
+		if (err == nil) != bytes.HasPrefix(out, []byte("HTTP/1.1 101 ")) {
+			t.Fatalf("err %v with %q", err, out)
+		}
+		if err == nil && !bytes.Contains(out, []byte("\r\nSec-WebSocket-Accept: ")) {
+			t.Fatalf("101 without Sec-WebSocket-Accept: %q", out)
+		}
+		status, _ := strconv.Atoi(string(out[9:12]))
+		key := r.SecWebSocketKey
+		if key != "" && !validKey(key) {
+			if status != 400 {
+				t.Fatalf("malformed key %q answered %d", key, status)
+			}
+			return
+		}
+		if r.hs&hsKeyRepeat != 0 || !plainConnection(in[:n]) {
+			return
+		}
+		gStatus, gOut := gobwasUpgrade(in[:n])
+		switch {
+		case status == 101 || gStatus == 101:
+			if !bytes.Equal(out, gOut) {
+				t.Fatalf("response\n%q\ngobwas/ws answers\n%q", out, gOut)
+			}
+		case status != gStatus && !(status == 400 && gStatus == 426 || status == 426 && gStatus == 400):
+			t.Fatalf("status %d, gobwas/ws answers %d: %q", status, gStatus, gOut)
 		}
 	})
 }
+
+// plainConnection reports whether every Connection header of head holds
+// only token characters, commas, spaces and tabs: gobwas/ws's lexer stops
+// looking for the "upgrade" token at other separators.
+func plainConnection(head []byte) bool {
+	for _, line := range bytes.Split(head, []byte("\n")) {
+		name, value, ok := bytes.Cut(bytes.TrimSuffix(line, []byte("\r")), []byte(":"))
+		if !ok || !eqFold(name, "connection") {
+			continue
+		}
+		for _, c := range value {
+			if !isTokenChar(c) && c != ',' && c != ' ' && c != '\t' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// gobwasUpgrade answers head with gobwas/ws's Upgrader, configured as the
+// server's was, and returns the status and the response.
+func gobwasUpgrade(head []byte) (int, []byte) {
+	u := ws.Upgrader{OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+		return ws.HandshakeHeaderString(PoweredByHeader), nil
+	}}
+	rw := headRW{head: head}
+	if _, err := u.Upgrade(&rw); err != nil && len(rw.out) == 0 {
+		return 400, nil
+	}
+	status, _ := strconv.Atoi(string(rw.out[9:12]))
+	return status, rw.out
+}
+
+// headRW is the io.ReadWriter given to ws.Upgrader: reads yield exactly the
+// head bytes, writes append to a buffer.
+type headRW struct {
+	head []byte
+	out  []byte
+}
+
+func (h *headRW) Read(p []byte) (int, error) {
+	if len(h.head) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, h.head)
+	h.head = h.head[n:]
+	return n, nil
+}
+
+func (h *headRW) Write(p []byte) (int, error) {
+	h.out = append(h.out, p...)
+	return len(p), nil
+}
+
+func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -17,35 +17,27 @@ import (
 type Request struct {
 	// Method is the request method, e.g. "GET".
 	Method string
-	// Target is the raw request-target as sent, e.g. "/app/key?protocol=7".
-	Target string
-	// Path is the part of Target before the first '?', percent-decoded
-	// ('+' is left alone). An invalid escape makes the request malformed.
+	// RawPath is the part of the request-target before the first '?', as
+	// sent, e.g. "/app/key" for "/app/key?protocol=7".
+	RawPath string
+	// Path is RawPath percent-decoded ('+' is left alone). An invalid
+	// escape makes the request malformed.
 	Path string
-	// RawQuery is the part of Target after the first '?', not decoded.
+	// RawQuery is the part of the request-target after the first '?', not
+	// decoded.
 	RawQuery string
 	// ProtoMinor is the minor version of HTTP/1.x: 0 or 1.
 	ProtoMinor int
 
-	// Host is the value of the Host header (exactly one is required for
-	// HTTP/1.1; a repeated Host header makes the request malformed).
-	Host string
 	// Origin is the value of the first Origin header.
 	Origin string
 	// Upgrade is the value of the first Upgrade header.
 	Upgrade string
-	// Connection is the value of the first Connection header. The tokens
-	// of all Connection headers are used to compute KeepAlive.
-	Connection string
 	// SecWebSocketKey is the value of the first Sec-WebSocket-Key header.
 	SecWebSocketKey string
 	// SecWebSocketVersion is the value of the first Sec-WebSocket-Version
 	// header.
 	SecWebSocketVersion string
-	// ContentType is the value of the first Content-Type header.
-	ContentType string
-	// ForwardedFor is the value of the first X-Forwarded-For header.
-	ForwardedFor string
 
 	// ContentLength is the value of Content-Length, or -1 when absent.
 	// Invalid, negative or conflicting repeated values make the request
@@ -60,39 +52,47 @@ type Request struct {
 	// response: for HTTP/1.1 unless "Connection: close" is present, for
 	// HTTP/1.0 only with "Connection: keep-alive" (and no "close").
 	KeepAlive bool
-	// HeadLen is the number of bytes of the head, including the empty line
-	// that ends it. Any bytes after it (a body, pipelined requests or
-	// WebSocket frames) are not part of the head.
-	HeadLen int
+
+	// hs holds what Upgrade needs to know of the handshake headers beyond
+	// their first values (hs* bits).
+	hs uint8
 }
+
+// Bits of Request.hs, gathered by ParseRequest for Upgrade.
+const (
+	hsVersionSeen   = 1 << iota // a Sec-WebSocket-Version header is present (maybe empty)
+	hsConnSeen                  // a Connection header is present
+	hsConnNoUpgrade             // a Connection header lacks the "upgrade" token
+	hsUpgradeRepeat             // a repeated Upgrade header is not "websocket"
+	hsVersionRepeat             // a repeated Sec-WebSocket-Version differs from the first
+	hsKeyRepeat                 // a repeated Sec-WebSocket-Key differs from the first
+)
 
 // IsUpgrade reports whether the request asks for a WebSocket connection,
 // i.e. it has a non-empty Upgrade header. The handshake itself is validated
-// by Upgrade.
+// by Upgrade, from the fields parsed here.
 func (r *Request) IsUpgrade() bool { return r.Upgrade != "" }
 
 // Indexes of the raw header values collected while scanning the head.
 const (
 	fTarget = iota
-	fHost
 	fOrigin
 	fUpgrade
-	fConnection
 	fKey
 	fVersion
-	fContentType
-	fForwardedFor
 	fCount
 )
 
 // ParseRequest parses an HTTP/1.x request head at the start of buf into r.
 // r is reset first.
 //
-// It returns n = r.HeadLen when the head is complete and well formed;
-// n == 0 and a nil error when more bytes are needed; ErrHeadTooLarge when
-// no end of head is found within the first max bytes (max <= 0 means no
-// limit); and ErrBadRequest when the request line or a complete header line
-// is malformed. Lines are checked in order as soon as they are complete, so
+// It returns the length n of the head, including the empty line that ends
+// it, when the head is complete and well formed (bytes after it, such as a
+// body, pipelined requests or WebSocket frames, are not part of it); n == 0
+// and a nil error when more bytes are needed; ErrHeadTooLarge when no end of
+// head is found within the first max bytes (max <= 0 means no limit); and
+// ErrBadRequest when the request line or a complete header line is
+// malformed. Lines are checked in order as soon as they are complete, so
 // a malformed request may be rejected before its head is complete; the
 // result is the same however buf was split into reads.
 //
@@ -119,6 +119,8 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 		method       []byte
 		connClose    bool
 		connKeep     bool
+		hostSeen     bool
+		hs           uint8
 		teSeen       bool
 		teLastChunk  bool
 		first        = true
@@ -159,10 +161,10 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 			switch len(name) {
 			case 4:
 				if eqFold(name, "host") {
-					if raw[fHost] != nil {
+					if hostSeen {
 						return 0, ErrBadRequest // RFC 9112 section 3.2
 					}
-					raw[fHost] = value
+					hostSeen = true
 				}
 			case 6:
 				if eqFold(name, "origin") {
@@ -170,18 +172,21 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 				}
 			case 7:
 				if eqFold(name, "upgrade") {
-					setFirst(&raw[fUpgrade], value)
+					if raw[fUpgrade] == nil {
+						raw[fUpgrade] = value
+					} else if !eqFold(value, "websocket") {
+						hs |= hsUpgradeRepeat
+					}
 				}
 			case 10:
 				if eqFold(name, "connection") {
-					setFirst(&raw[fConnection], value)
-					c, k := connectionTokens(value)
+					c, k, u := connectionTokens(value)
 					connClose = connClose || c
 					connKeep = connKeep || k
-				}
-			case 12:
-				if eqFold(name, "content-type") {
-					setFirst(&raw[fContentType], value)
+					hs |= hsConnSeen
+					if !u {
+						hs |= hsConnNoUpgrade
+					}
 				}
 			case 14:
 				if eqFold(name, "content-length") {
@@ -191,21 +196,26 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 					}
 					r.ContentLength = v
 				}
-			case 15:
-				if eqFold(name, "x-forwarded-for") {
-					setFirst(&raw[fForwardedFor], value)
-				}
 			case 17:
 				switch {
 				case eqFold(name, "sec-websocket-key"):
-					setFirst(&raw[fKey], value)
+					if raw[fKey] == nil {
+						raw[fKey] = value
+					} else if !bytes.Equal(value, raw[fKey]) {
+						hs |= hsKeyRepeat
+					}
 				case eqFold(name, "transfer-encoding"):
 					teSeen = true
 					teLastChunk = lastTokenIsChunked(value)
 				}
 			case 21:
 				if eqFold(name, "sec-websocket-version") {
-					setFirst(&raw[fVersion], value)
+					if raw[fVersion] == nil {
+						raw[fVersion] = value
+						hs |= hsVersionSeen
+					} else if !bytes.Equal(value, raw[fVersion]) {
+						hs |= hsVersionRepeat
+					}
 				}
 			}
 		}
@@ -217,7 +227,7 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 		}
 		r.Chunked = true
 	}
-	if r.ProtoMinor == 1 && raw[fHost] == nil {
+	if r.ProtoMinor == 1 && !hostSeen {
 		return 0, ErrBadRequest
 	}
 	target := raw[fTarget]
@@ -270,29 +280,26 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 	}
 
 	r.Method = internMethod(method)
-	r.Target = field(fTarget)
+	t := field(fTarget)
+	r.RawPath = t[:pathEnd]
 	if escaped {
 		r.Path = s[pathStart:]
 	} else {
-		r.Path = r.Target[:pathEnd]
+		r.Path = r.RawPath
 	}
-	if pathEnd < len(r.Target) {
-		r.RawQuery = r.Target[pathEnd+1:]
+	if pathEnd < len(t) {
+		r.RawQuery = t[pathEnd+1:]
 	}
-	r.Host = field(fHost)
 	r.Origin = field(fOrigin)
 	r.Upgrade = field(fUpgrade)
-	r.Connection = field(fConnection)
 	r.SecWebSocketKey = field(fKey)
 	r.SecWebSocketVersion = field(fVersion)
-	r.ContentType = field(fContentType)
-	r.ForwardedFor = field(fForwardedFor)
 	if r.ProtoMinor == 1 {
 		r.KeepAlive = !connClose
 	} else {
 		r.KeepAlive = connKeep && !connClose
 	}
-	r.HeadLen = pos
+	r.hs = hs
 	return pos, nil
 }
 
@@ -412,7 +419,7 @@ func isTokenChar(c byte) bool { return tokenChars[c] }
 
 // eqFold reports whether b equals the lower-case ASCII string s, ignoring
 // ASCII case.
-func eqFold(b []byte, s string) bool {
+func eqFold[B []byte | string](b B, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -440,8 +447,10 @@ func trimOWS(b []byte) []byte {
 }
 
 // connectionTokens reports whether the comma-separated Connection value
-// holds the "close" and "keep-alive" tokens.
-func connectionTokens(v []byte) (closeTok, keepAlive bool) {
+// holds the "close" and "keep-alive" tokens, and whether it holds the
+// "upgrade" token, which (as gobwas/ws's handshake did) may also be separated
+// from other words by spaces.
+func connectionTokens(v []byte) (closeTok, keepAlive, upgrade bool) {
 	for len(v) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -455,9 +464,24 @@ func connectionTokens(v []byte) (closeTok, keepAlive bool) {
 			closeTok = true
 		case eqFold(tok, "keep-alive"):
 			keepAlive = true
+		case eqFold(tok, "upgrade"):
+			upgrade = true
+		case !upgrade && bytes.ContainsAny(tok, " \t"):
+			upgrade = hasWord(tok, "upgrade")
 		}
 	}
-	return closeTok, keepAlive
+	return closeTok, keepAlive, upgrade
+}
+
+// hasWord reports whether one of the words of v, separated by spaces and
+// tabs, is the lower-case ASCII string w, ignoring ASCII case.
+func hasWord(v []byte, w string) bool {
+	for _, f := range bytes.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\t' }) {
+		if eqFold(f, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // lastTokenIsChunked reports whether the last coding of a Transfer-Encoding
@@ -568,20 +592,8 @@ func internValue(v []byte) (string, bool) {
 	switch string(v) {
 	case "websocket":
 		return "websocket", true
-	case "Upgrade":
-		return "Upgrade", true
-	case "upgrade":
-		return "upgrade", true
-	case "keep-alive, Upgrade":
-		return "keep-alive, Upgrade", true
-	case "keep-alive":
-		return "keep-alive", true
-	case "close":
-		return "close", true
 	case "13":
 		return "13", true
-	case "application/json":
-		return "application/json", true
 	}
 	return "", false
 }

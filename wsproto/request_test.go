@@ -38,19 +38,16 @@ var requestCases = []requestCase{
 		wantN: len(pusherJSRequest),
 		want: Request{
 			Method:              "GET",
-			Target:              "/app/app-key?protocol=7&client=js&version=8.4.0&flash=false",
+			RawPath:             "/app/app-key",
 			Path:                "/app/app-key",
 			RawQuery:            "protocol=7&client=js&version=8.4.0&flash=false",
 			ProtoMinor:          1,
-			Host:                "localhost:8080",
 			Origin:              "http://localhost:3000",
 			Upgrade:             "websocket",
-			Connection:          "Upgrade",
 			SecWebSocketKey:     "dGhlIHNhbXBsZSBub25jZQ==",
 			SecWebSocketVersion: "13",
 			ContentLength:       -1,
 			KeepAlive:           true,
-			HeadLen:             len(pusherJSRequest),
 		},
 	},
 	{
@@ -59,13 +56,11 @@ var requestCases = []requestCase{
 		wantN: 28,
 		want: Request{
 			Method:        "GET",
-			Target:        "/a",
+			RawPath:       "/a",
 			Path:          "/a",
 			ProtoMinor:    1,
-			Host:          "h",
 			ContentLength: -1,
 			KeepAlive:     true,
-			HeadLen:       28,
 		},
 	},
 	{
@@ -74,14 +69,12 @@ var requestCases = []requestCase{
 		wantN: 52,
 		want: Request{
 			Method:        "GET",
-			Target:        "/app/k",
+			RawPath:       "/app/k",
 			Path:          "/app/k",
 			ProtoMinor:    1,
-			Host:          "h",
 			Upgrade:       "websocket",
 			ContentLength: -1,
 			KeepAlive:     true,
-			HeadLen:       52,
 		},
 	},
 	{
@@ -90,16 +83,12 @@ var requestCases = []requestCase{
 		wantN: 165,
 		want: Request{
 			Method:        "POST",
-			Target:        "/apps/1/events?auth_key=k&auth_signature=s",
+			RawPath:       "/apps/1/events",
 			Path:          "/apps/1/events",
 			RawQuery:      "auth_key=k&auth_signature=s",
 			ProtoMinor:    1,
-			Host:          "api.test",
-			ContentType:   "application/json",
-			ForwardedFor:  "10.0.0.1, 10.0.0.2",
 			ContentLength: 42,
 			KeepAlive:     true,
-			HeadLen:       165,
 		},
 	},
 	{
@@ -108,15 +97,13 @@ var requestCases = []requestCase{
 		wantN: 39,
 		want: Request{
 			Method:        "GET",
-			Target:        "/x?y",
+			RawPath:       "/x",
 			Path:          "/x",
 			RawQuery:      "y",
 			ProtoMinor:    1,
-			Host:          "h",
 			Origin:        "o",
 			ContentLength: -1,
 			KeepAlive:     true,
-			HeadLen:       39,
 		},
 	},
 	{
@@ -125,14 +112,12 @@ var requestCases = []requestCase{
 		wantN: 46,
 		want: Request{
 			Method:        "GET",
-			Target:        "/app/a%20b%2Fc?x=%zz",
+			RawPath:       "/app/a%20b%2Fc",
 			Path:          "/app/a b/c",
 			RawQuery:      "x=%zz",
 			ProtoMinor:    1,
-			Host:          "h",
 			ContentLength: -1,
 			KeepAlive:     true,
-			HeadLen:       46,
 		},
 	},
 	{
@@ -141,12 +126,11 @@ var requestCases = []requestCase{
 		wantN: 18,
 		want: Request{
 			Method:        "GET",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    0,
 			ContentLength: -1,
 			KeepAlive:     false,
-			HeadLen:       18,
 		},
 	},
 	{
@@ -155,13 +139,11 @@ var requestCases = []requestCase{
 		wantN: 42,
 		want: Request{
 			Method:        "GET",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    0,
-			Connection:    "Keep-Alive",
 			ContentLength: -1,
 			KeepAlive:     true,
-			HeadLen:       42,
 		},
 	},
 	{
@@ -170,13 +152,11 @@ var requestCases = []requestCase{
 		wantN: 66,
 		want: Request{
 			Method:        "GET",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    0,
-			Connection:    "keep-alive",
 			ContentLength: -1,
 			KeepAlive:     false,
-			HeadLen:       66,
 		},
 	},
 	{
@@ -185,14 +165,11 @@ var requestCases = []requestCase{
 		wantN: 46,
 		want: Request{
 			Method:        "GET",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    1,
-			Host:          "h",
-			Connection:    "close",
 			ContentLength: -1,
 			KeepAlive:     false,
-			HeadLen:       46,
 		},
 	},
 	{
@@ -201,13 +178,11 @@ var requestCases = []requestCase{
 		wantN: 65,
 		want: Request{
 			Method:        "POST",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    1,
-			Host:          "h",
 			ContentLength: 7,
 			KeepAlive:     true,
-			HeadLen:       65,
 		},
 	},
 	{
@@ -216,13 +191,11 @@ var requestCases = []requestCase{
 		wantN: 47,
 		want: Request{
 			Method:        "POST",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    1,
-			Host:          "h",
 			ContentLength: 0,
 			KeepAlive:     true,
-			HeadLen:       47,
 		},
 	},
 	{
@@ -231,14 +204,12 @@ var requestCases = []requestCase{
 		wantN: 62,
 		want: Request{
 			Method:        "POST",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    1,
-			Host:          "h",
 			ContentLength: -1,
 			Chunked:       true,
 			KeepAlive:     true,
-			HeadLen:       62,
 		},
 	},
 	{
@@ -247,12 +218,11 @@ var requestCases = []requestCase{
 		wantN: 34,
 		want: Request{
 			Method:        "GET",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    1,
 			ContentLength: -1,
 			KeepAlive:     true,
-			HeadLen:       34,
 		},
 	},
 	{
@@ -261,15 +231,13 @@ var requestCases = []requestCase{
 		wantN: 95,
 		want: Request{
 			Method:          "GET",
-			Target:          "/",
+			RawPath:         "/",
 			Path:            "/",
 			ProtoMinor:      1,
-			Host:            "h",
 			Origin:          "a",
 			SecWebSocketKey: "k1",
 			ContentLength:   -1,
 			KeepAlive:       true,
-			HeadLen:         95,
 		},
 	},
 	{
@@ -279,13 +247,11 @@ var requestCases = []requestCase{
 		wantN: 27,
 		want: Request{
 			Method:        "GET",
-			Target:        "/",
+			RawPath:       "/",
 			Path:          "/",
 			ProtoMinor:    1,
-			Host:          "h",
 			ContentLength: -1,
 			KeepAlive:     true,
-			HeadLen:       27,
 		},
 	},
 
@@ -348,7 +314,7 @@ func TestParseRequest(t *testing.T) {
 			if n != tc.wantN {
 				t.Fatalf("n = %d, want %d", n, tc.wantN)
 			}
-			if err == nil && n > 0 && r != tc.want {
+			if err == nil && n > 0 && withoutHS(r) != tc.want {
 				t.Fatalf("request =\n%+v\nwant\n%+v", r, tc.want)
 			}
 		})
@@ -375,7 +341,7 @@ func TestParseRequestEveryPrefix(t *testing.T) {
 			for i := tc.wantN; i <= len(in); i++ {
 				var r Request
 				n, err := ParseRequest(in[:i], 8192, &r)
-				if n != tc.wantN || err != nil || r != tc.want {
+				if n != tc.wantN || err != nil || withoutHS(r) != tc.want {
 					t.Fatalf("prefix %d: n = %d, err = %v, r = %+v", i, n, err, r)
 				}
 			}
@@ -383,13 +349,20 @@ func TestParseRequestEveryPrefix(t *testing.T) {
 	}
 }
 
+// withoutHS returns r without the handshake facts gathered for Upgrade,
+// which TestUpgrade checks.
+func withoutHS(r Request) Request {
+	r.hs = 0
+	return r
+}
+
 func TestParseRequestResets(t *testing.T) {
-	r := Request{Origin: "stale", Chunked: true, HeadLen: 99}
+	r := Request{Origin: "stale", Chunked: true, KeepAlive: true}
 	n, err := ParseRequest([]byte("GET / HTTP/1."), 8192, &r)
 	if n != 0 || err != nil {
 		t.Fatalf("n = %d, err = %v", n, err)
 	}
-	if r.Origin != "" || r.Chunked || r.HeadLen != 0 || r.ContentLength != -1 {
+	if r.Origin != "" || r.Chunked || r.KeepAlive || r.ContentLength != -1 {
 		t.Fatalf("request not reset: %+v", r)
 	}
 }
@@ -403,7 +376,7 @@ func TestParseRequestDoesNotAliasBuffer(t *testing.T) {
 	for i := range buf {
 		buf[i] = 'X'
 	}
-	if r.Target != "/app/key?x=1" || r.Path != "/app/key" || r.Host != "host" || r.Origin != "https://o.example" {
+	if r.RawPath != "/app/key" || r.RawQuery != "x=1" || r.Path != "/app/key" || r.Origin != "https://o.example" {
 		t.Fatalf("fields changed with the buffer: %+v", r)
 	}
 }

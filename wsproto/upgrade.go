@@ -1,10 +1,11 @@
 package wsproto
 
 import (
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
-	"io"
 	"net/http"
-	"strconv"
+	"slices"
 
 	"github.com/gobwas/ws"
 )
@@ -13,111 +14,119 @@ import (
 // Protocols response, as Laravel Reverb does.
 const PoweredByHeader = "X-Powered-By: Laravel Reverb\r\n"
 
-// poweredBy is returned by the upgrader's OnBeforeUpgrade hook so that the
-// header is written to the 101 response only (not to error responses).
-var poweredBy = ws.HandshakeHeaderString(PoweredByHeader)
+// acceptGUID is the GUID of RFC 6455 section 1.3 that Sec-WebSocket-Accept
+// hashes with the key.
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-// upgrader validates handshakes. Protocol, Negotiate and the Extension hooks
-// are nil, so no subprotocol and no extension (permessage-deflate) is ever
-// offered in the response.
-var upgrader = ws.Upgrader{
-	OnBeforeUpgrade: func() (ws.HandshakeHeader, error) { return poweredBy, nil },
-}
+// keyLen is the length of a valid Sec-WebSocket-Key: 16 bytes in base64.
+const keyLen = 24
 
-// UpgradeResult is the outcome of Upgrade.
-type UpgradeResult struct {
-	// Response is the complete HTTP response to write to the client: a
-	// 101 Switching Protocols on success, an error response otherwise.
-	Response []byte
-}
-
-// headRW is the io.ReadWriter given to ws.Upgrader: reads yield exactly the
-// head bytes, writes append to a buffer.
-type headRW struct {
-	head []byte
-	out  []byte
-}
-
-func (h *headRW) Read(p []byte) (int, error) {
-	if len(h.head) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, h.head)
-	h.head = h.head[n:]
-	return n, nil
-}
-
-func (h *headRW) Write(p []byte) (int, error) {
-	h.out = append(h.out, p...)
-	return len(p), nil
-}
-
-// Upgrade validates the WebSocket handshake in head, which must be exactly
-// the request head (r.HeadLen bytes as found by ParseRequest, so bytes
-// pipelined after it are left for the frame decoder).
+// Upgrade answers the WebSocket opening handshake of r, a request head parsed
+// by ParseRequest for which IsUpgrade reports true: it appends the response to
+// dst and returns the extended slice. It reads only r; the request is not
+// parsed again.
 //
-// The handshake is checked by gobwas/ws's ws.Upgrader reading exactly head
-// and writing into a buffer. On success Response is the 101 Switching
-// Protocols response with the Sec-WebSocket-Accept for the client's key and
-// the header "X-Powered-By: Laravel Reverb"; no Sec-WebSocket-Extensions
-// (permessage-deflate is declined) and no Sec-WebSocket-Protocol are sent.
+// The checks of RFC 6455 section 4.2.1 are made in this order, the first
+// failure deciding the answer:
 //
-// On a bad handshake err is non-nil (for gobwas's own rejections a
-// *ws.ConnectionRejectedError, e.g. 405 for a method other than GET, 426
-// with "Sec-WebSocket-Version: 13" for another version, 400 for a missing
-// or malformed Sec-WebSocket-Key, Upgrade, Connection or Host header, 505
-// for HTTP/1.0) and Response is the error response to write before closing
-// the connection. Error responses always carry Content-Length and
-// "Connection: close".
+//  1. a Sec-WebSocket-Key that is present and not empty must be the base64
+//     encoding of 16 bytes (400);
+//  2. the request must be HTTP/1.1 (505) and a GET (405);
+//  3. the Upgrade header must be "websocket", in any case (400); every
+//     Connection header must hold the "upgrade" token and one must be there
+//     (400); Sec-WebSocket-Version must be "13" (426 with
+//     "Sec-WebSocket-Version: 13" when present with another value, 400 when
+//     absent); Sec-WebSocket-Key must be present (400). A repeated Upgrade
+//     header must also be "websocket", and a repeated Sec-WebSocket-Version or
+//     Sec-WebSocket-Key must equal the first.
 //
-// Upgrade is pure; it does not retain head.
-func Upgrade(head []byte) (UpgradeResult, error) {
-	rw := headRW{head: head, out: make([]byte, 0, 192)}
-	_, err := upgrader.Upgrade(&rw)
-	if err == nil {
-		return UpgradeResult{Response: rw.out}, nil
+// (ParseRequest has already required exactly one Host header of an HTTP/1.1
+// request.)
+//
+// On success err is nil and the response is a 101 Switching Protocols with
+// the Sec-WebSocket-Accept for the key and "X-Powered-By: Laravel Reverb"; no
+// Sec-WebSocket-Extensions (permessage-deflate is declined) and no
+// Sec-WebSocket-Protocol (subprotocols are ignored) are sent.
+//
+// On a bad handshake err is the matching handshake error of gobwas/ws (a
+// *ws.ConnectionRejectedError such as ws.ErrHandshakeBadSecKey, whose
+// StatusCode is the answer's status) and the response is a text/plain error
+// with that status, the error's text as body and "Connection: close": the
+// caller writes it and closes the connection.
+//
+// Upgrade is pure; a successful upgrade allocates nothing when dst has room
+// for the response.
+func Upgrade(dst []byte, r *Request) ([]byte, error) {
+	dst = slices.Grow(dst, 256) // the longest response: a 426
+	if err := checkHandshake(r); err != nil {
+		return appendHandshakeError(dst, err), err
 	}
-	if len(rw.out) == 0 {
-		// gobwas returns some errors (a malformed request line, a head
-		// cut short) without writing a response.
-		code := http.StatusBadRequest
-		var rej *ws.ConnectionRejectedError
-		if errors.As(err, &rej) && rej.StatusCode() != 0 {
-			code = rej.StatusCode()
-		}
-		return UpgradeResult{Response: errorResponse(code, err.Error())}, err
-	}
-	return UpgradeResult{Response: addConnectionClose(rw.out)}, err
+	var buf [128]byte
+	tail := append(buf[:0], "Sec-WebSocket-Accept: "...)
+	tail = appendAccept(tail, r.SecWebSocketKey)
+	tail = append(tail, "\r\n"+PoweredByHeader...)
+	return AppendResponse(dst, http.StatusSwitchingProtocols, "Upgrade: websocket\r\nConnection: Upgrade\r\n", tail, nil), nil
 }
 
-// errorResponse builds a plain-text HTTP/1.1 error response that closes the
-// connection.
-func errorResponse(code int, body string) []byte {
-	b := make([]byte, 0, 128+len(body))
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(code)...)
-	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\nConnection: close\r\n\r\n"...)
-	return append(b, body...)
+// checkHandshake makes the checks documented on Upgrade.
+func checkHandshake(r *Request) error {
+	key := r.SecWebSocketKey
+	switch {
+	case key != "" && !validKey(key):
+		return ws.ErrHandshakeBadSecKey
+	case r.ProtoMinor != 1:
+		return ws.ErrHandshakeBadProtocol
+	case r.Method != http.MethodGet:
+		return ws.ErrHandshakeBadMethod
+	case !eqFold(r.Upgrade, "websocket") || r.hs&hsUpgradeRepeat != 0:
+		return ws.ErrHandshakeBadUpgrade
+	case r.hs&hsConnSeen == 0 || r.hs&hsConnNoUpgrade != 0:
+		return ws.ErrHandshakeBadConnection
+	case r.hs&hsVersionSeen == 0:
+		return ws.ErrHandshakeBadSecVersion
+	case r.SecWebSocketVersion != "13" || r.hs&hsVersionRepeat != 0:
+		return ws.ErrHandshakeUpgradeRequired
+	case key == "" || r.hs&hsKeyRepeat != 0:
+		return ws.ErrHandshakeBadSecKey
+	}
+	return nil
 }
 
-// addConnectionClose inserts "Connection: close" after the status line of
-// the response gobwas wrote.
-func addConnectionClose(resp []byte) []byte {
-	const hdr = "Connection: close\r\n"
-	i := 0
-	for i+1 < len(resp) && (resp[i] != '\r' || resp[i+1] != '\n') {
-		i++
+// validKey reports whether key is the base64 encoding of 16 bytes.
+func validKey(key string) bool {
+	if len(key) != keyLen {
+		return false
 	}
-	if i+1 >= len(resp) {
-		return resp
-	}
-	i += 2
-	out := make([]byte, 0, len(resp)+len(hdr))
-	out = append(out, resp[:i]...)
-	out = append(out, hdr...)
-	return append(out, resp[i:]...)
+	var raw [keyLen]byte
+	n, err := base64.StdEncoding.Decode(raw[:], []byte(key))
+	return err == nil && n == 16
 }
+
+// appendAccept appends the Sec-WebSocket-Accept value for a valid key: the
+// base64 of the SHA-1 of the key followed by the GUID.
+func appendAccept(dst []byte, key string) []byte {
+	var b [keyLen + len(acceptGUID)]byte
+	copy(b[copy(b[:], key):], acceptGUID)
+	sum := sha1.Sum(b[:])
+	return base64.StdEncoding.AppendEncode(dst, sum[:])
+}
+
+// appendHandshakeError appends the plain-text error response for err, one of
+// gobwas/ws's handshake errors.
+func appendHandshakeError(dst []byte, err error) []byte {
+	status := http.StatusBadRequest
+	var rej *ws.ConnectionRejectedError
+	if errors.As(err, &rej) && rej.StatusCode() != 0 {
+		status = rej.StatusCode()
+	}
+	tail := closeTail
+	if status == http.StatusUpgradeRequired {
+		tail = versionCloseTail
+	}
+	return AppendResponse(dst, status, "Content-Type: text/plain; charset=utf-8\r\n", tail, []byte(err.Error()))
+}
+
+var (
+	closeTail        = []byte("Connection: close\r\n")
+	versionCloseTail = []byte("Sec-WebSocket-Version: 13\r\nConnection: close\r\n")
+)
