@@ -80,7 +80,13 @@ func (h *harness) settle() {
 
 // connections returns the app's open sessions on the node.
 func (h *harness) connections(key string) int64 {
-	return h.s.px.Connections(h.s.px.AppByKey(key))
+	for _, a := range h.s.px.Apps() {
+		if a.Key == key {
+			return h.s.px.Connections(a)
+		}
+	}
+	h.t.Fatalf("no app with key %q", key)
+	return 0
 }
 
 // fakeConn is a connection as the handlers see it (conn), behaving as
