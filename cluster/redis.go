@@ -163,6 +163,9 @@ func NewRedis(cfg Config, px *pusher.Server) (*Redis, error) {
 		t.sentinel = &sentinelWatch{addrs: cfg.Addrs, masterName: cfg.MasterName, opts: redis.Options{
 			Username: cfg.SentinelUsername, Password: cfg.SentinelPassword, TLSConfig: tlsConf,
 			DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		}, master: redis.Options{
+			Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLSConfig: tlsConf,
+			DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 		}}
 	}
 	return newBroker(cfg, px, t), nil

@@ -78,6 +78,7 @@ type redisTransport struct {
 
 	mu       sync.Mutex
 	ps       *redis.PubSub            // single and Sentinel
+	direct   *redis.Client            // Sentinel, after a failover: the client of ps
 	channels map[string]struct{}      // single and Sentinel: subscribed channels
 	shards   map[string]*redis.PubSub // Redis Cluster: by master address
 	where    map[string]*redis.PubSub // Redis Cluster: channel → its shard's PubSub
@@ -266,6 +267,9 @@ func (t *redisTransport) close() error {
 	for _, ps := range t.shards {
 		_ = ps.Close()
 	}
+	if t.direct != nil {
+		_ = t.direct.Close()
+	}
 	t.mu.Unlock()
 	t.wg.Wait()
 	return t.rdb.Close()
@@ -276,6 +280,7 @@ type sentinelWatch struct {
 	addrs      []string
 	masterName string
 	opts       redis.Options // credentials, TLS and timeouts for the sentinels
+	master     redis.Options // the same for the data nodes (Addr set per master)
 }
 
 // watchSentinels listens for +switch-master on one sentinel at a time and
@@ -303,8 +308,11 @@ func (t *redisTransport) watchSentinels() {
 				break
 			}
 			backoff = 100 * time.Millisecond
-			if m, ok := msg.(*redis.Message); ok && strings.HasPrefix(m.Payload, t.sentinel.masterName+" ") {
-				t.resubscribe()
+			// "<name> <old ip> <old port> <new ip> <new port>"
+			if m, ok := msg.(*redis.Message); ok {
+				if f := strings.Fields(m.Payload); len(f) == 5 && f[0] == t.sentinel.masterName {
+					t.resubscribe(net.JoinHostPort(f[3], f[4]))
+				}
 			}
 		}
 		_ = ps.Close()
@@ -321,12 +329,18 @@ func (t *redisTransport) watchSentinels() {
 // errFailover is reported when the subscription moves to a new master.
 var errFailover = errors.New("cluster: Redis master failed over; subscribing on the new master")
 
-// resubscribe replaces the subscription connection by one to the current
-// master and subscribes every channel again.
-func (t *redisTransport) resubscribe() {
+// resubscribe replaces the subscription connection by one to the new
+// master at addr and subscribes every channel again. It dials addr itself:
+// the sentinel that go-redis asks for the master may not know of the
+// failover yet.
+func (t *redisTransport) resubscribe(addr string) {
+	opts := t.sentinel.master
+	opts.Addr = addr
+	direct := redis.NewClient(&opts)
 	t.mu.Lock()
-	old := t.ps
-	t.ps = t.rdb.Subscribe(t.ctx)
+	old, oldDirect := t.ps, t.direct
+	t.direct = direct
+	t.ps = direct.Subscribe(t.ctx)
 	chans := make([]string, 0, len(t.channels))
 	for ch := range t.channels {
 		chans = append(chans, ch)
@@ -335,6 +349,9 @@ func (t *redisTransport) resubscribe() {
 	t.runLocked(ps)
 	t.mu.Unlock()
 	_ = old.Close()
+	if oldDirect != nil {
+		_ = oldDirect.Close()
+	}
 	t.r.onError(errFailover, true)
 	if len(chans) > 0 {
 		ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
