@@ -1,0 +1,332 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// runWS runs the WebSocket scenarios: connect, fanout, burst, client-events.
+func (r *runner) runWS(ctx context.Context) error {
+	cfg := &r.cfg
+	n := cfg.Connections
+	workers := cfg.Workers
+	parts := 1
+	if workers > 0 {
+		parts = workers
+	}
+	connectRate := cfg.ConnectRate
+	if cfg.Scenario == ScenarioConnect {
+		connectRate = cfg.Rate
+	}
+	srv0 := r.serverSample()
+	cpuStart := selfCPU()
+	rssStart := selfRSSKB()
+
+	var handles []shardHandle
+	first := 0
+	for p := 0; p < parts; p++ {
+		count := (n - first) / (parts - p)
+		if cfg.Scenario == ScenarioClientEvents && p < parts-1 {
+			count = (count + cfg.Group - 1) / cfg.Group * cfg.Group
+		}
+		if count <= 0 {
+			continue
+		}
+		spec := shardSpec{Config: *cfg, First: first, Count: count, Tag: r.tag, ConnectRate: connectRate / float64(parts)}
+		var h shardHandle
+		var err error
+		if workers > 0 {
+			h, err = startRemote(spec, r.stderr)
+		} else {
+			h, err = startLocal(ctx, spec)
+		}
+		if err != nil {
+			for _, h := range handles {
+				_, _ = h.finish()
+			}
+			return err
+		}
+		handles = append(handles, h)
+		first += count
+	}
+	total := func() shardStatus {
+		var st shardStatus
+		for _, h := range handles {
+			st.add(h.status())
+		}
+		return st
+	}
+	r.setCounters("connects", func() int64 {
+		st := total()
+		return st.Connected + st.Failed
+	}, func() int64 { return total().Connected })
+	// Connection ramp.
+	t0 := time.Now()
+	perChan := make([]int64, max(1, cfg.Channels))
+	var readyErr string
+	var clientRSS int64
+	for _, h := range handles {
+		select {
+		case rd := <-h.ready():
+			if rd.Err != "" && readyErr == "" {
+				readyErr = rd.Err
+			}
+			for i, c := range rd.PerChannel {
+				if i < len(perChan) {
+					perChan[i] += c
+				}
+			}
+			clientRSS += rd.RSSReadyKB - rd.RSSStartKB
+		case <-ctx.Done():
+			readyErr = "timed out while connecting"
+		}
+	}
+	connectDur := time.Since(t0)
+	srvConnected := r.serverSample()
+	st := total()
+	r.res.ConnectS = round2(connectDur.Seconds())
+	r.res.ConnectsPerSec = perSecond(st.Connected, connectDur)
+	if workers == 0 {
+		clientRSS = selfRSSKB() - rssStart
+	}
+	if st.Connected > 0 {
+		r.res.ClientRSSConn = round1(float64(clientRSS*1024) / float64(st.Connected))
+	}
+
+	var runErr error
+	if readyErr != "" {
+		runErr = fmt.Errorf("%s", readyErr)
+	}
+	phase0 := srvConnected
+	var phaseOps int64
+	measureStart := time.Now()
+	switch {
+	case runErr != nil:
+	case cfg.Scenario == ScenarioConnect:
+		r.res.Op = "connect+subscribe"
+		// Let the server settle, read its RSS, then hold the connections.
+		sleepCtx(ctx, time.Second)
+		srvIdle := r.serverSample()
+		if r.res.Server != nil {
+			r.res.Server.RSSBeforeKB = srv0.RSSKB
+			r.res.Server.RSSAfterKB = srvIdle.RSSKB
+			if st.Connected > 0 {
+				r.res.Server.RSSPerConnB = round1(float64((srvIdle.RSSKB-srv0.RSSKB)*1024) / float64(st.Connected))
+			}
+		}
+		r.serverCPU(srv0, srvConnected, st.Connected)
+		phase0 = srvIdle
+		sleepCtx(ctx, cfg.Duration)
+	case cfg.Scenario == ScenarioFanout || cfg.Scenario == ScenarioBurst:
+		r.res.Op = "delivery"
+		r.setCounters("deliveries", func() int64 { return total().Received }, nil)
+		runErr = r.trigger(ctx, perChan)
+		r.drain(ctx, total)
+	case cfg.Scenario == ScenarioClientEvents:
+		r.res.Op = "relay"
+		r.setCounters("relays", func() int64 { return total().Received }, nil)
+		for _, h := range handles {
+			h.startSending()
+		}
+		sleepCtx(ctx, cfg.Duration)
+		for _, h := range handles {
+			h.stopSending()
+		}
+		r.res.Expected = -1 // filled below from the shards' counts
+		r.drain(ctx, total)
+	}
+	measureDur := time.Since(measureStart)
+	srv1 := r.serverSample()
+	if r.res.Server != nil && r.res.Server.RSSAfterKB == 0 {
+		r.res.Server.RSSBeforeKB = srv0.RSSKB
+		r.res.Server.RSSAfterKB = srv1.RSSKB
+	}
+
+	// Collect.
+	connHist, delHist := newHist(), newHist()
+	var fin shardStatus
+	var cpu time.Duration
+	for _, h := range handles {
+		res, err := h.finish()
+		fin.add(res.Status)
+		mergeSnapshot(connHist, res.Connect)
+		mergeSnapshot(delHist, res.Deliveries)
+		cpu += time.Duration(res.CPUNS)
+		r.res.Errors = appendErrs(r.res.Errors, res.Errs...)
+		if err != nil {
+			r.res.Errors = appendErrs(r.res.Errors, err.Error())
+		}
+	}
+	if workers == 0 {
+		cpu = selfCPU() - cpuStart
+	} else {
+		cpu += selfCPU() - cpuStart
+	}
+	r.res.ClientCPUS = round2(cpu.Seconds())
+	r.res.Connected = fin.Connected
+	r.res.Failed = fin.Failed
+	r.res.ClosedEarly = fin.ClosedEarly
+	r.res.ServerErrors = fin.Errors
+	r.res.ConnectLatency = Summarize(connHist)
+	switch cfg.Scenario {
+	case ScenarioConnect:
+		r.res.Ops = fin.Connected
+		r.res.OpsPerSec = r.res.ConnectsPerSec
+		r.res.Latency = r.res.ConnectLatency
+		r.res.Dist = Distribution(connHist, 10)
+		r.res.DurationS = round2(connectDur.Seconds())
+	default:
+		if cfg.Scenario == ScenarioClientEvents {
+			r.res.Expected = fin.Expected
+			r.res.Events = fin.Sent
+		}
+		r.res.Received = fin.Received
+		r.res.Ops = fin.Received
+		r.res.OpsPerSec = perSecond(fin.Received, measureDur)
+		r.res.Latency = Summarize(delHist)
+		r.res.Dist = Distribution(delHist, 10)
+		r.res.DurationS = round2(measureDur.Seconds())
+		phaseOps = fin.Received
+		r.serverCPU(phase0, srv1, phaseOps)
+	}
+	if fin.Connected < int64(cfg.Connections) && runErr == nil {
+		runErr = fmt.Errorf("%d of %d connections failed", int64(cfg.Connections)-fin.Connected, cfg.Connections)
+	}
+	return runErr
+}
+
+// drain waits until every expected delivery arrived, or Drain passed.
+func (r *runner) drain(ctx context.Context, total func() shardStatus) {
+	deadline := time.Now().Add(r.cfg.Drain)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		st := total()
+		exp := r.res.Expected
+		if exp < 0 {
+			exp = st.Expected
+		}
+		if st.Received >= exp {
+			return
+		}
+		sleepCtx(ctx, 20*time.Millisecond)
+	}
+}
+
+// trigger sends events through the HTTP API at cfg.Rate triggers (or
+// bursts) per second for cfg.Duration, and sets Triggers, Events and
+// Expected.
+func (r *runner) trigger(ctx context.Context, perChan []int64) error {
+	cfg := &r.cfg
+	channels := make([]string, cfg.Channels)
+	var subs int64
+	for i := range channels {
+		channels[i] = fmt.Sprintf("bench-%s-fan-%d", r.tag, i)
+		subs += perChan[i]
+	}
+	perBurst := 1
+	if cfg.Scenario == ScenarioBurst {
+		perBurst = cfg.Burst
+	}
+	const poolSize = 4
+	pool := make(chan *apiClient, poolSize)
+	for i := range poolSize {
+		pool <- newAPIClient(cfg, i)
+	}
+	var (
+		mu               sync.Mutex
+		triggers, errs   int64
+		unconfirmed      int64
+		events, expected int64
+		trigHist         = newHist()
+		wg               sync.WaitGroup
+		firstErr         error
+	)
+	fire := func(c *apiClient) {
+		defer func() { pool <- c; wg.Done() }()
+		for sent := 0; sent < perBurst; {
+			k := 1
+			var body []byte
+			var route string
+			var exp int64
+			if cfg.Scenario == ScenarioBurst {
+				k = min(10, perBurst-sent)
+				chs := make([]string, k)
+				data := make([][]byte, k)
+				for j := range k {
+					ci := (sent + j) % len(channels)
+					chs[j] = channels[ci]
+					exp += perChan[ci]
+					data[j] = eventData(time.Now(), cfg.Payload)
+				}
+				body, route = batchBody(chs, data), "batch_events"
+			} else {
+				body, route = triggerBody(channels, eventData(time.Now(), cfg.Payload)), "events"
+				exp = subs
+			}
+			t0 := time.Now()
+			status, err := c.post(ctx, route, body)
+			lat := time.Since(t0)
+			if err == nil {
+				err = statusErr(status)
+			}
+			mu.Lock()
+			recordLatency(trigHist, lat)
+			if err != nil {
+				errs++
+				if firstErr == nil {
+					firstErr = fmt.Errorf("trigger: %w", err)
+				}
+				if status == 0 && os.IsTimeout(err) {
+					// No answer in time: the server may still deliver, so
+					// the events stay expected (they count as loss if not).
+					unconfirmed++
+					events += int64(k)
+					expected += exp
+				}
+			} else {
+				triggers++
+				events += int64(k)
+				expected += exp
+			}
+			mu.Unlock()
+			sent += k
+		}
+	}
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if !at.Before(end) {
+			break
+		}
+		if !sleepUntil(ctx, at) {
+			break
+		}
+		var c *apiClient
+		select {
+		case c = <-pool:
+		case <-ctx.Done():
+		}
+		if c == nil {
+			break
+		}
+		wg.Add(1)
+		go fire(c)
+	}
+	wg.Wait()
+	close(pool)
+	for c := range pool {
+		c.close()
+	}
+	r.res.Triggers, r.res.TriggerErrors = triggers, errs
+	r.res.Unconfirmed = unconfirmed
+	r.res.Events, r.res.Expected = events, expected
+	r.res.TriggerLat = Summarize(trigHist)
+	if firstErr != nil {
+		r.res.Errors = appendErrs(r.res.Errors, firstErr.Error())
+	}
+	return nil
+}
