@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reverbgo/reverb/pusher"
 )
 
 // apiClient is a keep-alive HTTP/1.1 client for the Pusher HTTP API on one
@@ -63,7 +65,7 @@ func (a *apiClient) try(ctx context.Context, route string, body []byte) (int, er
 		a.br = bufio.NewReaderSize(c, 4096)
 	}
 	path := "/apps/" + a.cfg.AppID + "/" + route
-	q := SignedQuery("POST", path, a.cfg.Key, a.cfg.Secret, body, time.Now().Unix())
+	q := pusher.SignQuery(a.cfg.Key, a.cfg.Secret, "POST", path, nil, body, time.Now()).Encode()
 	r := a.req[:0]
 	r = append(r, "POST "...)
 	r = append(r, a.cfg.Path...)

@@ -10,9 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/reverbgo/reverb/config"
+	"github.com/reverbgo/reverb/internal/testkit"
 	"github.com/reverbgo/reverb/loop"
 	"github.com/reverbgo/reverb/pusher"
 )
@@ -206,28 +206,7 @@ func startUnconfiguredServer(t *testing.T) int {
 	}
 	px.SetBroker(pusher.NopBroker{})
 	srv := loop.New(px, loop.Config{Host: "127.0.0.1", Loops: 2, MaxFragments: sc.Limits.MaxFragments, Logger: quiet})
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run() }()
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start in 5 s")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Stop(ctx)
-		select {
-		case <-errc:
-		case <-time.After(5 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	_, p, _ := net.SplitHostPort(srv.Addr())
-	port, _ := strconv.Atoi(p)
-	return port
+	return testkit.Port(t, testkit.Serve(t, srv))
 }
 
 // TestBenchWithoutAppFlagsAgainstUnconfiguredServer is `reverb start` with

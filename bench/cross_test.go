@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -11,15 +10,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/reverbgo/reverb/cluster"
+	"github.com/reverbgo/reverb/cluster/redistest"
+	"github.com/reverbgo/reverb/internal/testkit"
 	"github.com/reverbgo/reverb/loop"
 	"github.com/reverbgo/reverb/pusher"
 )
@@ -261,42 +260,7 @@ func TestCrossTwoNodes(t *testing.T) {
 // ends and returns the port.
 func startRedis(t *testing.T) int {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed (make test installs it)")
-		}
-		t.Skip("redis-server is not installed; `make test` installs it")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_, _ = cmd.Process.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			fmt.Fprint(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
-				return port
-			}
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
-	t.Fatal("redis-server did not answer PING within 10 s")
-	return 0
+	return redistest.Start(t).Port
 }
 
 // startNode runs one in-process node of a cluster over the Redis on
@@ -319,27 +283,6 @@ func startNode(t *testing.T, redisPort int) int {
 	px.SetBroker(broker)
 	broker.Start()
 	srv := loop.New(px, loop.Config{Host: "127.0.0.1", Loops: 2, Logger: quiet})
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run() }()
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start in 5 s")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Stop(ctx)
-		select {
-		case <-errc:
-		case <-time.After(5 * time.Second):
-			t.Error("server did not stop")
-		}
-		broker.Close()
-	})
-	_, p, _ := net.SplitHostPort(srv.Addr())
-	port, _ := strconv.Atoi(p)
-	return port
+	t.Cleanup(broker.Close)
+	return testkit.Port(t, testkit.Serve(t, srv))
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"github.com/reverbgo/reverb/pusher"
 	"github.com/reverbgo/reverb/wsproto"
 	"golang.org/x/time/rate"
 )
@@ -217,7 +218,7 @@ func (s *shard) open(ctx context.Context, i int, buf []byte) error {
 	}
 	auth := ""
 	if s.cfg.Scenario == ScenarioClientEvents {
-		auth = ChannelAuth(s.cfg.Key, s.cfg.Secret, sid, ch)
+		auth = pusher.ChannelAuth(s.cfg.Key, s.cfg.Secret, sid, ch, "")
 	}
 	if err := bc.subscribe(ch, auth); err != nil {
 		nc.Close()

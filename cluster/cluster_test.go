@@ -2,14 +2,7 @@ package cluster_test
 
 import (
 	"bufio"
-	"context"
-	"crypto/hmac"
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
+	"github.com/reverbgo/reverb/internal/testkit"
 )
 
 // These tests run real processes: a redis-server from the system (installed
@@ -60,14 +52,11 @@ func reverbBinary(t *testing.T) string {
 	return binPath
 }
 
+// freePort returns a port for a node process (see testkit.FreePort on
+// its race).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testkit.FreePort(t)
 }
 
 // redisServer is a real redis-server process.
@@ -239,32 +228,13 @@ func (n *node) waitLog(mark int, s string, d time.Duration) {
 	n.t.Fatalf("node %d never logged %q:\n%s", n.port, s, n.logs.String())
 }
 
+// testApp is the app every node serves.
+var testApp = testkit.App{ID: appID, Key: appKey, Secret: secret}
+
 // api sends a signed HTTP API request and returns status and body.
 func (n *node) api(method, path, body string) (int, string) {
 	n.t.Helper()
-	q := fmt.Sprintf("auth_key=%s&auth_timestamp=%d&auth_version=1.0", appKey, time.Now().Unix())
-	if body != "" {
-		sum := md5.Sum([]byte(body))
-		q += "&body_md5=" + hex.EncodeToString(sum[:])
-	}
-	path, extra, _ := strings.Cut(path, "?")
-	if extra != "" {
-		// Query parameters are signed sorted; these tests only use info and
-		// filter_by_prefix, which sort after auth_*.
-		q += "&" + extra
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(method + "\n" + path + "\n" + q))
-	url := fmt.Sprintf("http://127.0.0.1:%d%s?%s&auth_signature=%s", n.port, path, q, hex.EncodeToString(mac.Sum(nil)))
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		n.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testkit.API(n.t, fmt.Sprintf("127.0.0.1:%d", n.port), testApp, method, path, body)
 }
 
 func (n *node) trigger(channel, name, data, except string) {
@@ -275,22 +245,12 @@ func (n *node) trigger(channel, name, data, except string) {
 	}
 }
 
-type event struct {
-	Event   string          `json:"event"`
-	Channel string          `json:"channel"`
-	Data    json.RawMessage `json:"data"`
-}
+type event = testkit.Event
 
-func (e event) data() string {
-	var s string
-	if json.Unmarshal(e.Data, &s) == nil {
-		return s
-	}
-	return string(e.Data)
-}
-
-// client is a WebSocket client whose reader goroutine queues the events.
+// client is a WebSocket client of the test app whose reader goroutine
+// queues the events; it waits 10 s for each.
 type client struct {
+	*testkit.Client
 	t      *testing.T
 	conn   net.Conn
 	events chan event
@@ -300,122 +260,29 @@ type client struct {
 
 func dial(t *testing.T, n *node) *client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, br, _, err := ws.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/app/%s", n.port, appKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	c := &client{t: t, conn: conn, events: make(chan event, 1024), closed: make(chan struct{})}
-	t.Cleanup(func() { conn.Close() })
-	go func() {
-		defer close(c.closed)
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{r, conn}
-		for {
-			msg, err := wsutil.ReadServerText(rw)
-			if err != nil {
-				if os.Getenv("REVERB_TEST_DEBUG") != "" {
-					fmt.Println("client reader:", err)
-				}
-				return
-			}
-			var e event
-			if json.Unmarshal(msg, &e) == nil {
-				c.events <- e
-			}
-		}
-	}()
-	e := c.next()
-	if e.Event != "pusher:connection_established" {
-		t.Fatalf("first event %s", e.Event)
-	}
-	var d struct {
-		SocketID string `json:"socket_id"`
-	}
-	_ = json.Unmarshal([]byte(e.data()), &d)
-	c.sid = d.SocketID
-	return c
+	c := testkit.Dial(t, fmt.Sprintf("127.0.0.1:%d", n.port), testApp, 10*time.Second)
+	return &client{Client: c, t: t, conn: c.Conn, events: c.Events, closed: c.Closed, sid: c.SocketID}
 }
 
-func (c *client) send(msg string) {
-	c.t.Helper()
-	if err := wsutil.WriteClientText(c.conn, []byte(msg)); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// next returns the next event within 10 s.
-func (c *client) next() event {
-	c.t.Helper()
-	select {
-	case e := <-c.events:
-		return e
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("no event within 10 s")
-	}
-	return event{}
-}
-
-// expect returns the next event, which must be name.
-func (c *client) expect(name string) event {
-	c.t.Helper()
-	e := c.next()
-	if e.Event != name {
-		c.t.Fatalf("expected %s, got %s %s", name, e.Event, e.Data)
-	}
-	return e
-}
+func (c *client) send(msg string)       { c.t.Helper(); c.Send(msg) }
+func (c *client) next() event           { c.t.Helper(); return c.Next() }
+func (c *client) expect(n string) event { c.t.Helper(); return c.Expect(n) }
+func (c *client) subscribe(ch string)   { c.t.Helper(); c.Subscribe(ch) }
 
 // waitFor skips events until one matches, within d.
 func (c *client) waitFor(d time.Duration, match func(event) bool) event {
 	c.t.Helper()
-	deadline := time.After(d)
-	for {
-		select {
-		case e := <-c.events:
-			if match(e) {
-				return e
-			}
-		case <-deadline:
-			c.t.Fatalf("no matching event within %s", d)
-			return event{}
-		}
-	}
-}
-
-func (c *client) subscribe(channel string) {
-	c.t.Helper()
-	c.send(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":%q}}`, channel))
-	c.expect("pusher_internal:subscription_succeeded")
+	return c.WaitFor(d, match)
 }
 
 // join subscribes to a presence channel as user and returns the presence data.
 func (c *client) join(channel, user string) string {
 	c.t.Helper()
-	cd := fmt.Sprintf(`{"user_id":%q,"user_info":{"name":%q}}`, user, user)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(c.sid + ":" + channel + ":" + cd))
-	auth := appKey + ":" + hex.EncodeToString(mac.Sum(nil))
-	c.send(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":%q,"auth":%q,"channel_data":%q}}`, channel, auth, cd))
-	return c.expect("pusher_internal:subscription_succeeded").data()
+	return c.Join(channel, fmt.Sprintf(`{"user_id":%q,"user_info":{"name":%q}}`, user, user))
 }
 
 // private subscribes to a private channel.
-func (c *client) private(channel string) {
-	c.t.Helper()
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(c.sid + ":" + channel))
-	auth := appKey + ":" + hex.EncodeToString(mac.Sum(nil))
-	c.send(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":%q,"auth":%q}}`, channel, auth))
-	c.expect("pusher_internal:subscription_succeeded")
-}
+func (c *client) private(channel string) { c.t.Helper(); c.Private(channel) }
 
 // waitNodes waits until every node's HTTP API sees subscriptions of channel
 // summing to want, i.e. the cluster has formed.
@@ -445,7 +312,7 @@ func TestEventsReachEveryNodeAndExclusionWorksAcrossNodes(t *testing.T) {
 	n1.trigger("orders", "created", `{"id":1}`, "")
 	for _, c := range []*client{a, b} {
 		e := c.expect("created")
-		if e.Channel != "orders" || e.data() != `{"id":1}` {
+		if e.Channel != "orders" || e.DataString() != `{"id":1}` {
 			t.Fatalf("got %+v", e)
 		}
 	}
@@ -453,7 +320,7 @@ func TestEventsReachEveryNodeAndExclusionWorksAcrossNodes(t *testing.T) {
 	// follows proves b got nothing before it.
 	n1.trigger("orders", "skipped", "x", b.sid)
 	n1.trigger("orders", "marker", "y", "")
-	if e := a.expect("skipped"); e.data() != "x" {
+	if e := a.expect("skipped"); e.DataString() != "x" {
 		t.Fatalf("a got %+v", e)
 	}
 	a.expect("marker")
@@ -465,8 +332,8 @@ func TestEventsReachEveryNodeAndExclusionWorksAcrossNodes(t *testing.T) {
 	}
 	for _, c := range []*client{a, b} {
 		for i := range 20 {
-			if e := c.expect("seq"); e.data() != fmt.Sprint(i) {
-				t.Fatalf("event %d out of order: %s", i, e.data())
+			if e := c.expect("seq"); e.DataString() != fmt.Sprint(i) {
+				t.Fatalf("event %d out of order: %s", i, e.DataString())
 			}
 		}
 	}
@@ -498,8 +365,8 @@ func TestPresenceIsClusterWide(t *testing.T) {
 		t.Fatalf("bob does not see alice on the other node: %s", data)
 	}
 	e := alice.expect("pusher_internal:member_added")
-	if !strings.Contains(e.data(), `"user_id":"bob"`) {
-		t.Fatalf("member_added %s", e.data())
+	if !strings.Contains(e.DataString(), `"user_id":"bob"`) {
+		t.Fatalf("member_added %s", e.DataString())
 	}
 	// A second connection of bob, on node 1: no new member_added anywhere.
 	bob2 := dial(t, n1)
@@ -524,8 +391,8 @@ func TestPresenceIsClusterWide(t *testing.T) {
 	// His last connection leaves: member_removed once.
 	bob2.conn.Close()
 	e = alice.expect("pusher_internal:member_removed")
-	if e.data() != `{"user_id":"bob"}` {
-		t.Fatalf("member_removed %s", e.data())
+	if e.DataString() != `{"user_id":"bob"}` {
+		t.Fatalf("member_removed %s", e.DataString())
 	}
 }
 
@@ -543,8 +410,8 @@ func TestDeadNodesMembersAreRemoved(t *testing.T) {
 	start := time.Now()
 	_ = n2.cmd.Process.Kill()
 	e := alice.waitFor(15*time.Second, func(e event) bool { return e.Event == "pusher_internal:member_removed" })
-	if e.data() != `{"user_id":"bob"}` {
-		t.Fatalf("member_removed %s", e.data())
+	if e.DataString() != `{"user_id":"bob"}` {
+		t.Fatalf("member_removed %s", e.DataString())
 	}
 	t.Logf("member_removed after %s", time.Since(start).Round(100*time.Millisecond))
 }
@@ -573,7 +440,7 @@ func TestCacheChannelAndTerminateAcrossNodes(t *testing.T) {
 	// A new subscriber on the other node gets the last event.
 	b := dial(t, n2)
 	b.subscribe("cache-prices")
-	if e := b.expect("price"); e.data() != "42" {
+	if e := b.expect("price"); e.DataString() != "42" {
 		t.Fatalf("cached event %+v", e)
 	}
 	// Terminating a user through node 1 closes their connection on node 2.
@@ -608,7 +475,7 @@ func TestRedisOutageKeepsLocalDeliveryAndRecovers(t *testing.T) {
 	n1.waitLog(mark, "Redis unreachable", 15*time.Second)
 	// Local delivery goes on.
 	n1.trigger("news", "during", "1", "")
-	if e := a.expect("during"); e.data() != "1" {
+	if e := a.expect("during"); e.DataString() != "1" {
 		t.Fatalf("local event during the outage: %+v", e)
 	}
 	// A presence user joins node 2 while Redis is frozen.
@@ -646,7 +513,7 @@ func TestRedisOutageKeepsLocalDeliveryAndRecovers(t *testing.T) {
 	}
 	// Node 1 learnt about carol (and bob) after the resync.
 	alice.waitFor(10*time.Second, func(e event) bool {
-		return e.Event == "pusher_internal:member_added" && strings.Contains(e.data(), `"carol"`)
+		return e.Event == "pusher_internal:member_added" && strings.Contains(e.DataString(), `"carol"`)
 	})
 	waitCount(t, n1, "presence-room", 3)
 }
@@ -667,8 +534,8 @@ func TestRestartThroughRedisDrainsEveryNode(t *testing.T) {
 	}
 	for _, c := range []*client{a, b} {
 		e := c.expect("pusher:error")
-		if !strings.Contains(e.data(), `"code":4200`) {
-			t.Fatalf("drain error %s", e.data())
+		if !strings.Contains(e.DataString(), `"code":4200`) {
+			t.Fatalf("drain error %s", e.DataString())
 		}
 	}
 	for _, n := range []*node{n1, n2} {
@@ -731,7 +598,7 @@ func TestReusePortLetsProcessesShareAPort(t *testing.T) {
 			continue
 		default:
 		}
-		if e := c.expect("still"); e.data() == "here" {
+		if e := c.expect("still"); e.DataString() == "here" {
 			got++
 		}
 	}

@@ -67,7 +67,7 @@ func pair(n1, n2 *node, round int) (a, b *node) {
 func expectData(c *client, name, data string) {
 	c.t.Helper()
 	e := c.next()
-	if e.Event != name || e.data() != data {
+	if e.Event != name || e.DataString() != data {
 		c.t.Fatalf("expected %s %q, got %s %s", name, data, e.Event, e.Data)
 	}
 }
@@ -85,10 +85,10 @@ func expectSeq(c *client, name string, want ...[]string) {
 	var got []string
 	for range total {
 		e := c.next()
-		got = append(got, e.Event+" "+e.data())
+		got = append(got, e.Event+" "+e.DataString())
 		ok := false
 		for i, w := range want {
-			if e.Event == name && next[i] < len(w) && w[next[i]] == e.data() {
+			if e.Event == name && next[i] < len(w) && w[next[i]] == e.DataString() {
 				next[i]++
 				ok = true
 				break
@@ -219,7 +219,7 @@ func checkPresence(t *testing.T, n1, n2 *node, ch string, round int) {
 	}
 	expectUsers(t, ch, []string{"alice", "bob"}, na, nb)
 	e := alice.next()
-	if e.Event != "pusher_internal:member_added" || e.data() != `{"user_id":"bob","user_info":{"name":"bob"}}` {
+	if e.Event != "pusher_internal:member_added" || e.DataString() != `{"user_id":"bob","user_info":{"name":"bob"}}` {
 		t.Fatalf("alice: expected member_added of bob, got %s %s", e.Event, e.Data)
 	}
 	// A second connection of bob, on alice's node: bob is already there,

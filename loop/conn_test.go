@@ -186,14 +186,14 @@ func TestRegressionSubscribeWriteFailureAddsGhostMember(t *testing.T) {
 		var m struct {
 			UserID string `json:"user_id"`
 		}
-		_ = json.Unmarshal([]byte(e.dataString()), &m)
+		_ = json.Unmarshal([]byte(e.DataString()), &m)
 		switch {
 		case e.Event == "pusher_internal:member_added" && !added[m.UserID]:
 			added[m.UserID] = true
 		case e.Event == "pusher_internal:member_removed" && added[m.UserID]:
 			added[m.UserID] = false
 		default:
-			t.Fatalf("the observer got %s %s (user added: %v)", e.Event, e.dataString(), added[m.UserID])
+			t.Fatalf("the observer got %s %s (user added: %v)", e.Event, e.DataString(), added[m.UserID])
 		}
 	}
 	for user, in := range added {
@@ -209,11 +209,11 @@ func TestRegressionSubscribeWriteFailureAddsGhostMember(t *testing.T) {
 			Count int      `json:"count"`
 		} `json:"presence"`
 	}
-	if err := json.Unmarshal([]byte(e.dataString()), &d); err != nil || d.Presence.Count != 2 || strings.Join(d.Presence.IDs, ",") != "observer,late" {
-		t.Fatalf("members seen by a new member: %s", e.dataString())
+	if err := json.Unmarshal([]byte(e.DataString()), &d); err != nil || d.Presence.Count != 2 || strings.Join(d.Presence.IDs, ",") != "observer,late" {
+		t.Fatalf("members seen by a new member: %s", e.DataString())
 	}
-	if e := obs.expectEvent("pusher_internal:member_added"); !strings.Contains(e.dataString(), `"late"`) {
-		t.Fatalf("member_added %s", e.dataString())
+	if e := obs.expectEvent("pusher_internal:member_added"); !strings.Contains(e.DataString(), `"late"`) {
+		t.Fatalf("member_added %s", e.DataString())
 	}
 	obs.expectNothing()
 }

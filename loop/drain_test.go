@@ -22,8 +22,8 @@ func TestDrainClosesSessionsWith4200(t *testing.T) {
 	go func() { done <- srv.Drain(context.Background(), 2*time.Second) }()
 	for i, c := range clients {
 		e := c.expectEvent("pusher:error")
-		if !strings.Contains(e.dataString(), `"code":4200`) {
-			t.Fatalf("client %d: %s", i, e.dataString())
+		if !strings.Contains(e.DataString(), `"code":4200`) {
+			t.Fatalf("client %d: %s", i, e.DataString())
 		}
 		if code := c.expectClose(); code != 4200 {
 			t.Fatalf("client %d: close code %d", i, code)

@@ -296,7 +296,7 @@ func (h *harness) connect(key string, failAt int) (*fakeConn, string) {
 	var d struct {
 		SocketID string `json:"socket_id"`
 	}
-	_ = json.Unmarshal([]byte(e.dataString()), &d)
+	_ = json.Unmarshal([]byte(e.DataString()), &d)
 	return f, d.SocketID
 }
 

@@ -3,12 +3,7 @@ package loop
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/hmac"
-	"crypto/md5"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/reverbgo/reverb/internal/testkit"
 	"github.com/reverbgo/reverb/pusher"
 	"github.com/reverbgo/reverb/wsproto"
 )
@@ -50,29 +46,7 @@ func startServer(t testing.TB, opts pusher.Options, cfg Config) (*Server, string
 		t.Fatal(err)
 	}
 	srv := New(px, cfg)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run() }()
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start in 5 s")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Stop(ctx)
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return after Stop")
-		}
-	})
-	return srv, srv.Addr()
+	return srv, testkit.Serve(t, srv)
 }
 
 // wsClient is a minimal WebSocket client speaking raw frames.
@@ -168,20 +142,7 @@ func (c *wsClient) tryRead(d time.Duration) (frame, error) {
 }
 
 // event is a decoded Pusher message.
-type event struct {
-	Event   string          `json:"event"`
-	Channel string          `json:"channel"`
-	Data    json.RawMessage `json:"data"`
-}
-
-// dataString returns Data decoded as a JSON string (or raw when it is not one).
-func (e event) dataString() string {
-	var s string
-	if json.Unmarshal(e.Data, &s) == nil {
-		return s
-	}
-	return string(e.Data)
-}
+type event = testkit.Event
 
 func (c *wsClient) readEvent() event {
 	c.t.Helper()
@@ -214,7 +175,7 @@ func (c *wsClient) established() string {
 	var d struct {
 		SocketID string `json:"socket_id"`
 	}
-	_ = json.Unmarshal([]byte(e.dataString()), &d)
+	_ = json.Unmarshal([]byte(e.DataString()), &d)
 	if d.SocketID == "" {
 		c.t.Fatalf("no socket_id in %s", e.Data)
 	}
@@ -270,13 +231,7 @@ func (c *wsClient) expectEOF() {
 
 // signedRequest builds a Pusher-signed HTTP API request.
 func signedRequest(method, path, body string) string {
-	q := fmt.Sprintf("auth_key=%s&auth_timestamp=%d&auth_version=1.0", testKey, time.Now().Unix())
-	if body != "" {
-		q += "&body_md5=" + md5hex(body)
-	}
-	mac := hmac.New(sha256.New, []byte(testSecret))
-	mac.Write([]byte(method + "\n" + path + "\n" + q))
-	q += "&auth_signature=" + hex.EncodeToString(mac.Sum(nil))
+	q := testkit.App{ID: testAppID, Key: testKey, Secret: testSecret}.Sign(method, path, nil, []byte(body))
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s?%s HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", method, path, q, len(body), body)
 	return b.String()
@@ -293,9 +248,4 @@ func readResponse(t testing.TB, r *bufio.Reader) (int, string) {
 	var buf bytes.Buffer
 	_, _ = io.Copy(&buf, resp.Body)
 	return resp.StatusCode, buf.String()
-}
-
-func md5hex(s string) string {
-	sum := md5.Sum([]byte(s))
-	return hex.EncodeToString(sum[:])
 }

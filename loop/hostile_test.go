@@ -88,7 +88,7 @@ func (b *bystander) served() {
 		if e.Event == "pusher:ping" {
 			continue
 		}
-		if e.Event != "tick" || e.Channel != "bystander" || e.dataString() != want {
+		if e.Event != "tick" || e.Channel != "bystander" || e.DataString() != want {
 			b.t.Fatalf("bystander got %s %s %s, want tick %s", e.Event, e.Channel, e.Data, want)
 		}
 		return
@@ -373,7 +373,7 @@ func (c *wsClient) expectError(code int, msg string) {
 	c.t.Helper()
 	e := c.expectEvent("pusher:error")
 	var d errData
-	if err := json.Unmarshal([]byte(e.dataString()), &d); err != nil {
+	if err := json.Unmarshal([]byte(e.DataString()), &d); err != nil {
 		c.t.Fatalf("pusher:error data %s: %v", e.Data, err)
 	}
 	if d.Code != code || (msg != "" && d.Message != msg) {
@@ -391,7 +391,7 @@ func (c *wsClient) expectSubscriptionError(channel string, status, code int, msg
 		Error  string `json:"error"`
 		Status int    `json:"status"`
 	}
-	if err := json.Unmarshal([]byte(e.dataString()), &d); err != nil {
+	if err := json.Unmarshal([]byte(e.DataString()), &d); err != nil {
 		c.t.Fatalf("subscription_error data %s: %v", e.Data, err)
 	}
 	if e.Channel != channel || d.Status != status || d.Error != msg {
@@ -1108,7 +1108,7 @@ func TestHostileInvalidJSON(t *testing.T) {
 		c.send(m)
 		e := c.expectEvent("pusher:error")
 		var d errData
-		_ = json.Unmarshal([]byte(e.dataString()), &d)
+		_ = json.Unmarshal([]byte(e.DataString()), &d)
 		if d.Code != 4200 || d.Message != "Invalid message format" {
 			t.Fatalf("message %d %.60q: %+v, want 4200 Invalid message format", i, m, d)
 		}
@@ -1233,9 +1233,9 @@ func TestHostileSubscribeFlood(t *testing.T) {
 					Error  string `json:"error"`
 					Status int    `json:"status"`
 				}
-				_ = json.Unmarshal([]byte(e.dataString()), &d)
+				_ = json.Unmarshal([]byte(e.DataString()), &d)
 				if d.Error != "Subscription rate limit exceeded" || d.Status != 429 {
-					t.Fatalf("subscription_error %s", e.dataString())
+					t.Fatalf("subscription_error %s", e.DataString())
 				}
 				c.expectError(4301, "Subscription rate limit exceeded")
 				refused++
@@ -1437,7 +1437,7 @@ func TestHostileHTTPAPI(t *testing.T) {
 			t.Fatalf("extra bytes: %d %s, want 400", code, resp)
 		}
 		expectClosed(t, c, r, 5*time.Second)
-		if e := b.c.expectEvent("tick"); e.dataString() != "short" {
+		if e := b.c.expectEvent("tick"); e.DataString() != "short" {
 			t.Fatalf("bystander got %s", e.Data)
 		}
 	})
@@ -1474,7 +1474,7 @@ func TestHostileHTTPAPI(t *testing.T) {
 				t.Fatalf("response %d: %d %s, want %d", i, code, body, w)
 			}
 		}
-		if e := b.c.expectEvent("tick"); e.dataString() != "piped" {
+		if e := b.c.expectEvent("tick"); e.DataString() != "piped" {
 			t.Fatalf("bystander got %s", e.Data)
 		}
 	})
@@ -1645,8 +1645,8 @@ func TestHostileSlowConsumer(t *testing.T) {
 				got <- fmt.Errorf("event %d: %q", i, truncateBytes(f.payload, 100))
 				return
 			}
-			if want := fmt.Sprintf("%06d", i); !strings.HasPrefix(e.dataString(), want) {
-				got <- fmt.Errorf("event %d has data %.10s", i, e.dataString())
+			if want := fmt.Sprintf("%06d", i); !strings.HasPrefix(e.DataString(), want) {
+				got <- fmt.Errorf("event %d has data %.10s", i, e.DataString())
 				return
 			}
 			i++
@@ -1749,7 +1749,7 @@ func TestRegressionUpgradeWriteFailureLeaksSessionOverSockets(t *testing.T) {
 	// The quota is free for a new client.
 	c := connect(t, addr, quota.Key, "")
 	if e := c.readEvent(); e.Event != "pusher:connection_established" {
-		t.Errorf("a new client got %s %s", e.Event, e.dataString())
+		t.Errorf("a new client got %s %s", e.Event, e.DataString())
 	}
 	// Nothing is written to the idle connections: a leaked session would be
 	// pinged after ping_interval = 1 s by the sweep that runs every second.

@@ -18,8 +18,8 @@ func TestConnectionEstablished(t *testing.T) {
 	_, addr := startServer(t, pusher.Options{}, Config{})
 	c := connect(t, addr, testKey, "")
 	e := c.expectEvent("pusher:connection_established")
-	if !strings.Contains(e.dataString(), `"activity_timeout":30`) {
-		t.Fatalf("data %s", e.dataString())
+	if !strings.Contains(e.DataString(), `"activity_timeout":30`) {
+		t.Fatalf("data %s", e.DataString())
 	}
 }
 
@@ -27,8 +27,8 @@ func TestUnknownAppKeyGets4001AndClose(t *testing.T) {
 	_, addr := startServer(t, pusher.Options{}, Config{})
 	c := connect(t, addr, "nope", "")
 	e := c.expectEvent("pusher:error")
-	if !strings.Contains(e.dataString(), `"code":4001`) {
-		t.Fatalf("data %s", e.dataString())
+	if !strings.Contains(e.DataString(), `"code":4001`) {
+		t.Fatalf("data %s", e.DataString())
 	}
 	if code := c.expectClose(); code != 4001 {
 		t.Fatalf("close code %d", code)
@@ -54,7 +54,7 @@ func TestTriggerReachesSubscribersOnAllLoops(t *testing.T) {
 	}
 	for i, c := range clients {
 		e := c.expectEvent("created")
-		if e.Channel != "orders" || e.dataString() != `{"id":1}` {
+		if e.Channel != "orders" || e.DataString() != `{"id":1}` {
 			t.Fatalf("client %d got %+v", i, e)
 		}
 	}
@@ -209,7 +209,7 @@ func TestPresenceAcrossLoops(t *testing.T) {
 		auth := pusher.ChannelSignature(app, sid, "presence-room", cd)
 		c.send(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":"presence-room","auth":%q,"channel_data":%q}}`, auth, cd))
 		e := c.expectEvent("pusher_internal:subscription_succeeded")
-		return c, e.dataString()
+		return c, e.DataString()
 	}
 	a, _ := join("alice")
 	b, data := join("bob")
@@ -217,13 +217,13 @@ func TestPresenceAcrossLoops(t *testing.T) {
 		t.Fatalf("presence data %s", data)
 	}
 	e := a.expectEvent("pusher_internal:member_added")
-	if !strings.Contains(e.dataString(), `"user_id":"bob"`) {
-		t.Fatalf("member_added %s", e.dataString())
+	if !strings.Contains(e.DataString(), `"user_id":"bob"`) {
+		t.Fatalf("member_added %s", e.DataString())
 	}
 	b.conn.Close()
 	e = a.expectEvent("pusher_internal:member_removed")
-	if e.dataString() != `{"user_id":"bob"}` {
-		t.Fatalf("member_removed %s", e.dataString())
+	if e.DataString() != `{"user_id":"bob"}` {
+		t.Fatalf("member_removed %s", e.DataString())
 	}
 }
 

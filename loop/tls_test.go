@@ -74,7 +74,7 @@ func TestTLSServesWebSocketsAndTheAPIOnOnePort(t *testing.T) {
 	if code, body := readResponse(t, r); code != 200 || body != "{}" {
 		t.Fatalf("trigger: %d %s", code, body)
 	}
-	if e := ws.expectEvent("e"); e.dataString() != "over tls" {
+	if e := ws.expectEvent("e"); e.DataString() != "over tls" {
 		t.Fatalf("event %+v", e)
 	}
 	fmt.Fprint(api, "GET /up HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -158,12 +158,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		c.join("presence-room", u)
 	}
 	pub := n.connect(appKey)
-	pub.subscribe("news")
+	pub.Subscribe("news")
 	for range 3 {
 		if code := n.trigger("news", "tick", "x"); code != 200 {
 			t.Fatalf("trigger: %d", code)
 		}
-		pub.expect("tick")
+		pub.Expect("tick")
 	}
 	n.expectSamples(map[string]float64{"reverb_connections": 4, `reverb_app_subscribed_connections{app_id="1"}`: 4})
 

@@ -3,10 +3,6 @@ package metrics
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
+	"github.com/reverbgo/reverb/internal/testkit"
 	"github.com/reverbgo/reverb/loop"
 	"github.com/reverbgo/reverb/pusher"
 )
@@ -42,7 +37,6 @@ type node struct {
 	api     *API
 	wsAddr  string // set by run
 	metrics string // "http://127.0.0.1:port"
-	errc    chan error
 }
 
 // newNode builds the node and starts the metrics listener, but not the
@@ -97,16 +91,9 @@ func newNode(t testing.TB, mopts Options) *node {
 func (n *node) run() {
 	t := n.t
 	t.Helper()
-	n.errc = make(chan error, 1)
-	go func() { n.errc <- n.srv.Run() }()
-	select {
-	case <-n.srv.Ready():
-	case err := <-n.errc:
-		t.Fatalf("server did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start in 5 s")
-	}
-	n.wsAddr = n.srv.Addr()
+	// Registers its cleanup after newNode's, so it runs before it: the
+	// engine stops while the metrics listener is still up.
+	n.wsAddr = testkit.Serve(t, n.srv)
 	// loop.Server closes Ready in gnet's OnBoot, before gnet registers its
 	// event loops, so reading the connection count (Stats) right away races
 	// with that registration. One request makes a loop create its shard
@@ -115,21 +102,6 @@ func (n *node) run() {
 	if code := n.rawHTTP("GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); code != 200 {
 		t.Fatalf("GET /up: %d", code)
 	}
-	// Registered after newNode's cleanup, so it runs before it: the engine
-	// stops while the metrics listener is still up.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = n.srv.Stop(ctx)
-		select {
-		case err := <-n.errc:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return after Stop")
-		}
-	})
 }
 
 // startNode is newNode + run.
@@ -193,21 +165,10 @@ func (n *node) scrape() map[string]float64 {
 	return out
 }
 
-// waitFor polls check until it returns "" or the timeout passes; then the
-// test fails with check's last complaint.
+// waitFor polls check until it returns "" or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, check func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := check()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, msg)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not a settle delay
-	}
+	testkit.WaitFor(t, timeout, check)
 }
 
 // expectSamples waits until every sample has its value.
@@ -228,131 +189,30 @@ func (n *node) expectSamples(want map[string]float64) {
 	})
 }
 
-// wsClient is a small WebSocket client on gobwas/ws.
-type wsClient struct {
-	t        testing.TB
-	conn     net.Conn
-	rw       io.ReadWriter
-	socketID string
-}
+// wsClient is a client of one of the test apps.
+type wsClient struct{ *testkit.Client }
 
-// event is a decoded Pusher message.
-type event struct {
-	Event   string          `json:"event"`
-	Channel string          `json:"channel"`
-	Data    json.RawMessage `json:"data"`
-}
+// secrets are the secrets of the test apps by key.
+var secrets = map[string]string{appKey: appSecret, app2Key: "second-secret"}
 
 // connect opens /app/{key} and reads pusher:connection_established.
 func (n *node) connect(key string) *wsClient {
-	t := n.t
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, br, _, err := ws.Dial(ctx, "ws://"+n.wsAddr+"/app/"+key+"?protocol=7&client=js&version=8.4.0")
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	var r io.Reader = conn
-	if br != nil {
-		r = br // bytes after the 101 may already be buffered here
-	}
-	c := &wsClient{t: t, conn: conn, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, conn}}
-	e := c.expect("pusher:connection_established")
-	var inner string
-	_ = json.Unmarshal(e.Data, &inner)
-	var d struct {
-		SocketID string `json:"socket_id"`
-	}
-	if err := json.Unmarshal([]byte(inner), &d); err != nil || d.SocketID == "" {
-		t.Fatalf("connection_established data %s", e.Data)
-	}
-	c.socketID = d.SocketID
-	return c
-}
-
-func (c *wsClient) send(msg string) {
-	c.t.Helper()
-	if err := wsutil.WriteClientText(c.conn, []byte(msg)); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// next reads the next message, failing the test after 5 s.
-func (c *wsClient) next() event {
-	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	data, err := wsutil.ReadServerText(c.rw)
-	if err != nil {
-		c.t.Fatalf("reading: %v", err)
-	}
-	var e event
-	if err := json.Unmarshal(data, &e); err != nil {
-		c.t.Fatalf("bad JSON %q: %v", data, err)
-	}
-	return e
-}
-
-// expect reads the next message, which must be the event name.
-func (c *wsClient) expect(name string) event {
-	c.t.Helper()
-	e := c.next()
-	if e.Event != name {
-		c.t.Fatalf("got %s (%s), want %s", e.Event, e.Data, name)
-	}
-	return e
-}
-
-// subscribe joins a public channel.
-func (c *wsClient) subscribe(channel string) {
-	c.t.Helper()
-	c.send(`{"event":"pusher:subscribe","data":{"channel":"` + channel + `"}}`)
-	if e := c.expect("pusher_internal:subscription_succeeded"); e.Channel != channel {
-		c.t.Fatalf("subscribed to %q, want %q", e.Channel, channel)
-	}
+	n.t.Helper()
+	return &wsClient{testkit.Dial(n.t, n.wsAddr, testkit.App{Key: key, Secret: secrets[key]}, 5*time.Second)}
 }
 
 // join subscribes to a presence channel as user id, signing like Laravel's
 // broadcasting/auth endpoint.
 func (c *wsClient) join(channel, userID string) {
-	c.t.Helper()
-	channelData := `{"user_id":"` + userID + `","user_info":{"name":"User ` + userID + `"}}`
-	mac := hmac.New(sha256.New, []byte(appSecret))
-	mac.Write([]byte(c.socketID + ":" + channel + ":" + channelData))
-	auth := appKey + ":" + hex.EncodeToString(mac.Sum(nil))
-	msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": map[string]string{
-		"channel": channel, "auth": auth, "channel_data": channelData,
-	}})
-	c.send(string(msg))
-	if e := c.expect("pusher_internal:subscription_succeeded"); e.Channel != channel {
-		c.t.Fatalf("joined %q, want %q", e.Channel, channel)
-	}
+	c.Join(channel, `{"user_id":"`+userID+`","user_info":{"name":"User `+userID+`"}}`)
 }
 
 // trigger POSTs a signed event to /apps/{id}/events and returns the status.
 func (n *node) trigger(channel, name, data string) int {
-	t := n.t
-	t.Helper()
+	n.t.Helper()
 	body := fmt.Sprintf(`{"name":%q,"channel":%q,"data":%q}`, name, channel, data)
-	path := "/apps/" + appID + "/events"
-	sum := md5.Sum([]byte(body))
-	q := fmt.Sprintf("auth_key=%s&auth_timestamp=%d&auth_version=1.0&body_md5=%s",
-		appKey, time.Now().Unix(), hex.EncodeToString(sum[:]))
-	mac := hmac.New(sha256.New, []byte(appSecret))
-	mac.Write([]byte("POST\n" + path + "\n" + q))
-	q += "&auth_signature=" + hex.EncodeToString(mac.Sum(nil))
-	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Post("http://"+n.wsAddr+path+"?"+q, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("trigger: %v", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	code, _ := testkit.API(n.t, n.wsAddr, testkit.App{ID: appID, Key: appKey, Secret: appSecret}, "POST", "/apps/"+appID+"/events", body)
+	return code
 }
 
 // rawHTTP sends raw bytes to the WebSocket port and returns the response

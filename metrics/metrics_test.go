@@ -16,13 +16,13 @@ func TestMetricsCountTraffic(t *testing.T) {
 	n := startNode(t, Options{})
 	a := n.connect(appKey)
 	b := n.connect(appKey)
-	a.subscribe("news")
-	b.subscribe("news")
+	a.Subscribe("news")
+	b.Subscribe("news")
 	if code := n.trigger("news", "greet", "hello"); code != 200 {
 		t.Fatalf("trigger: %d", code)
 	}
-	a.expect("greet")
-	b.expect("greet")
+	a.Expect("greet")
+	b.Expect("greet")
 	if code := n.rawHTTP("hello\r\n\r\n"); code != 400 {
 		t.Fatalf("garbage answered %d, want 400", code)
 	}
@@ -67,20 +67,20 @@ func TestMetricsCountTraffic(t *testing.T) {
 	}
 
 	// A client event on a public channel is refused with 4009.
-	a.send(`{"event":"client-typing","channel":"news","data":{}}`)
-	a.expect("pusher:error")
+	a.Send(`{"event":"client-typing","channel":"news","data":{}}`)
+	a.Expect("pusher:error")
 	// A burst of client events over client_events_per_second (10): the
 	// excess ones get 4301 and are counted as dropped.
 	c := n.connect(appKey)
 	c.join("presence-room", "u9")
 	const burst = 25
 	for range burst {
-		c.send(`{"event":"client-typing","channel":"presence-room","data":{}}`)
+		c.Send(`{"event":"client-typing","channel":"presence-room","data":{}}`)
 	}
-	c.send(`{"event":"pusher:ping","data":{}}`)
+	c.Send(`{"event":"pusher:ping","data":{}}`)
 	dropped := 0
 	for {
-		e := c.next()
+		e := c.Next()
 		if e.Event == "pusher:pong" {
 			break
 		}
@@ -102,7 +102,7 @@ func TestMetricsCountTraffic(t *testing.T) {
 		`reverb_channels{app_id="1"}`:                   2,
 	})
 	// A connection closed by the client leaves the gauges.
-	c.conn.Close()
+	c.Conn.Close()
 	n.expectSamples(map[string]float64{
 		`reverb_app_connections{app_id="1"}`: 2,
 		`reverb_channels{app_id="1"}`:        1,
@@ -136,11 +136,11 @@ func TestReadiness(t *testing.T) {
 	}
 
 	c := n.connect(appKey)
-	c.subscribe("news")
+	c.Subscribe("news")
 	// The protocol side of a drain: sessions get 4200 and close; the engine
 	// keeps running, so the loops still report.
 	n.px.Drain(0)
-	c.expect("pusher:error")
+	c.Expect("pusher:error")
 	if code, body := n.get("/readyz"); code != 503 || body != "draining\n" {
 		t.Fatalf("/readyz while draining: %d %q, want 503 draining", code, body)
 	}
@@ -181,7 +181,7 @@ func TestStatsAndChannelsJSON(t *testing.T) {
 		clients = append(clients, c)
 	}
 	pub := n.connect(appKey)
-	pub.subscribe("news")
+	pub.Subscribe("news")
 	n.connect(app2Key) // connected, not subscribed
 
 	var st statsJSON
@@ -261,7 +261,7 @@ func TestStatsAndChannelsJSON(t *testing.T) {
 	}
 
 	// The second u1 leaves: the channel keeps 2 users with 2 subscriptions.
-	clients[2].conn.Close()
+	clients[2].Conn.Close()
 	waitFor(t, 5*time.Second, func() string {
 		n.getJSON("/api/channels?app_id=1", &chs)
 		if c := chs.Channels[0]; c.SubscriptionCount != 2 || c.UserCount != 2 {

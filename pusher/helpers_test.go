@@ -3,7 +3,6 @@ package pusher
 import (
 	"bytes"
 	"crypto/hmac"
-	"crypto/md5"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -11,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -317,11 +315,7 @@ func hmacHex(secret, msg string) string {
 
 // chanAuth is the "auth" a Pusher backend returns for a channel.
 func chanAuth(key, secret, socketID, channel, channelData string) string {
-	msg := socketID + ":" + channel
-	if channelData != "" {
-		msg += ":" + channelData
-	}
-	return key + ":" + hmacHex(secret, msg)
+	return ChannelAuth(key, secret, socketID, channel, channelData)
 }
 
 // subMsg builds a pusher:subscribe message; empty auth/channelData are omitted.
@@ -361,34 +355,10 @@ func presenceData(rawUserID, name string) string {
 	return `{"user_id":` + rawUserID + `,"user_info":{"name":` + q(name) + `}}`
 }
 
-// signAPI returns the raw query of a request signed as the Pusher SDKs do:
-// params plus auth_key, auth_timestamp, auth_version and body_md5, sorted,
-// string to sign "METHOD\nPATH\nk=v&...", auth_signature appended. Values
-// are signed raw and sent percent-encoded.
+// signAPI returns the raw query of a request signed as the Pusher SDKs do
+// (SignQuery at ts), percent-encoded for the wire.
 func signAPI(method, path string, params url.Values, body []byte, key, secret string, ts int64) string {
-	all := url.Values{}
-	for k, v := range params {
-		all[k] = append([]string(nil), v...)
-	}
-	all.Set("auth_key", key)
-	all.Set("auth_timestamp", strconv.FormatInt(ts, 10))
-	all.Set("auth_version", "1.0")
-	if len(body) > 0 {
-		sum := md5.Sum(body)
-		all.Set("body_md5", hex.EncodeToString(sum[:]))
-	}
-	keys := make([]string, 0, len(all))
-	for k := range all {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var pairs []string
-	for _, k := range keys {
-		pairs = append(pairs, k+"="+strings.Join(all[k], ","))
-	}
-	toSign := method + "\n" + path + "\n" + strings.Join(pairs, "&")
-	all.Set("auth_signature", hmacHex(secret, toSign))
-	return all.Encode()
+	return SignQuery(key, secret, method, path, params, body, time.Unix(ts, 0)).Encode()
 }
 
 // apiReq builds a signed APIRequest for the test app. path is what the

@@ -30,11 +30,18 @@ func verifyHex(secret, msg, got string) bool {
 // subscription: "<key>:<hex hmac of socket_id:channel[:channel_data]>".
 // Goroutine-safe.
 func ChannelSignature(app *App, socketID, channel, channelData string) string {
+	return ChannelAuth(app.Key, app.Secret, socketID, channel, channelData)
+}
+
+// ChannelAuth returns the "auth" of a channel subscription for the app with
+// key and secret: "<key>:<hex hmac of socket_id:channel[:channel_data]>",
+// what a backend's broadcasting/auth endpoint answers. Goroutine-safe.
+func ChannelAuth(key, secret, socketID, channel, channelData string) string {
 	msg := socketID + ":" + channel
 	if channelData != "" {
 		msg += ":" + channelData
 	}
-	return app.Key + ":" + sign(app.Secret, msg)
+	return key + ":" + sign(secret, msg)
 }
 
 // userSignature returns the "auth" of a pusher:signin:
@@ -106,6 +113,30 @@ func apiStringToSign(method, path string, query url.Values, body []byte) string 
 		b.WriteString(strings.Join(query[k], ","))
 	}
 	return b.String()
+}
+
+// SignQuery signs an HTTP API request as the Pusher server libraries do. It
+// returns a copy of query with auth_key, auth_timestamp (now, in seconds),
+// auth_version 1.0, body_md5 (when body is not empty) and auth_signature,
+// the hex HMAC-SHA256 under secret of the string that verifyAPISignature
+// checks (see apiStringToSign). path is signed as given, without the
+// server's path prefix. Values are signed raw; Encode the result for the
+// wire. Goroutine-safe.
+func SignQuery(key, secret, method, path string, query url.Values, body []byte, now time.Time) url.Values {
+	q := make(url.Values, len(query)+5)
+	for k, v := range query {
+		q[k] = append([]string(nil), v...)
+	}
+	q.Del("auth_signature")
+	q.Set("auth_key", key)
+	q.Set("auth_timestamp", strconv.FormatInt(now.Unix(), 10))
+	q.Set("auth_version", "1.0")
+	if len(body) > 0 {
+		sum := md5.Sum(body)
+		q.Set("body_md5", hex.EncodeToString(sum[:]))
+	}
+	q.Set("auth_signature", sign(secret, apiStringToSign(method, path, q, body)))
+	return q
 }
 
 // verifyAPISignature checks a signed HTTP API request. window <= 0 turns the

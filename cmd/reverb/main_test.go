@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/reverbgo/reverb/internal/testkit"
 )
 
 // buildBinary builds the reverb command once per test binary run.
@@ -28,14 +28,11 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// freePort returns a port for a server process (see testkit.FreePort on
+// its race).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testkit.FreePort(t)
 }
 
 // waitUp polls GET /up until it answers 200 or 10 s pass.
