@@ -3,7 +3,8 @@ package webhooks
 import (
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/reverbgo/reverb/internal/jsonstr"
 )
 
 // The event names, as Event.Name, Endpoint.EventTypes and the "name" of an
@@ -121,23 +122,23 @@ func allowed(k kind, channel string) bool {
 // Pusher's documentation.
 func appendEvent(b []byte, k kind, ev *Event) []byte {
 	b = append(b, `{"name":`...)
-	b = appendString(b, eventNames[k])
+	b = jsonstr.Append(b, eventNames[k])
 	b = append(b, `,"channel":`...)
-	b = appendString(b, ev.Channel)
+	b = jsonstr.Append(b, ev.Channel)
 	switch k {
 	case kAdded, kRemoved:
 		b = append(b, `,"user_id":`...)
-		b = appendString(b, ev.UserID)
+		b = jsonstr.Append(b, ev.UserID)
 	case kClient:
 		b = append(b, `,"event":`...)
-		b = appendString(b, ev.Event)
+		b = jsonstr.Append(b, ev.Event)
 		b = append(b, `,"data":`...)
-		b = appendString(b, ev.Data)
+		b = jsonstr.Append(b, ev.Data)
 		b = append(b, `,"socket_id":`...)
-		b = appendString(b, ev.SocketID)
+		b = jsonstr.Append(b, ev.SocketID)
 		if ev.UserID != "" && strings.HasPrefix(ev.Channel, prefixPresence) {
 			b = append(b, `,"user_id":`...)
-			b = appendString(b, ev.UserID)
+			b = jsonstr.Append(b, ev.UserID)
 		}
 	case kSubCount:
 		b = append(b, `,"subscription_count":`...)
@@ -158,61 +159,4 @@ func appendBody(b []byte, timeMS int64, items []*item) []byte {
 		b = appendEvent(b, it.kind, &it.ev)
 	}
 	return append(b, "]}"...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, exactly as encoding/json does
-// with HTML escaping off: quote, backslash and control characters escaped,
-// invalid UTF-8 replaced by U+FFFD, U+2028 and U+2029 escaped.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= ' ' && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
