@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,10 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/reverbgo/reverb/cluster/redistest"
 	"github.com/reverbgo/reverb/internal/testkit"
 )
 
@@ -59,48 +58,16 @@ func freePort(t *testing.T) int {
 	return testkit.FreePort(t)
 }
 
-// redisServer is a real redis-server process.
+// redisServer is a real redis-server process (cluster/redistest).
 type redisServer struct {
 	port int
-	cmd  *exec.Cmd
+	srv  *redistest.Server
 }
 
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed (make test installs it)")
-		}
-		t.Skip("redis-server is not installed; `make test` installs it")
-	}
-	port := freePort(t)
-	cmd := exec.Command(path, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &redisServer{port: port, cmd: cmd}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
-		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			fmt.Fprint(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
-				return r
-			}
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
-	t.Fatal("redis-server did not answer PING within 10 s")
-	return nil
+	srv := redistest.Start(t)
+	return &redisServer{port: srv.Port, srv: srv}
 }
 
 // node is a real reverb server process.
@@ -469,9 +436,7 @@ func TestRedisOutageKeepsLocalDeliveryAndRecovers(t *testing.T) {
 
 	// Redis freezes.
 	mark := n1.mark()
-	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	r.srv.Pause()
 	n1.waitLog(mark, "Redis unreachable", 15*time.Second)
 	// Local delivery goes on.
 	n1.trigger("news", "during", "1", "")
@@ -490,9 +455,7 @@ func TestRedisOutageKeepsLocalDeliveryAndRecovers(t *testing.T) {
 
 	// Redis comes back: cross-node delivery and presence return.
 	mark = n1.mark()
-	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	r.srv.Resume()
 	n1.waitLog(mark, "Redis reachable again", 15*time.Second)
 	deadline := time.Now().Add(15 * time.Second)
 	got := false
