@@ -74,7 +74,7 @@ export async function startRedis({ label = 'redis' } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reverb-e2e-redis-'));
   const args = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir];
   const child = spawnLogged(bin, args, {});
-  const { proc, exitPromise } = child;
+  const { proc } = child;
 
   const redis = {
     label: `${label}:${port}`,
@@ -84,18 +84,7 @@ export async function startRedis({ label = 'redis' } = {}) {
     logs: child.logs,
     exited: child.exited,
     async stop() {
-      if (child.exited() === null) {
-        try {
-          process.kill(proc.pid, 'SIGTERM');
-        } catch {}
-        const t = setTimeout(() => {
-          try {
-            if (child.exited() === null) process.kill(proc.pid, 'SIGKILL');
-          } catch {}
-        }, 3000);
-        await exitPromise;
-        clearTimeout(t);
-      }
+      await child.terminate();
       fs.rmSync(dir, { recursive: true, force: true });
       if (process.env.E2E_SERVER_LOGS) process.stderr.write(`--- ${redis.label} logs ---\n${child.logs()}\n`);
     },

@@ -5,10 +5,11 @@ import { spawn } from 'node:child_process';
 
 export const MAX_LOG = 200_000;
 
-// spawnLogged(bin, args, options) -> { proc, logs(), exited(), exitPromise, append(text) }
+// spawnLogged(bin, args, options) -> { proc, logs(), exited(), exitPromise, append(text), terminate() }
 //   logs()      the output so far (stdout and stderr interleaved)
 //   exited()    null while running, else { code, signal } or { error }
 //   exitPromise resolves to exited() when the process ends
+//   terminate() SIGTERM, SIGKILL after 3 s, resolves once it has exited
 export function spawnLogged(bin, args, options = {}) {
   let logs = '';
   const append = (chunk) => {
@@ -30,5 +31,19 @@ export function spawnLogged(bin, args, options = {}) {
       resolve(exited);
     });
   });
-  return { proc, logs: () => logs, exited: () => exited, exitPromise, append };
+  // terminate sends SIGTERM, then SIGKILL after 3 s, and waits for the exit.
+  const terminate = async () => {
+    if (exited !== null) return;
+    try {
+      process.kill(proc.pid, 'SIGTERM');
+    } catch {}
+    const t = setTimeout(() => {
+      try {
+        if (exited === null) process.kill(proc.pid, 'SIGKILL');
+      } catch {}
+    }, 3000);
+    await exitPromise;
+    clearTimeout(t);
+  };
+  return { proc, logs: () => logs, exited: () => exited, exitPromise, append, terminate };
 }

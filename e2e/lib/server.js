@@ -126,18 +126,7 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
     exitPromise,
     async stop() {
       serverLogSources.delete(server);
-      if (child.exited() === null) {
-        try {
-          process.kill(proc.pid, 'SIGTERM');
-        } catch {}
-        const t = setTimeout(() => {
-          try {
-            if (child.exited() === null) process.kill(proc.pid, 'SIGKILL');
-          } catch {}
-        }, 3000);
-        await exitPromise;
-        clearTimeout(t);
-      }
+      await child.terminate();
       if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
       if (process.env.E2E_SERVER_LOGS) process.stderr.write(`--- ${server.label} logs ---\n${child.logs()}\n`);
     },
