@@ -1,7 +1,8 @@
 // Package cluster carries events, presence and queries between the nodes of
 // a cluster over Redis pub/sub. It is the only package that imports go-redis.
 //
-// Redis implements pusher.Broker. Its files:
+// Redis implements pusher.Broker and calls the engine only through
+// pusher.Node. Its files:
 //
 //	config.go     the configuration and the go-redis client of each topology
 //	envelope.go   the binary envelope: header fields readable without the payload

@@ -74,7 +74,7 @@ type NodeInfo struct {
 // goroutine-safe.
 type Redis struct {
 	cfg   Config
-	px    *pusher.Server
+	px    pusher.Node
 	t     transport
 	node  string
 	nodeB []byte
@@ -147,7 +147,7 @@ type cacheEvent struct {
 
 // NewRedis creates the broker of px. It does not connect yet: Start does,
 // and keeps retrying for as long as it runs.
-func NewRedis(cfg Config, px *pusher.Server) (*Redis, error) {
+func NewRedis(cfg Config, px pusher.Node) (*Redis, error) {
 	cfg.normalize()
 	rdb, err := cfg.newClient()
 	if err != nil {
@@ -170,7 +170,7 @@ func NewRedis(cfg Config, px *pusher.Server) (*Redis, error) {
 	return newBroker(cfg, px, t), nil
 }
 
-func newBroker(cfg Config, px *pusher.Server, t transport) *Redis {
+func newBroker(cfg Config, px pusher.Node, t transport) *Redis {
 	cfg.normalize()
 	var id [8]byte
 	_, _ = rand.Read(id[:])

@@ -5,6 +5,38 @@ import (
 	"encoding/json"
 )
 
+// Node is what a Broker calls on this node's engine: the one contract
+// between the cluster and the protocol engine, so that the broker never
+// reaches into the Server. *Server implements it; every method is
+// goroutine-safe and none waits on the network.
+type Node interface {
+	// Apps returns the apps this node serves.
+	Apps() []*App
+	// DeliverRemote delivers an event another node published.
+	DeliverRemote(app *App, channel string, msg []byte, except string)
+	// StoreCache keeps a cache channel's last event, in the cluster's order.
+	StoreCache(app *App, channel string, msg []byte)
+	// RemotePresenceJoin and RemotePresenceLeave apply another node's
+	// presence changes; ReplaceNodePresence its whole state; DropNode
+	// forgets it.
+	RemotePresenceJoin(node string, app *App, channel string, m PresenceMember)
+	RemotePresenceLeave(node string, app *App, channel, key string)
+	ReplaceNodePresence(node string, state []PresenceChange)
+	DropNode(node string)
+	// WithLocalPresence and WithLocalDigest hand this node's presence state
+	// (or its digests) to fn, with no presence change slipping in meanwhile.
+	WithLocalPresence(fn func([]PresenceChange))
+	WithLocalDigest(fn func(map[string]PresenceDigest))
+	// NodeDigest is the digest of what this node knows of another node.
+	NodeDigest(node string) map[string]PresenceDigest
+	// Answer computes this node's reply to a cluster-wide query.
+	Answer(app *App, q Query) Reply
+	// TerminateLocal closes this node's connections of a user.
+	TerminateLocal(app *App, id string)
+}
+
+var _ Node = (*Server)(nil)
+
 // RemotePresenceJoin records that another node has a presence user on a
 // channel and announces member_added locally when the user is new to the
 // channel. Goroutine-safe.
