@@ -16,6 +16,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/reverbgo/reverb/webhooks"
 )
 
 // Credentials of the app Load adds when neither the file nor the environment
@@ -37,6 +39,8 @@ type Config struct {
 	Apps []App `toml:"apps"`
 	// Limits are the Pusher protocol limits, node-wide for all apps.
 	Limits Limits `toml:"limits"`
+	// Webhooks are the delivery settings shared by every app's webhooks.
+	Webhooks Webhooks `toml:"webhooks"`
 	// Scaling is the Redis pub/sub fan-out between nodes.
 	Scaling Scaling `toml:"scaling"`
 	// Metrics is the Prometheus endpoint.
@@ -171,6 +175,11 @@ type App struct {
 	AcceptClientEventsFrom string `toml:"accept_client_events_from"`
 	// RateLimiting limits inbound messages per connection.
 	RateLimiting RateLimiting `toml:"rate_limiting"`
+	// Webhooks are the [[apps.webhooks]] endpoints that receive this app's
+	// Pusher webhooks, each with its own event types (see webhooks.Endpoint
+	// for the keys). They are accepted and validated, but this version does
+	// not send webhooks yet. Default: [] (none).
+	Webhooks []webhooks.Endpoint `toml:"webhooks"`
 }
 
 // RateLimiting is the [apps.rate_limiting] table.
@@ -221,6 +230,53 @@ type Limits struct {
 	// MaxFragments caps the frames of one fragmented WebSocket message;
 	// more close the connection with 1008. Must be > 0. Default: 128.
 	MaxFragments int `toml:"max_fragments"`
+}
+
+// Webhooks is the [webhooks] table: the delivery settings of every app's
+// [[apps.webhooks]] endpoints (the fields of webhooks.Config). Durations are
+// in milliseconds. 0 means the default, as in webhooks.Config. The settings
+// are accepted and validated, but this version does not send webhooks yet.
+type Webhooks struct {
+	// TimeoutMS bounds one attempt (connect, send, read the answer), in
+	// milliseconds; an attempt that runs out is retried. Must not be
+	// negative. Default: 5000.
+	TimeoutMS int `toml:"timeout_ms"`
+	// RetryBudgetMS is how long, in milliseconds after its first attempt, a
+	// body is retried; then its events count as failed. Negative means no
+	// retries (one attempt). Default: 300000 (5 minutes, as Pusher).
+	RetryBudgetMS int `toml:"retry_budget_ms"`
+	// InitialBackoffMS is the wait before the first retry, in milliseconds;
+	// each next wait doubles, up to MaxBackoffMS. Must not be negative.
+	// Default: 1000.
+	InitialBackoffMS int `toml:"initial_backoff_ms"`
+	// MaxBackoffMS caps the wait between two attempts, in milliseconds
+	// (before jitter). Must not be negative. Default: 60000.
+	MaxBackoffMS int `toml:"max_backoff_ms"`
+	// Jitter spreads each wait uniformly over ±Jitter of its length (a
+	// fraction, below 1). Negative means none. Default: 0.2.
+	Jitter float64 `toml:"jitter"`
+	// Batch puts the events an endpoint receives within BatchWindowMS of
+	// each other into one POST (up to MaxBatchEvents); otherwise every event
+	// is its own POST. Default: false.
+	Batch bool `toml:"batch"`
+	// BatchWindowMS is how long a batch stays open after its first event,
+	// in milliseconds. Must not be negative. Default: 250 (Pusher's window).
+	BatchWindowMS int `toml:"batch_window_ms"`
+	// MaxBatchEvents closes a batch early when it holds that many events.
+	// Must not be negative. Default: 20 (Pusher's batch size).
+	MaxBatchEvents int `toml:"max_batch_events"`
+	// VacateDelayMS is how long channel_vacated and member_removed are held
+	// back, in milliseconds; the channel occupied again (or the member added
+	// again) within it cancels both events. Negative means no delay and no
+	// cancellation. Default: 3000 (Pusher's delay).
+	VacateDelayMS int `toml:"vacate_delay_ms"`
+	// QueueSize bounds the events waiting for each endpoint (past it they are
+	// dropped and counted) and the events each app holds back for the vacate
+	// delay. Must not be negative. Default: 10000.
+	QueueSize int `toml:"queue_size"`
+	// Concurrency is the number of requests each endpoint may have in flight
+	// at once. Must not be negative. Default: 4.
+	Concurrency int `toml:"concurrency"`
 }
 
 // Scaling is the [scaling] table.
@@ -381,6 +437,18 @@ func Default() *Config {
 				Host:  "127.0.0.1",
 				Port:  6379,
 			},
+		},
+		Webhooks: Webhooks{
+			TimeoutMS:        ms(webhooks.DefaultTimeout),
+			RetryBudgetMS:    ms(webhooks.DefaultRetryBudget),
+			InitialBackoffMS: ms(webhooks.DefaultInitialBackoff),
+			MaxBackoffMS:     ms(webhooks.DefaultMaxBackoff),
+			Jitter:           webhooks.DefaultJitter,
+			BatchWindowMS:    ms(webhooks.DefaultBatchWindow),
+			MaxBatchEvents:   webhooks.DefaultMaxBatchEvents,
+			VacateDelayMS:    ms(webhooks.DefaultVacateDelay),
+			QueueSize:        webhooks.DefaultQueueSize,
+			Concurrency:      webhooks.DefaultConcurrency,
 		},
 		Metrics: Metrics{Host: "127.0.0.1", Port: 9090},
 		Log:     Log{Level: "info", Format: "text"},

@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/reverbgo/reverb/pusher"
+	"github.com/reverbgo/reverb/webhooks"
 )
 
 // envOf returns a lookup function over m.
@@ -138,6 +139,18 @@ func TestDefault(t *testing.T) {
 		{"scaling.redis.username", c.Scaling.Redis.Username, ""},
 		{"scaling.redis.password", c.Scaling.Redis.Password, ""},
 		{"scaling.redis.db", c.Scaling.Redis.DB, 0},
+		{"apps.webhooks", a.Webhooks, []webhooks.Endpoint(nil)},
+		{"webhooks.timeout_ms", c.Webhooks.TimeoutMS, 5000},
+		{"webhooks.retry_budget_ms", c.Webhooks.RetryBudgetMS, 300000},
+		{"webhooks.initial_backoff_ms", c.Webhooks.InitialBackoffMS, 1000},
+		{"webhooks.max_backoff_ms", c.Webhooks.MaxBackoffMS, 60000},
+		{"webhooks.jitter", c.Webhooks.Jitter, 0.2},
+		{"webhooks.batch", c.Webhooks.Batch, false},
+		{"webhooks.batch_window_ms", c.Webhooks.BatchWindowMS, 250},
+		{"webhooks.max_batch_events", c.Webhooks.MaxBatchEvents, 20},
+		{"webhooks.vacate_delay_ms", c.Webhooks.VacateDelayMS, 3000},
+		{"webhooks.queue_size", c.Webhooks.QueueSize, 10000},
+		{"webhooks.concurrency", c.Webhooks.Concurrency, 4},
 		{"metrics.enabled", c.Metrics.Enabled, false},
 		{"metrics.host", c.Metrics.Host, "127.0.0.1"},
 		{"metrics.port", c.Metrics.Port, 9090},
@@ -770,25 +783,33 @@ secret = "very-secret-1"
 app_id = "2"
 key = "public-key-2"
 secret = "very-secret-2"
+[[apps.webhooks]]
+url = "https://hook:hook-password@example.com/hook"
+event_types = ["channel_occupied"]
+headers = { Authorization = "Bearer header-token", X-Tenant = "tenant-value" }
 [scaling.redis]
 url = "redis://user:url-password@redis:6379/0"
 password = "redis-password"
 sentinel_password = "sentinel-password"
 `, nil)
 	out := c.Redacted()
-	for _, secret := range []string{"very-secret-1", "very-secret-2", "url-password", "redis-password", "sentinel-password"} {
+	for _, secret := range []string{"very-secret-1", "very-secret-2", "url-password", "redis-password", "sentinel-password",
+		"hook-password", "header-token", "tenant-value"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("Redacted output contains %q:\n%s", secret, out)
 		}
 	}
-	for _, want := range []string{"public-key-1", "public-key-2", "********", "redis://user:********@redis:6379/0"} {
+	for _, want := range []string{"public-key-1", "public-key-2", "********", "redis://user:********@redis:6379/0",
+		"https://hook:********@example.com/hook", "Authorization", "X-Tenant"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("Redacted output lacks %q:\n%s", want, out)
 		}
 	}
 	// The original is untouched.
 	if c.Apps[0].Secret != "very-secret-1" || c.Scaling.Redis.Password != "redis-password" ||
-		c.Scaling.Redis.SentinelPassword != "sentinel-password" {
+		c.Scaling.Redis.SentinelPassword != "sentinel-password" ||
+		c.Apps[1].Webhooks[0].URL != "https://hook:hook-password@example.com/hook" ||
+		c.Apps[1].Webhooks[0].Headers["Authorization"] != "Bearer header-token" {
 		t.Error("Redacted modified the Config")
 	}
 	// The output is a valid configuration file.
@@ -798,6 +819,12 @@ sentinel_password = "sentinel-password"
 	}
 	if r.Apps[1].Key != "public-key-2" || r.Apps[1].Secret != "********" {
 		t.Errorf("reloaded apps = %+v", r.Apps)
+	}
+	if w := r.Apps[1].Webhooks; len(w) != 1 || w[0].Headers["X-Tenant"] != "********" {
+		t.Errorf("reloaded webhooks = %+v", w)
+	}
+	if r.Webhooks != c.Webhooks {
+		t.Errorf("reloaded [webhooks] = %+v, want %+v", r.Webhooks, c.Webhooks)
 	}
 }
 
@@ -853,9 +880,37 @@ func TestExampleFileLoads(t *testing.T) {
 	}
 }
 
+// uncommentWebhookExample returns the example file with its commented-out
+// [[apps.webhooks]] table turned on: the "# [[apps.webhooks]]" line and the
+// "# "-prefixed lines that follow it.
+func uncommentWebhookExample(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	found := false
+	for i := 0; i < len(lines); i++ {
+		if lines[i] != "# [[apps.webhooks]]" {
+			continue
+		}
+		found = true
+		for ; i < len(lines) && strings.HasPrefix(lines[i], "# "); i++ {
+			lines[i] = strings.TrimPrefix(lines[i], "# ")
+		}
+	}
+	if !found {
+		t.Fatalf("%s has no commented-out [[apps.webhooks]] example", examplePath)
+	}
+	return strings.Join(lines, "\n")
+}
+
 func TestExampleFileHasEveryKey(t *testing.T) {
+	// The per-app webhook endpoints are optional, so their keys are shown in
+	// a commented-out example.
 	var v map[string]any
-	md, err := toml.DecodeFile(examplePath, &v)
+	md, err := toml.Decode(uncommentWebhookExample(t), &v)
 	if err != nil {
 		t.Fatal(err)
 	}

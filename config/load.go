@@ -16,12 +16,13 @@ import (
 // fileConfig is what the TOML file decodes into. Apps are kept raw so that
 // each one can be decoded on top of NewApp's defaults.
 type fileConfig struct {
-	Server  Server           `toml:"server"`
-	Apps    []toml.Primitive `toml:"apps"`
-	Limits  Limits           `toml:"limits"`
-	Scaling Scaling          `toml:"scaling"`
-	Metrics Metrics          `toml:"metrics"`
-	Log     Log              `toml:"log"`
+	Server   Server           `toml:"server"`
+	Apps     []toml.Primitive `toml:"apps"`
+	Limits   Limits           `toml:"limits"`
+	Webhooks Webhooks         `toml:"webhooks"`
+	Scaling  Scaling          `toml:"scaling"`
+	Metrics  Metrics          `toml:"metrics"`
+	Log      Log              `toml:"log"`
 }
 
 // Load builds the configuration: Default, then the TOML file at path (skipped
@@ -75,11 +76,12 @@ func Load(path string, env func(string) (string, bool)) (*Config, error) {
 // problems.
 func (c *Config) decode(doc string) ([]string, error) {
 	f := fileConfig{
-		Server:  c.Server,
-		Limits:  c.Limits,
-		Scaling: c.Scaling,
-		Metrics: c.Metrics,
-		Log:     c.Log,
+		Server:   c.Server,
+		Limits:   c.Limits,
+		Webhooks: c.Webhooks,
+		Scaling:  c.Scaling,
+		Metrics:  c.Metrics,
+		Log:      c.Log,
 	}
 	md, err := toml.Decode(doc, &f)
 	if err != nil {
@@ -95,21 +97,22 @@ func (c *Config) decode(doc string) ([]string, error) {
 		}
 		apps = append(apps, a)
 	}
-	c.Server, c.Limits, c.Scaling, c.Metrics, c.Log = f.Server, f.Limits, f.Scaling, f.Metrics, f.Log
+	c.Server, c.Limits, c.Webhooks, c.Scaling, c.Metrics, c.Log = f.Server, f.Limits, f.Webhooks, f.Scaling, f.Metrics, f.Log
 	c.Apps = apps
 
 	// Undecoded catches keys without a field; the exact-spelling check catches
-	// keys the decoder matched case-insensitively ("Port" for "port").
+	// keys the decoder matched case-insensitively ("Port" for "port"). The
+	// keys of a map field (headers) are free-form.
 	undecoded := map[string]bool{}
 	for _, k := range md.Undecoded() {
 		undecoded[k.String()] = true
 	}
-	known := knownKeys()
+	known, maps := schemaKeys()
 	var unknown []string
 	seen := map[string]bool{}
 	for _, k := range md.Keys() {
 		ks := k.String()
-		if (!undecoded[ks] && known[ks]) || seen[ks] {
+		if !undecoded[ks] && (known[ks] || len(k) > 1 && maps[k[:len(k)-1].String()]) || seen[ks] {
 			continue
 		}
 		seen[ks] = true
@@ -125,7 +128,14 @@ func (c *Config) decode(doc string) ([]string, error) {
 // knownKeys returns every valid dotted key path of the TOML schema, tables
 // included ("server", "server.port", "apps.rate_limiting.enabled", ...).
 func knownKeys() map[string]bool {
-	keys := map[string]bool{}
+	keys, _ := schemaKeys()
+	return keys
+}
+
+// schemaKeys returns knownKeys and, apart, the keys of the map fields
+// ("apps.webhooks.headers"), whose own keys are free-form.
+func schemaKeys() (keys, maps map[string]bool) {
+	keys, maps = map[string]bool{}, map[string]bool{}
 	var walk func(prefix string, t reflect.Type)
 	walk = func(prefix string, t reflect.Type) {
 		for i := range t.NumField() {
@@ -140,6 +150,9 @@ func knownKeys() map[string]bool {
 			}
 			keys[k] = true
 			ft := f.Type
+			if ft.Kind() == reflect.Map {
+				maps[k] = true
+			}
 			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
 				ft = ft.Elem()
 			}
@@ -149,7 +162,7 @@ func knownKeys() map[string]bool {
 		}
 	}
 	walk("", reflect.TypeFor[Config]())
-	return keys
+	return keys, maps
 }
 
 // envReader applies the environment to a Config, collecting malformed
@@ -445,6 +458,8 @@ func (c *Config) problems() []string {
 		}
 		v.nonNegative("scaling.redis.db", r.DB)
 	}
+
+	c.webhookProblems(&v)
 
 	m := c.Metrics
 	v.port("metrics.port", m.Port, 0)

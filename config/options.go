@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,15 +82,27 @@ func NormalizePath(p string) string {
 }
 
 // Redacted returns c as a TOML document with every app secret, the Redis and
-// Sentinel passwords and any password inside the Redis URL replaced by
-// "********", fit for logs and `check-config` output. Empty secrets stay
-// empty.
+// Sentinel passwords, any password inside the Redis URL or a webhook URL, and
+// every webhook header value (they may carry tokens) replaced by "********",
+// fit for logs and `check-config` output. Empty secrets stay empty.
 func (c *Config) Redacted() string {
 	r := *c
 	r.Apps = make([]App, len(c.Apps))
 	for i, a := range c.Apps {
 		if a.Secret != "" {
 			a.Secret = redactedMark
+		}
+		a.Webhooks = slices.Clone(a.Webhooks)
+		for j, e := range a.Webhooks {
+			e.URL = redactURL(e.URL)
+			if e.Headers != nil {
+				h := make(map[string]string, len(e.Headers))
+				for name := range e.Headers {
+					h[name] = redactedMark
+				}
+				e.Headers = h
+			}
+			a.Webhooks[j] = e
 		}
 		r.Apps[i] = a
 	}
@@ -104,7 +117,7 @@ func (c *Config) Redacted() string {
 	enc := toml.NewEncoder(&b)
 	enc.Indent = ""
 	if err := enc.Encode(r); err != nil {
-		// Config holds only strings, ints, bools and slices of them, which
+		// Config holds only strings, numbers, bools, slices and string maps, which
 		// always encode; keep the output safe regardless.
 		return "# cannot encode configuration: " + err.Error() + "\n"
 	}
