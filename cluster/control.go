@@ -382,3 +382,9 @@ func PublishRestart(ctx context.Context, cfg Config) error {
 	h := header{kind: kindRestart, node: []byte("restart-cli")}
 	return t.publish(ctx, []outMsg{{channel: cfg.Channel + ":ctl", payload: appendEnvelope(nil, &h, nil)}})
 }
+
+// PublishCount implements pusher.Broker.
+func (r *Redis) PublishCount(app *pusher.App, channel string, total int64, seq uint64) {}
+
+// PublishOnline implements pusher.Broker.
+func (r *Redis) PublishOnline(app *pusher.App, userID string, online bool) {}

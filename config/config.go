@@ -177,9 +177,18 @@ type App struct {
 	RateLimiting RateLimiting `toml:"rate_limiting"`
 	// Webhooks are the [[apps.webhooks]] endpoints that receive this app's
 	// Pusher webhooks, each with its own event types (see webhooks.Endpoint
-	// for the keys). They are accepted and validated, but this version does
-	// not send webhooks yet. Default: [] (none).
+	// for the keys). Default: [] (none).
 	Webhooks []webhooks.Endpoint `toml:"webhooks"`
+	// SubscriptionCounting sends pusher_internal:subscription_count to the
+	// subscribers of non-presence channels when the cluster-wide count
+	// changes (Pusher's app setting). Default: false.
+	SubscriptionCounting bool `toml:"subscription_counting"`
+	// WatchlistEvents sends pusher_internal:watchlist_events to signed-in
+	// connections whose user_data carries a "watchlist". Default: false.
+	WatchlistEvents bool `toml:"watchlist_events"`
+	// Compression offers permessage-deflate (no context takeover) to the
+	// clients that ask for it. Default: false.
+	Compression bool `toml:"compression"`
 }
 
 // RateLimiting is the [apps.rate_limiting] table.

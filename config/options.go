@@ -39,6 +39,9 @@ func (c *Config) Options() pusher.Options {
 				Decay:            seconds(a.RateLimiting.DecaySeconds),
 				TerminateOnLimit: a.RateLimiting.TerminateOnLimit,
 			},
+			SubscriptionCounting: a.SubscriptionCounting,
+			WatchlistEvents:      a.WatchlistEvents,
+			Compression:          a.Compression,
 		}
 	}
 	window := seconds(c.Server.AuthTimestampWindow)

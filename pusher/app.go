@@ -88,6 +88,16 @@ type App struct {
 	ClientEvents ClientEventPolicy
 	// RateLimit limits inbound messages per connection. Default: off.
 	RateLimit RateLimit
+	// SubscriptionCounting sends pusher_internal:subscription_count to the
+	// subscribers of a (non-presence) channel when its cluster-wide count
+	// changes, as Pusher's app setting does. Default: false.
+	SubscriptionCounting bool
+	// WatchlistEvents sends pusher_internal:watchlist_events to signed-in
+	// connections whose user_data carries a watchlist. Default: false.
+	WatchlistEvents bool
+	// Compression offers permessage-deflate (no context takeover) to clients
+	// that ask for it. Default: false.
+	Compression bool
 }
 
 // originAllowed reports whether the host of an Origin header value matches

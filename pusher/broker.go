@@ -45,6 +45,15 @@ type Broker interface {
 	// Gather asks the other live nodes to answer q and returns their replies,
 	// waiting at most the broker's gathering timeout.
 	Gather(ctx context.Context, app *App, q Query) []Reply
+	// PublishCount hands a channel's cluster-wide subscription count (from
+	// Tracker.Count) to the other nodes, which call Node.DeliverCount. It
+	// only queues; a count that cannot be sent is dropped and counted, the
+	// next change sends a newer one.
+	PublishCount(app *App, channel string, total int64, seq uint64)
+	// PublishOnline tells the other nodes that a user's first connection in
+	// the cluster signed in (online) or their last one left (!online); they
+	// call Node.DeliverOnline. It only queues.
+	PublishOnline(app *App, userID string, online bool)
 }
 
 // Outgoing is one event message for the other nodes.
@@ -87,6 +96,12 @@ func (NopBroker) Await(*App, string, func()) bool { return true }
 
 // Terminate implements Broker.
 func (NopBroker) Terminate(*App, string) {}
+
+// PublishCount implements Broker.
+func (NopBroker) PublishCount(*App, string, int64, uint64) {}
+
+// PublishOnline implements Broker.
+func (NopBroker) PublishOnline(*App, string, bool) {}
 
 // Gather implements Broker: there is nobody to ask.
 func (NopBroker) Gather(context.Context, *App, Query) []Reply { return nil }

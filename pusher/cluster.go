@@ -33,6 +33,13 @@ type Node interface {
 	Answer(app *App, q Query) Reply
 	// TerminateLocal closes this node's connections of a user.
 	TerminateLocal(app *App, id string)
+	// DeliverCount applies a channel's cluster-wide subscription count that
+	// a node published (Broker.PublishCount): a count older (by seq) than
+	// one already applied is ignored.
+	DeliverCount(app *App, channel string, total int64, seq uint64)
+	// DeliverOnline tells this node's watchlist watchers that a user came
+	// online or went offline in the cluster (Broker.PublishOnline).
+	DeliverOnline(app *App, userID string, online bool)
 }
 
 var _ Node = (*Server)(nil)
@@ -206,3 +213,9 @@ func (srv *Server) gather(app *App, q Query) Reply {
 	}
 	return total
 }
+
+// DeliverCount implements Node. Goroutine-safe.
+func (srv *Server) DeliverCount(app *App, channel string, total int64, seq uint64) {}
+
+// DeliverOnline implements Node. Goroutine-safe.
+func (srv *Server) DeliverOnline(app *App, userID string, online bool) {}

@@ -1,6 +1,8 @@
 package pusher
 
 import (
+	"github.com/reverbgo/reverb/webhooks"
+
 	"log/slog"
 	"time"
 )
@@ -65,6 +67,24 @@ type Options struct {
 	// Debug logs the message flow (connections, messages, broadcasts) at
 	// debug level, as `reverb:start --debug` does. Default: false.
 	Debug bool
+	// Webhooks receives the webhook events of every app (channel_occupied,
+	// member_added, client_event, ...), decided cluster-wide through the
+	// Tracker. *webhooks.Dispatcher implements it. Default: nil (none).
+	Webhooks WebhookSink
+	// VacateDelay is how long channel_vacated and member_removed wait before
+	// they are sent; nothing is sent if the channel or user is back within
+	// it. Negative means no delay. Default: 3 s (as Pusher).
+	VacateDelay time.Duration
+}
+
+// WebhookSink receives webhook events. Enabled and Emit must be
+// goroutine-safe and must never block: the engine calls them from loops.
+type WebhookSink interface {
+	// Enabled reports whether an event of that name for the app would be
+	// sent anywhere, so that the engine does no work for nothing.
+	Enabled(appID, name string) bool
+	// Emit hands one event over for delivery.
+	Emit(appID string, ev webhooks.Event)
 }
 
 // Defaults used by Normalize.
