@@ -40,6 +40,15 @@ type Node interface {
 	// DeliverOnline tells this node's watchlist watchers that a user came
 	// online or went offline in the cluster (Broker.PublishOnline).
 	DeliverOnline(app *App, userID string, online bool)
+	// KeyReleased is called by a Tracker that released, on behalf of a node
+	// that stopped or died, a key that node held: the key is now held
+	// nowhere (its delay passed). The engine announces it as it announces
+	// its own releases (channel_vacated, member_removed, offline).
+	KeyReleased(app *App, key string)
+	// KeyCounted is called by a Tracker that removed a stopped or dead
+	// node's share of a counter: total and seq are its new value, announced
+	// as the engine announces its own counts.
+	KeyCounted(app *App, key string, total int64, seq uint64)
 }
 
 var _ Node = (*Server)(nil)
@@ -219,3 +228,9 @@ func (srv *Server) DeliverCount(app *App, channel string, total int64, seq uint6
 
 // DeliverOnline implements Node. Goroutine-safe.
 func (srv *Server) DeliverOnline(app *App, userID string, online bool) {}
+
+// KeyReleased implements Node. Goroutine-safe.
+func (srv *Server) KeyReleased(app *App, key string) {}
+
+// KeyCounted implements Node. Goroutine-safe.
+func (srv *Server) KeyCounted(app *App, key string, total int64, seq uint64) {}
