@@ -104,6 +104,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range allDescs {
 		ch <- d
 	}
+	for _, d := range webhookDescs {
+		ch <- d
+	}
 }
 
 // Collect gathers the loops' counters once and emits them.
@@ -160,6 +163,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRedisDegraded, b2f(cs.Degraded))
 		gauge(descClusterPeers, float64(cs.Peers))
 	}
+	c.s.collectWebhooks(ch)
 }
 
 func sortedStrings(m map[string]int64) []string {

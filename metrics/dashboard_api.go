@@ -69,6 +69,7 @@ type statsJSON struct {
 	Counters    countersJSON  `json:"counters"`
 	Nodes       []Node        `json:"nodes"`
 	Cluster     *ClusterStats `json:"cluster,omitempty"`
+	Webhooks    *WebhookStats `json:"webhooks,omitempty"`
 }
 
 func intKeys(m map[int]int64) map[string]int64 {
@@ -127,6 +128,10 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	if f := s.cluster.Load(); f != nil {
 		cs := (*f)()
 		out.Cluster = &cs
+	}
+	if f := s.webhooks.Load(); f != nil {
+		ws := (*f)()
+		out.Webhooks = &ws
 	}
 	writeJSON(w, http.StatusOK, out)
 }

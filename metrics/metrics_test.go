@@ -371,3 +371,36 @@ func mustJSON(v any) string {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestWebhookHooks(t *testing.T) {
+	n := startNode(t, Options{})
+	if _, ok := n.scrape()["reverb_webhook_requests_total"]; ok {
+		t.Error("reverb_webhook_* without SetWebhooks")
+	}
+	ep := WebhookEndpoint{
+		AppID: "a1", URL: "http://127.0.0.1:1/hook", Queued: 2, InFlight: 1,
+		Enqueued: 10, Delivered: 7, Requests: 9, Retries: 2, Failed: 1,
+		Failures: map[string]uint64{"status": 2, "timeout": 1},
+		Dropped:  map[string]uint64{"queue_full": 4},
+	}
+	n.m.SetWebhooks(func() WebhookStats { return WebhookStats{Endpoints: []WebhookEndpoint{ep}} })
+	l := `app_id="a1",endpoint="http://127.0.0.1:1/hook"`
+	n.expectSamples(map[string]float64{
+		`reverb_webhook_events_total{` + l + `,outcome="enqueued"}`:   10,
+		`reverb_webhook_events_total{` + l + `,outcome="delivered"}`:  7,
+		`reverb_webhook_events_total{` + l + `,outcome="failed"}`:     1,
+		`reverb_webhook_requests_total{` + l + `}`:                    9,
+		`reverb_webhook_retries_total{` + l + `}`:                     2,
+		`reverb_webhook_failures_total{` + l + `,reason="status"}`:    2,
+		`reverb_webhook_failures_total{` + l + `,reason="timeout"}`:   1,
+		`reverb_webhook_failures_total{` + l + `,reason="transport"}`: 0,
+		`reverb_webhook_dropped_total{` + l + `,reason="queue_full"}`: 4,
+		`reverb_webhook_queued{` + l + `}`:                            2,
+		`reverb_webhook_in_flight{` + l + `}`:                         1,
+	})
+	var st statsJSON
+	n.getJSON("/api/stats", &st)
+	if st.Webhooks == nil || len(st.Webhooks.Endpoints) != 1 || !reflect.DeepEqual(st.Webhooks.Endpoints[0], ep) {
+		t.Errorf("webhooks %+v", st.Webhooks)
+	}
+}

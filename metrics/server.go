@@ -124,6 +124,7 @@ type Server struct {
 
 	degraded atomic.Pointer[func() bool]
 	cluster  atomic.Pointer[func() ClusterStats]
+	webhooks atomic.Pointer[func() WebhookStats]
 	peers    atomic.Pointer[func(context.Context) []Node]
 
 	mu     sync.Mutex

@@ -14,6 +14,7 @@ import (
 	"github.com/reverbgo/reverb/loop"
 	"github.com/reverbgo/reverb/metrics"
 	"github.com/reverbgo/reverb/pusher"
+	"github.com/reverbgo/reverb/webhooks"
 )
 
 // The [metrics] listener is wired into cmdStart in two steps, because the
@@ -22,7 +23,7 @@ import (
 //
 //	api := metricsObserver(cfg, &opts) // before pusher.NewServer
 //	...
-//	stopMetrics, err := startMetrics(cfg, api, srv, px, redisBroker, log) // before srv.Run
+//	stopMetrics, err := startMetrics(cfg, api, srv, px, redisBroker, hooks, log) // before srv.Run
 //	if err != nil { ...; return 1 }
 //	defer stopMetrics()
 
@@ -41,13 +42,15 @@ func metricsObserver(cfg *config.Config, opts *pusher.Options) *metrics.API {
 
 // startMetrics serves /metrics, /healthz, /readyz, the dashboard and, with
 // pprof = true, /debug/pprof/ on [metrics] host:port, when [metrics] is
-// enabled; otherwise it does nothing. api is metricsObserver's result; rb
+// enabled; otherwise it does nothing. api is metricsObserver's result. rb
 // is the Redis broker, or nil without [scaling]: with it, the reverb_redis_*
 // metrics, the peers on the dashboard and readiness (503 while Redis is
-// unreachable) follow the cluster. Call it before srv.Run (readiness says
+// unreachable) follow the cluster. hooks is the webhook dispatcher, or nil
+// without endpoints: with it, reverb_webhook_* and the dashboard's webhook
+// counters follow it. Call it before srv.Run (readiness says
 // "starting" until the server listens) and stop it after the drain, so that
 // /readyz answers 503 throughout the drain. A bind error is returned.
-func startMetrics(cfg *config.Config, api *metrics.API, srv *loop.Server, px *pusher.Server, rb *cluster.Redis, log *slog.Logger) (stop func(), err error) {
+func startMetrics(cfg *config.Config, api *metrics.API, srv *loop.Server, px *pusher.Server, rb *cluster.Redis, hooks *webhooks.Dispatcher, log *slog.Logger) (stop func(), err error) {
 	if !cfg.Metrics.Enabled {
 		return func() {}, nil
 	}
@@ -85,6 +88,9 @@ func startMetrics(cfg *config.Config, api *metrics.API, srv *loop.Server, px *pu
 			slices.SortFunc(peers, func(a, b metrics.Node) int { return strings.Compare(a.ID, b.ID) })
 			return peers
 		})
+	}
+	if hooks != nil {
+		m.SetWebhooks(webhookStats(hooks))
 	}
 	if err := m.Start(); err != nil {
 		return nil, err

@@ -114,6 +114,12 @@ func cmdStart(args []string) int {
 	opts.Logger = log
 	opts.Debug = f.debug
 	api := metricsObserver(cfg, &opts)
+	hooks, stopHooks, err := startWebhooks(cfg, &opts, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reverb start: [webhooks]:", err)
+		return 2
+	}
+	defer stopHooks()
 	lcfg := loop.Config{
 		Host:             cfg.Server.Host,
 		Port:             cfg.Server.Port,
@@ -164,7 +170,7 @@ func cmdStart(args []string) int {
 		fmt.Fprintf(os.Stderr, "No app configured: serving the built-in local app (for development only).\n  REVERB_APP_ID=%s\n  REVERB_APP_KEY=%s\n  REVERB_APP_SECRET=%s\n", a.AppID, a.Key, a.Secret)
 	}
 
-	stopMetrics, err := startMetrics(cfg, api, srv, px, redisBroker, log)
+	stopMetrics, err := startMetrics(cfg, api, srv, px, redisBroker, hooks, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reverb start: [metrics]:", err)
 		return 1

@@ -247,7 +247,7 @@
         n.last_seen && !n.self ? h('span', { class: 'hint' }, 'seen ' + fmtDuration(Math.max(0, now - Date.parse(n.last_seen)) / 1000) + ' ago') : null))));
   }
 
-  function renderCounters(c, cluster) {
+  function renderCounters(c, cluster, webhooks) {
     const group = (title, entries) => h('div', null, h('h4', null, title),
       entries.length ? h('dl', null, entries.map(([k, v]) => [h('dt', null, k), h('dd', null, fmtInt(v))]))
         : h('div', { class: 'muted' }, 'none'));
@@ -268,7 +268,15 @@
         ['dropped', cluster.dropped],
         ['invalid', cluster.invalid],
         ['reconnects', cluster.reconnects],
-        ['peers', cluster.peers]]) : null);
+        ['peers', cluster.peers]]) : null,
+      ...(webhooks ? webhooks.endpoints : []).map(e => group('Webhooks ' + e.app_id + ' ' + e.url, [
+        ['queued', e.queued],
+        ['in flight', e.in_flight],
+        ['delivered', e.delivered],
+        ['retries', e.retries],
+        ['failed attempts', Object.values(e.failures || {}).reduce((a, b) => a + b, 0)],
+        ['failed events', e.failed],
+        ['dropped', Object.values(e.dropped || {}).reduce((a, b) => a + b, 0)]])));
   }
 
   function update(st) {
@@ -317,7 +325,7 @@
     for (const a of st.apps) renderApp(a, history.get(a.app_id) || [], st.time);
     recordLabelLayout();
     renderNodes(st.nodes, st.time);
-    renderCounters(st.counters, st.cluster);
+    renderCounters(st.counters, st.cluster, st.webhooks);
     setText('updated', 'Updated ' + new Date(st.time).toLocaleTimeString('en-GB'));
   }
 
