@@ -449,3 +449,105 @@ func TestKeyReleasedAndCounted(t *testing.T) {
 		"subscription_count test count=7")
 	w.expect(watchMsg("offline", "gone"), countMsg("test", 7))
 }
+
+// pairBroker joins two servers in one process: counts and online changes go
+// to the peer, and the Tracker is a MemoryTracker both share. With late set,
+// Await answers later, from another goroutine.
+type pairBroker struct {
+	NopBroker
+	*MemoryTracker
+	peer *Server
+	late bool
+}
+
+func (b *pairBroker) PublishCount(app *App, channel string, total int64, seq uint64) {
+	if b.peer != nil {
+		b.peer.DeliverCount(app, channel, total, seq)
+	}
+}
+
+func (b *pairBroker) PublishOnline(app *App, id string, online bool) {
+	if b.peer != nil {
+		b.peer.DeliverOnline(app, id, online)
+	}
+}
+
+func (b *pairBroker) Await(app *App, channel string, done func()) bool {
+	if !b.late {
+		return true
+	}
+	go done()
+	return false
+}
+
+func TestTwoServers(t *testing.T) {
+	for round := range 20 {
+		app := &App{ID: testAppID, Key: testKey, Secret: testSecret, SubscriptionCounting: true, WatchlistEvents: true}
+		mod := func(o *Options) { o.Apps[0] = app; o.VacateDelay = 5 * time.Millisecond }
+		e1, e2 := newLoopEnv(t, mod), newLoopEnv(t, mod)
+		tr := NewMemoryTracker()
+		b1, b2 := &pairBroker{MemoryTracker: tr}, &pairBroker{MemoryTracker: tr}
+		b1.peer, b2.peer = e2.srv, e1.srv
+		e1.srv.SetBroker(b1)
+		e2.srv.SetBroker(b2)
+		if e1.srv.tracker != Tracker(b1) {
+			t.Fatal("the broker's Tracker is not used")
+		}
+		hooks := func() int { return e1.sink.len() + e2.sink.len() }
+		both := []*loopEnv{e1, e2}
+
+		a, b := e1.connect(), e2.connect()
+		e1.subscribe(a, "test", "")
+		e2.subscribe(b, "test", "")
+		var gotA, gotB []string
+		pump(t, func() bool {
+			gotA, gotB = append(gotA, a.take()...), append(gotB, b.take()...)
+			return len(gotA) > 0 && gotA[len(gotA)-1] == countMsg("test", 2) &&
+				len(gotB) > 0 && gotB[len(gotB)-1] == countMsg("test", 2)
+		}, both...)
+		pump(t, func() bool { return hooks() >= 1 }, both...)
+		e1.settle(e2)
+		got := append(e1.sink.take(), e2.sink.take()...)
+		expectHooks(t, got, "channel_occupied test") // once in the cluster
+
+		// Watchlists across the nodes: 1 online before, 3 after the signin.
+		u1, w := e1.connect(), e2.connect()
+		e1.signin(u1, `{"id":"1"}`)
+		e1.settle(e2)
+		e2.signin(w, `{"id":"w","watchlist":["1","3"]}`)
+		if got := e2.waitMsgs(w, 1); got[0] != watchMsg("online", "1") {
+			t.Fatalf("round %d: got %q", round, got)
+		}
+		u3 := e1.connect()
+		e1.signin(u3, `{"id":"3"}`)
+		pump(t, func() bool { return len(w.conn.frames) > 0 }, both...)
+		w.expect(watchMsg("online", "3"))
+		e1.close(u3)
+		pump(t, func() bool { return len(w.conn.frames) > 0 }, both...)
+		w.expect(watchMsg("offline", "3"))
+
+		e1.close(a)
+		e1.settle(e2)
+		expectHooks(t, append(e1.sink.take(), e2.sink.take()...))
+		e2.close(b)
+		pump(t, func() bool { return hooks() >= 1 }, both...)
+		e1.settle(e2)
+		expectHooks(t, append(e1.sink.take(), e2.sink.take()...), "channel_vacated test")
+	}
+}
+
+// TestCountAfterLateSubscription: a subscription answered after the broker
+// kept it waiting gets the count it may have missed, after its
+// subscription_succeeded.
+func TestCountAfterLateSubscription(t *testing.T) {
+	for range 20 {
+		e := newLoopEnv(t, func(o *Options) { o.Apps[0].SubscriptionCounting = true })
+		e.srv.SetBroker(&pairBroker{MemoryTracker: NewMemoryTracker(), late: true})
+		a := e.connect()
+		a.send(subMsg("test", "", ""))
+		got := e.waitMsgs(a, 2)
+		if got[0] != succeeded("test", "") || got[len(got)-1] != countMsg("test", 1) {
+			t.Fatalf("got %q", got)
+		}
+	}
+}
