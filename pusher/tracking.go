@@ -17,7 +17,7 @@ type hubHooks interface {
 	memberFreed(app *App, channel, userKey string)
 }
 
-// hooksEnabled reports whether an app's webhooks of that name are sent.
+// hookEnabled reports whether an app's webhooks of that name are sent.
 func (srv *Server) hookEnabled(app *App, name string) bool {
 	return srv.sink != nil && srv.sink.Enabled(app.ID, name)
 }

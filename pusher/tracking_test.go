@@ -2,8 +2,8 @@ package pusher
 
 import (
 	"fmt"
-	"strconv"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -550,4 +550,25 @@ func TestCountAfterLateSubscription(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	}
+}
+
+func FuzzParseWatchlist(f *testing.F) {
+	f.Add([]byte(`["1", 2, -3, "x\n", null]`), uint(3))
+	f.Add([]byte(`[`+strings.Repeat(`"a",`, 5)+`1]`), uint(0))
+	f.Fuzz(func(t *testing.T, raw []byte, cut uint) {
+		// Any prefix of the input, as a truncated message would give.
+		for _, in := range [][]byte{raw, raw[:int(cut%uint(len(raw)+1))]} {
+			ids, over := parseWatchlist(in)
+			if len(ids) > maxWatchlist || (over && len(ids) != maxWatchlist) {
+				t.Fatalf("%d ids, over=%v", len(ids), over)
+			}
+			seen := map[string]bool{}
+			for _, id := range ids {
+				if id == "" || seen[id] {
+					t.Fatalf("empty or repeated id %q", id)
+				}
+				seen[id] = true
+			}
+		}
+	})
 }
