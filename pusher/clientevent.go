@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"time"
+
+	"github.com/reverbgo/reverb/webhooks"
 )
 
 func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMessage) {
@@ -13,12 +15,14 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 		return
 	}
 	data := bytes.TrimSpace(rawData)
+	var hookData string // the client_event webhook's data: a string as sent, else the JSON text
 	switch {
 	case len(data) == 0 || string(data) == "null":
 		data = []byte("null")
 	case data[0] == '{' || data[0] == '[':
 	case data[0] == '"':
 		str, _ := jsonString(data)
+		hookData = str
 		inner := bytes.TrimSpace([]byte(str))
 		if len(inner) == 0 || (inner[0] != '{' && inner[0] != '[') || !json.Valid(inner) {
 			s.sendError(ErrInvalidMessage)
@@ -70,5 +74,16 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 	if _, err := srv.publish(s.app, []Outgoing{{Channel: name, Msg: msg, Except: s.id}}); err != nil {
 		// The cluster cannot take it now (counted by the broker too).
 		s.shard.stats.clientEventsDropped++
+		return
+	}
+	if srv.hookEnabled(s.app, webhooks.ClientEvent) {
+		if hookData == "" {
+			hookData = string(data)
+		}
+		ev := webhooks.Event{Name: webhooks.ClientEvent, Channel: name, Event: event, Data: hookData, SocketID: s.id}
+		if kind == KindPresence && sub != nil {
+			ev.UserID = sub.userKey
+		}
+		srv.emit(s.app, ev)
 	}
 }

@@ -222,15 +222,3 @@ func (srv *Server) gather(app *App, q Query) Reply {
 	}
 	return total
 }
-
-// DeliverCount implements Node. Goroutine-safe.
-func (srv *Server) DeliverCount(app *App, channel string, total int64, seq uint64) {}
-
-// DeliverOnline implements Node. Goroutine-safe.
-func (srv *Server) DeliverOnline(app *App, userID string, online bool) {}
-
-// KeyReleased implements Node. Goroutine-safe.
-func (srv *Server) KeyReleased(app *App, key string) {}
-
-// KeyCounted implements Node. Goroutine-safe.
-func (srv *Server) KeyCounted(app *App, key string, total int64, seq uint64) {}

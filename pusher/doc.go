@@ -64,4 +64,48 @@
 // (presence replication, digests, queries); json.go the JSON encoders and
 // decoders shared with the HTTP API; app.go, channel.go, errors.go and
 // options.go the apps, channel names, protocol errors and settings.
+//
+// # Webhooks, subscription counts and watchlists
+//
+// What must be seen once in the cluster goes through a Tracker (tracker.go):
+// the Broker's when it implements one, else the node's own MemoryTracker.
+// The registry calls Hold when this node's count of a channel goes 0 -> 1
+// (channel_occupied when the key was held nowhere) and Release when it goes
+// 1 -> 0 (channel_vacated after Options.VacateDelay, unless held again
+// meanwhile); the same for a presence user's first and last local
+// connection to a channel (member_added, member_removed, user_id being the
+// member's key: the user_id as a string, a number as its text). Both happen
+// under the registry's lock, so a key's Hold and Release follow the
+// registry's order; occupied comes before member_added, member_removed
+// before vacated. client_event is emitted once the event passed its checks
+// and was published (data: a string as sent, else the JSON text), cache_miss
+// where pusher:cache_miss is sent. Options.Webhooks' Enabled is asked first;
+// nothing is tracked for webhooks nobody receives.
+//
+// Subscription counts (subcount.go), for App.SubscriptionCounting or the
+// subscription_count webhook, cover non-presence channels: each local
+// subscribe and unsubscribe adds to Tracker.Count, one call in flight per
+// channel on this node, the deltas arriving meanwhile summed into the next
+// (an unanswered call is given up after 10 s). The node that made the call
+// publishes the total (Broker.PublishCount), applies it as DeliverCount does
+// and emits the webhook. DeliverCount drops totals not newer (by seq) than
+// the channel's last, and sends pusher_internal:subscription_count to the
+// node's subscribers whose subscription_succeeded was sent. On a channel of
+// more than 100 subscribers at most one count (and one webhook, on the
+// origin node) goes out per 5 s, the last total at the end of the window;
+// 100 or fewer go at once. A new subscriber gets the last known total right
+// after subscription_succeeded when its answer waited for the broker (a
+// count may have passed it by) or the channel is over 100; otherwise the
+// count that includes it follows, to every subscriber.
+//
+// Watchlists (watchlist.go), for App.WatchlistEvents: a user's first local
+// signed-in connection holds keyUser(id), its last releases it (no delay);
+// the cluster-wide first and last are announced online and offline to the
+// other nodes (Broker.PublishOnline) and to this node's watchers
+// (DeliverOnline). A signin whose user_data has a "watchlist" (user ids,
+// strings or numbers; the first 100 distinct kept, beyond that
+// pusher:error 4302 after pusher:signin_success) registers the connection
+// as a watcher on its shard's loop and is sent one watchlist_events with
+// those already online. A watcher may see "online" twice when a user comes
+// online while its signin asks; clients take it as a state.
 package pusher

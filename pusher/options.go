@@ -104,6 +104,7 @@ const (
 	DefaultPingInterval             = 60 * time.Second
 	DefaultActivityTimeout          = 30 * time.Second
 	DefaultMaxMessageSize           = 10000
+	DefaultVacateDelay              = 3 * time.Second
 )
 
 // Normalize fills zero fields with their defaults.
@@ -128,6 +129,9 @@ func (o *Options) Normalize() {
 	}
 	if o.PongTimeout == 0 {
 		o.PongTimeout = DefaultPongTimeout
+	}
+	if o.VacateDelay == 0 {
+		o.VacateDelay = DefaultVacateDelay
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

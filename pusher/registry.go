@@ -17,8 +17,10 @@ import (
 // nor while calling back into the server or a shard. The only calls made
 // under it are the broker's PresenceJoin, PresenceLeave and Interest, which
 // only queue: that way the envelopes leave in the order the registry
-// changed. withLocalPresence and withLocalDigest call their fn under the
-// read lock for the same reason.
+// changed. The hooks (Tracker Hold and Release of channels and presence
+// users, for webhooks) are called under it for the same reason.
+// withLocalPresence and withLocalDigest call their fn under the read lock
+// for the same reason.
 type hub struct {
 	mu      sync.RWMutex
 	nShards int
@@ -26,6 +28,7 @@ type hub struct {
 	caches  map[*App]map[string]cacheEntry
 	nodes   map[string]map[presenceKey]*member // other nodes' presence members
 	broker  Broker                             // told of this node's presence changes, under mu
+	hooks   hubHooks                           // told of the keys this node holds, under mu; nil: none
 	now     func() time.Time                   // the server's clock, for the age of cached events
 }
 
@@ -114,6 +117,13 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 	ch.perShard[shard]++
 	if ch.subs == 1 {
 		h.broker.Interest(app, name, true)
+		if h.hooks != nil {
+			h.hooks.channelHeld(app, name)
+		}
+	}
+	// channel_occupied comes before member_added.
+	if m != nil && res.firstLocal && h.hooks != nil {
+		h.hooks.memberHeld(app, name, m.key)
 	}
 	if ch.kind == KindPresence {
 		res.presence = ch.presenceJSON()
@@ -152,12 +162,19 @@ func (h *hub) leave(app *App, name string, shard int, userKey string, presence b
 			if m.local == 0 {
 				res.lastLocal = true
 				h.broker.PresenceLeave(app, name, userKey)
+				if h.hooks != nil {
+					h.hooks.memberFreed(app, name, userKey)
+				}
 				if m.remote == 0 {
 					ch.removeMember(m)
 					res.gone = true
 				}
 			}
 		}
+	}
+	// member_removed comes before channel_vacated.
+	if ch.subs == 0 && h.hooks != nil {
+		h.hooks.channelFreed(app, name)
 	}
 	h.releaseLocked(app, ch)
 	return res

@@ -27,6 +27,16 @@ type Server struct {
 	clustered bool
 	draining  atomic.Bool
 
+	// Webhooks, subscription counts and watchlists.
+	tracker     Tracker
+	sink        WebhookSink
+	counts      countTable
+	countWindow time.Duration // countBusy channels get one count per window
+	countsSent  atomic.Int64  // pusher_internal:subscription_count events sent
+	watchSent   atomic.Int64  // pusher_internal:watchlist_events messages sent
+	users       userTable
+	watch       []*shardWatch // by shard index; each is loop-owned
+
 	mu     sync.Mutex
 	shards []*Shard // fixed length nShards; element i is set once, before any subscription on it
 	nShard int      // shards created so far
@@ -54,6 +64,17 @@ func NewServer(opts Options, nShards int) (*Server, error) {
 		appStats: make(map[*App]*appStats),
 		broker:   NopBroker{},
 		shards:   make([]*Shard, nShards),
+		tracker:  NewMemoryTracker(),
+		sink:     opts.Webhooks,
+		watch:    make([]*shardWatch, nShards),
+
+		countWindow: defaultCountWindow,
+	}
+	srv.counts.m = make(map[localKey]*countState)
+	srv.users.signedIn = make(map[localKey]int)
+	srv.users.watched = make(map[localKey][]int32)
+	for i := range srv.watch {
+		srv.watch[i] = &shardWatch{}
 	}
 	for _, a := range opts.Apps {
 		if srv.byKey[a.Key] != nil || srv.byID[a.ID] != nil {
@@ -64,18 +85,25 @@ func NewServer(opts Options, nShards int) (*Server, error) {
 		srv.appStats[a] = &appStats{}
 	}
 	srv.hub = newHub(opts.Apps, nShards, opts.Now)
+	srv.hub.hooks = srv
 	return srv, nil
 }
 
 // Options returns the normalized options.
 func (srv *Server) Options() Options { return srv.opts }
 
-// SetBroker installs the cluster broker. Call it before serving.
+// SetBroker installs the cluster broker. When b also implements Tracker,
+// it decides webhooks, subscription counts and watchlists cluster-wide;
+// otherwise the server keeps using its own MemoryTracker (right for a lone
+// node). Call it before serving.
 func (srv *Server) SetBroker(b Broker) {
 	srv.broker = b
 	srv.hub.broker = b
 	_, alone := b.(NopBroker)
 	srv.clustered = !alone
+	if t, ok := b.(Tracker); ok {
+		srv.tracker = t
+	}
 }
 
 // AppByID finds an app by id.
@@ -166,6 +194,7 @@ func (srv *Server) Open(sh *Shard, c Conn, key, origin string) *Session {
 func (srv *Server) Closed(s *Session) {
 	if s != nil && s.idx >= 0 {
 		s.close()
+		srv.signedOut(s)
 	}
 }
 

@@ -19,7 +19,8 @@ func (s *Session) handleSignin(raw json.RawMessage) {
 		return
 	}
 	var ud struct {
-		ID json.RawMessage `json:"id"`
+		ID        json.RawMessage `json:"id"`
+		Watchlist json.RawMessage `json:"watchlist"`
 	}
 	if json.Unmarshal([]byte(userData), &ud) != nil {
 		s.sendError(ErrInvalidSignin)
@@ -30,8 +31,17 @@ func (s *Session) handleSignin(raw json.RawMessage) {
 		s.sendError(ErrInvalidSignin)
 		return
 	}
+	prev := s.userKey
 	s.userKey = id
 	inner := appendJSONString([]byte(`{"user_data":`), userData)
 	inner = append(inner, '}')
 	s.send(eventJSON(nil, "pusher:signin_success", string(inner), ""))
+	if !s.app.WatchlistEvents {
+		return
+	}
+	watchlist, over := parseWatchlist(ud.Watchlist)
+	if over {
+		s.sendError(ErrWatchlistTooLong)
+	}
+	s.shard.srv.signedIn(s, prev, id, watchlist)
 }

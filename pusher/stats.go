@@ -25,6 +25,14 @@ type Stats struct {
 	ClientEventsDropped int64
 	Errors              map[int]int64 // pusher:error events sent, by code
 	Closes              map[int]int64 // close frames sent by the server, by code
+	// SubscriptionCountEvents counts pusher_internal:subscription_count
+	// events sent since start: one per delivery to a channel's subscribers
+	// on this node (however many they are), plus one per count sent to a
+	// single new subscriber.
+	SubscriptionCountEvents int64
+	// WatchlistEvents counts pusher_internal:watchlist_events messages sent
+	// to connections since start.
+	WatchlistEvents int64
 }
 
 // Stats gathers every shard's counters, reading each on its own loop. It
@@ -54,7 +62,12 @@ func (srv *Server) Stats(ctx context.Context) Stats {
 			ch <- sn
 		})
 	}
-	out := Stats{Errors: map[int]int64{}, Closes: map[int]int64{}}
+	out := Stats{
+		Errors:                  map[int]int64{},
+		Closes:                  map[int]int64{},
+		SubscriptionCountEvents: srv.countsSent.Load(),
+		WatchlistEvents:         srv.watchSent.Load(),
+	}
 	byApp := make(map[*App]*AppStats, len(srv.opts.Apps))
 	for _, a := range srv.opts.Apps {
 		out.Apps = append(out.Apps, AppStats{AppID: a.ID})

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/reverbgo/reverb/webhooks"
 )
 
 // subscription is one channel a session subscribes to.
@@ -131,6 +133,9 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 	if len(s.subs) == 1 {
 		srv.stats(s.app).subscribed.Add(1)
 	}
+	if kind != KindPresence {
+		srv.addCount(s.app, name, 1)
+	}
 	// Announce first: if answering fails and closes the connection, its
 	// leave then follows the join everywhere.
 	if m != nil {
@@ -146,16 +151,17 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 	// gets no events.
 	sub.pending = true
 	sh := s.shard
-	if srv.broker.Await(s.app, name, func() { sh.exec(func() { s.completeSubscribe(sub, nil, nil) }) }) {
-		s.completeSubscribe(sub, res.presence, res.cached)
+	if srv.broker.Await(s.app, name, func() { sh.exec(func() { s.completeSubscribe(sub, nil, nil, true) }) }) {
+		s.completeSubscribe(sub, res.presence, res.cached, false)
 	}
 }
 
 // completeSubscribe answers a subscription: subscription_succeeded, then
 // for cache channels the cached event or pusher:cache_miss. presence and
 // cached are what the registry said at join time; nil means read them now.
-// Loop-only.
-func (s *Session) completeSubscribe(sub *subscription, presence, cached []byte) {
+// late says the answer waited for the broker: a subscription count may have
+// passed the subscription by meanwhile. Loop-only.
+func (s *Session) completeSubscribe(sub *subscription, presence, cached []byte, late bool) {
 	if s.closed || sub.lc == nil || !sub.pending {
 		return // closed or unsubscribed meanwhile
 	}
@@ -175,8 +181,12 @@ func (s *Session) completeSubscribe(sub *subscription, presence, cached []byte) 
 			s.send(cached)
 		} else {
 			s.send([]byte(`{"event":"pusher:cache_miss","channel":` + string(appendJSONString(nil, name)) + `}`))
+			if srv.hookEnabled(s.app, webhooks.CacheMiss) {
+				srv.emit(s.app, webhooks.Event{Name: webhooks.CacheMiss, Channel: name})
+			}
 		}
 	}
+	s.sendKnownCount(sub, late)
 	if s.debug() {
 		srv.log.Debug("Subscribed", "socket_id", s.id, "channel", name)
 	}
@@ -254,7 +264,28 @@ func (s *Session) leave(sub *subscription) {
 	srv := s.shard.srv
 	s.shard.removeLocal(sub)
 	res := srv.hub.leave(s.app, sub.name, s.shard.idx, sub.userKey, sub.kind == KindPresence)
+	if sub.kind != KindPresence {
+		srv.addCount(s.app, sub.name, -1)
+	}
 	if res.gone {
 		srv.announceRemoved(s.app, sub.name, sub.userID, s.id)
+	}
+}
+
+// sendKnownCount sends a new subscriber the channel's last known
+// subscription count, right after its subscription_succeeded, when the
+// broadcast that carries its own subscription may not reach it: when the
+// answer was late (a count delivered meanwhile skipped the pending
+// subscription), or when the channel is busy (its counts are held back to
+// one per window). Otherwise the count that includes the new subscription
+// follows shortly, to every subscriber. Loop-only.
+func (s *Session) sendKnownCount(sub *subscription, late bool) {
+	if !s.app.SubscriptionCounting || sub.kind == KindPresence {
+		return
+	}
+	srv := s.shard.srv
+	if n, ok := srv.knownCount(s.app, sub.name); ok && (late || n > countBusy) {
+		srv.countsSent.Add(1)
+		s.send(countJSON(sub.name, n))
 	}
 }
