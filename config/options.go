@@ -18,7 +18,8 @@ const redactedMark = "********"
 // Options converts c into the pusher package's settings. Seconds become
 // durations, accept_client_events_from becomes a pusher.ClientEventPolicy,
 // the path prefix is normalized to "" or "/x" (no trailing slash), and an
-// auth_timestamp_window of 0 becomes a negative duration (no check).
+// auth_timestamp_window of 0 becomes a negative duration (no check), and
+// [webhooks] vacate_delay_ms becomes VacateDelay.
 // Logger and Debug are left for the caller to set.
 func (c *Config) Options() pusher.Options {
 	apps := make([]*pusher.App, len(c.Apps))
@@ -64,7 +65,17 @@ func (c *Config) Options() pusher.Options {
 		SubscriptionsPerSecond:   l.SubscriptionsPerSecond,
 		MaxOutboundBuffer:        c.Server.MaxOutboundBuffer,
 		PongTimeout:              seconds(c.Server.PongTimeout),
+		VacateDelay:              vacateDelay(c.Webhooks.VacateDelayMS),
 	}
+}
+
+// vacateDelay is [webhooks] vacate_delay_ms as pusher.Options.VacateDelay:
+// 0 is the default (3 s), negative no delay.
+func vacateDelay(ms int) time.Duration {
+	if ms == 0 {
+		return pusher.DefaultVacateDelay
+	}
+	return millis(ms)
 }
 
 func seconds(n int) time.Duration { return time.Duration(n) * time.Second }

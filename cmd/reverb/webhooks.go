@@ -20,10 +20,6 @@ import (
 // returns a nil dispatcher and a stop that does nothing.
 func startWebhooks(cfg *config.Config, opts *pusher.Options, log *slog.Logger) (d *webhooks.Dispatcher, stop func(), err error) {
 	wc := cfg.WebhookConfig()
-	opts.VacateDelay = wc.VacateDelay // 0: the default; negative: none
-	if opts.VacateDelay == 0 {
-		opts.VacateDelay = webhooks.DefaultVacateDelay
-	}
 	n := 0
 	for _, a := range cfg.Apps {
 		n += len(a.Webhooks)
