@@ -185,6 +185,13 @@ var inflaters = sync.Pool{New: func() any {
 // errCorrupt is the failure of a compressed message that does not inflate.
 var errCorrupt = &CloseError{Code: ws.StatusInvalidFramePayloadData, Reason: "Invalid compressed data"}
 
+// Inflate decompresses the payload of a compressed message (RSV1 set; for a
+// fragmented message, its fragments' payloads joined) as inflate does for
+// the Decoder: at most maxSize bytes (16 MiB when 0), a *CloseError with
+// 1009 past that and 1007 for corrupt data. It is meant for clients (the
+// benchmark) and tests. Goroutine-safe.
+func Inflate(payload []byte, maxSize int64) ([]byte, error) { return inflate(payload, maxSize) }
+
 // inflate decompresses the payload of a compressed message into a new slice
 // of at most maxSize bytes. A message that inflates past it is refused
 // with 1009 before more than maxSize+1 bytes are produced (a decompression bomb
