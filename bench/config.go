@@ -125,6 +125,15 @@ type Config struct {
 	// Progress forces progress output on (1) or off (-1); 0 decides from
 	// whether stdout is a terminal.
 	Progress int
+	// Deflate offers permessage-deflate (no context takeover) in every
+	// upgrade; a connection the server answers without it fails. Compressed
+	// frames are inflated by the client. Default: false.
+	Deflate bool
+	// JSONPayload makes the event data a JSON document with repetitive keys
+	// (a list of small records, about Payload bytes) instead of the send
+	// time followed by 'x' padding, which compresses unrealistically well.
+	// Default: false.
+	JSONPayload bool
 
 	// worker marks a child process (hidden --worker flag).
 	worker bool
@@ -347,6 +356,8 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 0, "connects/s during the ramp of fanout, burst, client-events (0 = unpaced)")
 	fs.IntVar(&c.ConnectConcurrency, "connect-concurrency", 64, "handshakes in flight per process")
 	fs.IntVar(&c.Payload, "payload", 100, "event data size in bytes")
+	fs.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate (no context takeover) on every connection; fail connections the server answers without it")
+	fs.BoolVar(&c.JSONPayload, "json-payload", false, "event data is a JSON list of records with repetitive keys, about --payload bytes (default: the send time and 'x' padding)")
 	fs.IntVar(&c.Burst, "burst", 10, "events per trigger burst (burst)")
 	fs.IntVar(&c.Group, "group", 2, "connections per private channel (client-events)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")

@@ -86,6 +86,13 @@ func tableRows(res *Result) [][2]string {
 		add(plural(res.Op), fmt.Sprintf("%d in %.1f s = %.1f/s", res.Ops, res.DurationS, res.OpsPerSec))
 		add(res.Op+" latency", fmtSummary(res.Latency))
 	}
+	if res.WireBytesPerDelivery > 0 {
+		mode := "plain"
+		if res.Deflate {
+			mode = "permessage-deflate"
+		}
+		add("wire bytes per delivery", fmt.Sprintf("%.1f B (%s)", res.WireBytesPerDelivery, mode))
+	}
 	if res.ServerErrors > 0 {
 		add("pusher:error received", fmt.Sprint(res.ServerErrors))
 	}

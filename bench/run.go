@@ -78,6 +78,12 @@ type Result struct {
 	LossPct      float64 `json:"loss_pct"`
 	TriggerLat   Summary `json:"trigger_latency,omitzero"`
 	ServerErrors int64   `json:"server_errors"`
+	// WireBytesPerDelivery is the bytes of the data frames (headers
+	// included, compressed when permessage-deflate is on) the subscribers
+	// received in the steady state, per delivery (fanout, burst).
+	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery,omitempty"`
+	// Deflate reports that the connections negotiated permessage-deflate.
+	Deflate bool `json:"deflate,omitempty"`
 
 	// Cross holds the figures of the cross scenario.
 	Cross *CrossStats `json:"cross,omitempty"`

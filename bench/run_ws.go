@@ -170,6 +170,10 @@ func (r *runner) runWS(ctx context.Context) error {
 	r.res.Failed = fin.Failed
 	r.res.ClosedEarly = fin.ClosedEarly
 	r.res.ServerErrors = fin.Errors
+	r.res.Deflate = cfg.Deflate
+	if (cfg.Scenario == ScenarioFanout || cfg.Scenario == ScenarioBurst) && fin.Received > 0 {
+		r.res.WireBytesPerDelivery = round2(float64(fin.WireBytes) / float64(fin.Received))
+	}
 	r.res.ConnectLatency = Summarize(connHist)
 	switch cfg.Scenario {
 	case ScenarioConnect:
@@ -258,11 +262,11 @@ func (r *runner) trigger(ctx context.Context, perChan []int64) error {
 					ci := (sent + j) % len(channels)
 					chs[j] = channels[ci]
 					exp += perChan[ci]
-					data[j] = eventData(time.Now(), cfg.Payload)
+					data[j] = eventDataFor(cfg, time.Now())
 				}
 				body, route = batchBody(chs, data), "batch_events"
 			} else {
-				body, route = triggerBody(channels, eventData(time.Now(), cfg.Payload)), "events"
+				body, route = triggerBody(channels, eventDataFor(cfg, time.Now())), "events"
 				exp = subs
 			}
 			t0 := time.Now()

@@ -32,6 +32,7 @@ type shardStatus struct {
 	Failed      int64 `json:"failed"`
 	ClosedEarly int64 `json:"closed_early"`
 	Received    int64 `json:"received"`
+	WireBytes   int64 `json:"wire_bytes"`
 	Sent        int64 `json:"sent"`
 	Expected    int64 `json:"expected"`
 	Errors      int64 `json:"errors"`
@@ -42,6 +43,7 @@ func (s *shardStatus) add(o shardStatus) {
 	s.Failed += o.Failed
 	s.ClosedEarly += o.ClosedEarly
 	s.Received += o.Received
+	s.WireBytes += o.WireBytes
 	s.Sent += o.Sent
 	s.Expected += o.Expected
 	s.Errors += o.Errors
@@ -463,6 +465,7 @@ func (s *shard) status() shardStatus {
 	}
 	for _, ls := range s.allStats() {
 		st.Received += ls.received.Load()
+		st.WireBytes += ls.wire.Load()
 		st.Errors += ls.errors.Load()
 	}
 	return st

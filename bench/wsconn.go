@@ -66,6 +66,28 @@ func eventData(now time.Time, size int) []byte {
 	return b
 }
 
+// eventDataFor returns the data of a bench event for cfg: eventData, or
+// with cfg.JSONPayload a JSON document of about cfg.Payload bytes, a list
+// of records with the same keys, whose first record carries the send time.
+func eventDataFor(cfg *Config, now time.Time) []byte {
+	if !cfg.JSONPayload {
+		return eventData(now, cfg.Payload)
+	}
+	b := make([]byte, 0, cfg.Payload+128)
+	b = append(b, `{"sent":"`...)
+	b = append(b, tsMarker...)
+	b = strconv.AppendInt(b, now.UnixNano(), 10)
+	b = append(b, `","orders":[`...)
+	for i := 0; len(b) < cfg.Payload-2 || i == 0; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `{"id":%d,"customer_id":%d,"status":"%s","currency":"EUR","total":%d.%02d,"updated_at":"2026-12-03T12:%02d:%02dZ"}`,
+			100000+i*7, 4000+i*13%97, [3]string{"pending", "shipped", "delivered"}[i%3], 10+i*37%500, i*17%100, i%60, i*7%60)
+	}
+	return append(b, "]}"...)
+}
+
 // eventDataSeq is eventData with the event's sequence number after the
 // timestamp.
 func eventDataSeq(now time.Time, seq int64, size int) []byte {
@@ -125,6 +147,7 @@ func sentAt(msg []byte) (time.Time, bool) {
 // dialer opens TCP connections to the server, binding round robin to the
 // configured source addresses.
 type dialer struct {
+	deflate bool
 	addr    string
 	hostHdr string
 	path    string
@@ -134,7 +157,7 @@ type dialer struct {
 }
 
 func newDialer(c *Config) *dialer {
-	return &dialer{addr: c.Addr(), hostHdr: c.Addr(), path: c.Path, key: c.Key, ips: c.SourceIPs, timeout: 10 * time.Second}
+	return &dialer{deflate: c.Deflate, addr: c.Addr(), hostHdr: c.Addr(), path: c.Path, key: c.Key, ips: c.SourceIPs, timeout: 10 * time.Second}
 }
 
 func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
@@ -149,9 +172,26 @@ func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
 // handshake and subscription, before the connection is handed to the
 // steady-state runtime.
 type blockConn struct {
-	c    net.Conn
-	buf  []byte
-	r, w int
+	c       net.Conn
+	buf     []byte
+	r, w    int
+	deflate bool // permessage-deflate was negotiated
+}
+
+// errDeflateDeclined fails a connection that offered permessage-deflate
+// (--deflate) when the server answers without it.
+var errDeflateDeclined = errors.New("permessage-deflate offered but not accepted")
+
+// deflateOffer is the extension header the bench sends with --deflate.
+const deflateOffer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+// payloadOf returns the payload of a data frame, inflated when RSV1 is set
+// on a connection that negotiated permessage-deflate.
+func payloadOf(h wsproto.Header, p []byte) ([]byte, error) {
+	if h.Rsv&4 == 0 {
+		return p, nil
+	}
+	return wsproto.Inflate(p, maxFrame)
 }
 
 func (b *blockConn) fill() error {
@@ -184,7 +224,11 @@ func (b *blockConn) fill() error {
 func (b *blockConn) upgrade(d *dialer) error {
 	req := "GET " + d.path + "/app/" + d.key + "?protocol=7&client=js&version=8.4.0&flash=false HTTP/1.1\r\nHost: " +
 		d.hostHdr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
-		"Sec-WebSocket-Version: 13\r\n\r\n"
+		"Sec-WebSocket-Version: 13\r\n"
+	if d.deflate {
+		req += deflateOffer
+	}
+	req += "\r\n"
 	if _, err := b.c.Write([]byte(req)); err != nil {
 		return err
 	}
@@ -195,6 +239,12 @@ func (b *blockConn) upgrade(d *dialer) error {
 			if !bytes.HasPrefix(head, []byte("HTTP/1.1 101")) {
 				line, _, _ := bytes.Cut(head, []byte("\r\n"))
 				return fmt.Errorf("%w: %s", errNotWS, line)
+			}
+			if d.deflate {
+				if !bytes.Contains(bytes.ToLower(head), []byte("\r\nsec-websocket-extensions: permessage-deflate")) {
+					return errDeflateDeclined
+				}
+				b.deflate = true
 			}
 			return nil
 		}
@@ -225,7 +275,7 @@ func (b *blockConn) next() ([]byte, error) {
 		b.r += n + int(h.Length)
 		switch h.OpCode {
 		case ws.OpText, ws.OpBinary:
-			return p, nil
+			return payloadOf(h, p)
 		case ws.OpPing:
 			if _, err := b.c.Write(wsproto.AppendClientFrame(nil, ws.OpPong, true, p, clientMask)); err != nil {
 				return nil, err
@@ -332,6 +382,7 @@ type loopStats struct {
 	mu       sync.Mutex
 	hist     *hdrhistogram.Histogram
 	received atomic.Int64
+	wire     atomic.Int64 // bytes of the data frames received in the steady state
 	errors   atomic.Int64
 	lastErr  atomic.Value // string
 }
@@ -398,6 +449,10 @@ func (c *wsConn) consume(buf []byte, now time.Time, reply io.Writer) (int, error
 		done += n + int(h.Length)
 		switch h.OpCode {
 		case ws.OpText, ws.OpBinary:
+			c.stats.wire.Add(int64(n) + h.Length)
+			if p, err = payloadOf(h, p); err != nil {
+				return done, err
+			}
 			c.handle(p, now, reply)
 		case ws.OpPing:
 			_, _ = reply.Write(wsproto.AppendClientFrame(nil, ws.OpPong, true, p, clientMask))

@@ -256,7 +256,15 @@ func (s *Server) upgrade(st *connState, n int, req *wsproto.Request, t pusher.Ta
 		_, _ = st.c.Discard(n)
 		return s.respond(st, pusher.ErrorResponse(404, "Not found."), false)
 	}
-	out, err := wsproto.Upgrade(nil, req)
+	// permessage-deflate only for an app that enables it and a client that
+	// offers it; an offer we cannot accept just leaves it off.
+	var ext string
+	if req.SecWebSocketExtensions != "" {
+		if app := s.px.AppByKey(t.Key); app != nil && app.Compression {
+			ext, _ = wsproto.NegotiateDeflate(req.SecWebSocketExtensions)
+		}
+	}
+	out, err := wsproto.UpgradeWith(nil, req, ext)
 	if err != nil {
 		s.hsFail[ReasonBadUpgrade].Add(1)
 	}
@@ -283,6 +291,10 @@ func (s *Server) upgrade(st *connState, n int, req *wsproto.Request, t pusher.Ta
 		return gnet.None
 	}
 	st.sess = sess
+	if ext != "" {
+		st.dec.Deflate = true
+		sess.EnableDeflate()
+	}
 	st.dec.MaxMessageSize = int64(sess.App().MaxMessageSize)
 	st.dec.MaxFragments = s.cfg.MaxFragments
 	if st.dec.MaxMessageSize <= 0 {

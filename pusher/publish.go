@@ -10,11 +10,13 @@ import (
 // store keeps it as the cached event of a cache channel. Goroutine-safe.
 func (srv *Server) deliver(app *App, channel string, msg []byte, except string, store bool) {
 	var frame []byte
+	var z *sharedDeflate
 	srv.hub.route(app, channel, msg, store, func(i int) {
 		if frame == nil {
 			frame = wsproto.AppendText(make([]byte, 0, len(msg)+10), msg)
+			z = new(sharedDeflate)
 		}
-		srv.shards[i].enqueue(delivery{app: app, channel: channel, frame: frame, except: except})
+		srv.shards[i].enqueue(delivery{app: app, channel: channel, frame: frame, z: z, except: except})
 	})
 	if srv.opts.Debug {
 		srv.log.Debug("Broadcasting To", "channel", channel, "app_id", app.ID, "message", string(msg))

@@ -109,6 +109,9 @@ func (srv *Server) SetBroker(b Broker) {
 // AppByID finds an app by id.
 func (srv *Server) AppByID(id string) *App { return srv.byID[id] }
 
+// AppByKey finds an app by key (nil when unknown). Goroutine-safe.
+func (srv *Server) AppByKey(key string) *App { return srv.byKey[key] }
+
 // Apps returns the configured apps. Goroutine-safe.
 func (srv *Server) Apps() []*App { return srv.opts.Apps }
 

@@ -19,6 +19,7 @@ type Session struct {
 
 	controlFrames bool // the client used WebSocket control frames: ping it with them
 	closed        bool
+	deflate       bool // permessage-deflate was negotiated
 
 	subs     []*subscription
 	lastSeen int64 // unix ns of the last inbound message
@@ -60,10 +61,28 @@ func (s *Session) writeFrame(f []byte) {
 	s.ac.bytesSent += int64(len(f))
 }
 
-// send encodes msg as a text frame and writes it.
+// EnableDeflate records that the connection negotiated permessage-deflate
+// (without context takeover): from now on, messages of at least
+// wsproto.DeflateThreshold bytes are sent compressed when that makes them
+// smaller. The transport calls it after Open, when the 101 it wrote
+// accepted the extension. Loop-only.
+func (s *Session) EnableDeflate() { s.deflate = true }
+
+// Deflate reports whether the connection negotiated permessage-deflate.
+// Loop-only.
+func (s *Session) Deflate() bool { return s.deflate }
+
+// send encodes msg as a text frame, compressed when the connection
+// negotiated permessage-deflate and msg is large enough, and writes it.
 func (s *Session) send(msg []byte) {
 	if s.debug() {
 		s.shard.srv.log.Debug("Message Sent", "socket_id", s.id, "message", string(msg))
+	}
+	if s.deflate && len(msg) >= wsproto.DeflateThreshold {
+		deflations.Add(1)
+		f, _ := wsproto.AppendDeflatedText(make([]byte, 0, len(msg)/2+16), msg)
+		s.writeFrame(f)
+		return
 	}
 	s.writeFrame(wsproto.AppendText(make([]byte, 0, len(msg)+10), msg))
 }

@@ -2,7 +2,11 @@ package pusher
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/reverbgo/reverb/wsproto"
 )
 
 // Conn is the transport under a Session: a WebSocket connection owned by one
@@ -98,7 +102,52 @@ type delivery struct {
 	app     *App
 	channel string
 	frame   []byte // the encoded WebSocket frame, shared by every subscriber
-	except  string // socket id that must not receive it, or ""
+	// z is its permessage-deflate variant, built on first need and shared
+	// by every subscriber that negotiated the extension, on every shard;
+	// nil when the delivery was built without one (drain then makes one
+	// for this shard).
+	z      *sharedDeflate
+	except string // socket id that must not receive it, or ""
+}
+
+// sharedDeflate is the compressed variant of a shared broadcast frame,
+// built at most once. Goroutine-safe: the shards of a broadcast may ask for
+// it at the same time, and the first builds it while the others wait.
+type sharedDeflate struct {
+	once  sync.Once
+	frame []byte
+}
+
+// deflations counts the outbound frames compressed (broadcasts and
+// single-connection replies), so tests can check that a broadcast is
+// compressed once for all its subscribers.
+var deflations atomic.Int64
+
+// get returns the frame to send to a subscriber that negotiated
+// permessage-deflate: the compressed variant of plain, or plain itself when
+// its payload is under wsproto.DeflateThreshold or does not shrink.
+func (z *sharedDeflate) get(plain []byte) []byte {
+	z.once.Do(func() { z.frame = deflateFrame(plain) })
+	return z.frame
+}
+
+// deflateFrame compresses an unmasked, unfragmented text frame, or returns
+// it unchanged when it is not worth it.
+func deflateFrame(plain []byte) []byte {
+	h, hn, err := wsproto.ParseHeader(plain)
+	if err != nil || hn == 0 || h.OpCode != ws.OpText || !h.Fin || h.Rsv != 0 {
+		return plain
+	}
+	payload := plain[hn:]
+	if len(payload) < wsproto.DeflateThreshold {
+		return plain
+	}
+	deflations.Add(1)
+	f, ok := wsproto.AppendDeflatedText(make([]byte, 0, len(payload)/2+16), payload)
+	if !ok {
+		return plain
+	}
+	return f
 }
 
 // enqueue adds a delivery to the inbox and makes sure the loop will drain it.
@@ -138,7 +187,14 @@ func (sh *Shard) drain() {
 			if len(s.pending) == 0 {
 				sh.touched = append(sh.touched, s)
 			}
-			s.pending = append(s.pending, d.frame)
+			f := d.frame
+			if s.deflate {
+				if d.z == nil {
+					d.z = new(sharedDeflate)
+				}
+				f = d.z.get(d.frame)
+			}
+			s.pending = append(s.pending, f)
 		}
 	}
 	for i, s := range sh.touched {

@@ -106,8 +106,9 @@ type Message struct {
 	// nothing to deliver (a non-final fragment was consumed).
 	OpCode ws.OpCode
 	// Payload is the unmasked payload (for OpClose the whole close body,
-	// status code included). It aliases the buffer given to Next
-	// or the decoder's fragment buffer: it is valid only until the next
+	// status code included), inflated when the message was compressed. It
+	// aliases the buffer given to Next, the decoder's fragment buffer or
+	// the inflated copy: it is valid only until the next
 	// call to Next and until the caller discards or reuses that buffer.
 	Payload []byte
 	// CloseCode is, for OpClose, the status code sent by the peer, or
@@ -144,6 +145,13 @@ type Decoder struct {
 	frag   []byte    // payload of the fragmented message so far
 	nfrag  int32     // frames of the fragmented message so far
 	fragOp ws.OpCode // opcode of the fragmented message; 0 when none
+	fragZ  bool      // the fragmented message is compressed
+
+	// Deflate says permessage-deflate was negotiated: RSV1 on the first
+	// frame of a data message marks it compressed, and Next inflates it
+	// (see Next). Without it RSV1 is a protocol error (1002). (It is last
+	// to keep the Decoder, one per connection, at 48 bytes.)
+	Deflate bool
 }
 
 // Reset drops any fragment state and its buffer. The limits are kept.
@@ -151,6 +159,17 @@ func (d *Decoder) Reset() {
 	d.frag = nil
 	d.nfrag = 0
 	d.fragOp = 0
+	d.fragZ = false
+}
+
+// deflatedLimit is how many compressed bytes a message of at most max bytes
+// may take on the wire: deflate may expand incompressible data a little
+// (stored blocks), as zlib's deflateBound allows.
+func deflatedLimit(max int64) int64 {
+	if max <= 0 {
+		return 0
+	}
+	return max + max>>10 + 64
 }
 
 // Next decodes the next complete frame at the start of buf, unmasks its
@@ -160,7 +179,7 @@ func (d *Decoder) Reset() {
 // *CloseError's code and reason; the decoder is then unusable until Reset.
 //
 // It enforces RFC 6455 for a server: client frames must be masked (1002),
-// RSV bits must be 0 since no extension is negotiated (1002), reserved
+// RSV bits must be 0 unless permessage-deflate allows RSV1 (1002), reserved
 // opcodes are refused (1002), control frames must have FIN set and at most
 // 125 bytes of payload (1002), a continuation frame needs a started message
 // and a new data frame may not start while one is fragmented (1002), text
@@ -171,12 +190,28 @@ func (d *Decoder) Reset() {
 // arrive between the fragments of a message. Limits: see MaxMessageSize and
 // MaxFragments.
 //
+// With Deflate set, a text or binary frame that starts a message may carry
+// RSV1: the message (all its fragments) is compressed. RSV1 on a
+// continuation or control frame is still a protocol error (1002). Before the
+// payload arrives the compressed size is checked against MaxMessageSize plus
+// deflate's worst-case expansion; once the message is complete it is
+// inflated into a new slice, and a message that inflates past
+// MaxMessageSize (16 MiB when 0) is refused with 1009 as soon as the
+// output passes it, so a decompression bomb costs at most that much memory.
+// Data that does not inflate is refused with 1007. UTF-8 is checked on the
+// inflated text.
+//
 // Next does not allocate except to hold the fragments of a fragmented
-// message and to copy a close reason.
+// message, to inflate a compressed message and to copy a close reason.
 func (d *Decoder) Next(buf []byte) (m Message, n int, err error) {
 	h, hn, err := ParseHeader(buf)
 	if hn == 0 {
 		return m, 0, err
+	}
+	compressed := false
+	if d.Deflate && h.Rsv&0x4 != 0 && (h.OpCode == ws.OpText || h.OpCode == ws.OpBinary) {
+		compressed = true
+		h.Rsv &^= 0x4
 	}
 	switch {
 	case h.Rsv != 0:
@@ -195,6 +230,10 @@ func (d *Decoder) Next(buf []byte) (m Message, n int, err error) {
 		}
 	} else {
 		total := h.Length
+		limit := d.MaxMessageSize
+		if compressed || (h.OpCode == ws.OpContinuation && d.fragZ) {
+			limit = deflatedLimit(limit)
+		}
 		if h.OpCode == ws.OpContinuation {
 			if d.fragOp == 0 {
 				return m, 0, protocolError("Unexpected continuation frame")
@@ -206,7 +245,7 @@ func (d *Decoder) Next(buf []byte) (m Message, n int, err error) {
 		} else if d.fragOp != 0 {
 			return m, 0, protocolError("Expected continuation frame")
 		}
-		if total < 0 || (d.MaxMessageSize > 0 && total > d.MaxMessageSize) {
+		if total < 0 || (limit > 0 && total > limit) {
 			return m, 0, &CloseError{Code: ws.StatusMessageTooBig, Reason: ReasonMessageTooBig}
 		}
 	}
@@ -243,9 +282,15 @@ func (d *Decoder) Next(buf []byte) (m Message, n int, err error) {
 	case ws.OpText, ws.OpBinary:
 		if !h.Fin {
 			d.fragOp = h.OpCode
+			d.fragZ = compressed
 			d.nfrag = 1
 			d.frag = append(d.frag[:0], payload...)
 			return Message{}, n, nil
+		}
+		if compressed {
+			if payload, err = inflate(payload, d.MaxMessageSize); err != nil {
+				return Message{}, 0, err
+			}
 		}
 		if h.OpCode == ws.OpText && !utf8.Valid(payload) {
 			return Message{}, 0, invalidUTF8()
@@ -261,8 +306,13 @@ func (d *Decoder) Next(buf []byte) (m Message, n int, err error) {
 	if !h.Fin {
 		return Message{}, n, nil
 	}
-	op, msg := d.fragOp, d.frag
+	op, msg, z := d.fragOp, d.frag, d.fragZ
 	d.Reset()
+	if z {
+		if msg, err = inflate(msg, d.MaxMessageSize); err != nil {
+			return Message{}, 0, err
+		}
+	}
 	if op == ws.OpText && !utf8.Valid(msg) {
 		return Message{}, 0, invalidUTF8()
 	}

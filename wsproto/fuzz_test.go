@@ -174,11 +174,12 @@ func decoderSeeds() [][]byte {
 	}
 }
 
-// decoderLimits picks the decoder limits from bits 3-6 of the first byte.
+// decoderLimits picks the decoder limits from bits 3-6 of the first byte
+// and permessage-deflate from bit 7.
 func decoderLimits(b byte) Decoder {
 	sizes := [4]int64{0, 16, 300, 70000}
 	frags := [4]int{0, 1, 2, 5}
-	return Decoder{MaxMessageSize: sizes[(b>>3)&3], MaxFragments: frags[(b>>5)&3]}
+	return Decoder{MaxMessageSize: sizes[(b>>3)&3], MaxFragments: frags[(b>>5)&3], Deflate: b&0x80 != 0}
 }
 
 func FuzzDecoder(f *testing.F) {
@@ -189,6 +190,18 @@ func FuzzDecoder(f *testing.F) {
 		f.Add(append([]byte{0x08 | 0x40 | 7, 0, 0, 0, 1, 1, 1, 2}, s...))
 	}
 	f.Add(append([]byte{0x00}, bytes.Join(decoderSeeds()[:7], nil)...))
+	// Compressed messages, whole and fragmented, on a deflate decoder.
+	z := strings.Repeat(`{"event":"client-x","data":"abc"}`, 8)
+	for i, s := range [][]byte{
+		compressedClientFrames(f, ws.OpText, []byte(z), 1),
+		compressedClientFrames(f, ws.OpText, []byte(z), 3),
+		compressedClientFrames(f, ws.OpBinary, make([]byte, 5000), 2),
+		cat(compressedClientFrames(f, ws.OpText, []byte(z), 2), AppendClientFrame(nil, ws.OpText, true, []byte("plain"), testMask)),
+	} {
+		f.Add(append([]byte{0x80 | 0x18 | 4, byte(i), 3, 40, 9}, s...))
+		f.Add(append([]byte{0x80 | 0x18 | 0x40}, s...))
+		f.Add(append([]byte{0x18}, s...))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return

@@ -38,6 +38,9 @@ type Request struct {
 	// SecWebSocketVersion is the value of the first Sec-WebSocket-Version
 	// header.
 	SecWebSocketVersion string
+	// SecWebSocketExtensions is the value of the Sec-WebSocket-Extensions
+	// header; repeated headers are joined with ", ", as HTTP allows.
+	SecWebSocketExtensions string
 
 	// ContentLength is the value of Content-Length, or -1 when absent.
 	// Invalid, negative or conflicting repeated values make the request
@@ -80,6 +83,7 @@ const (
 	fUpgrade
 	fKey
 	fVersion
+	fExt
 	fCount
 )
 
@@ -105,7 +109,8 @@ const (
 // skipped.
 //
 // ParseRequest is pure: it does not retain buf and allocates at most one
-// string per request.
+// string per request (and a scratch buffer when Sec-WebSocket-Extensions is
+// repeated).
 func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 	*r = Request{ContentLength: -1}
 
@@ -126,6 +131,7 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 		first        = true
 		pos          int
 		headComplete bool
+		extJoined    []byte // repeated Sec-WebSocket-Extensions values, joined
 	)
 	for !headComplete {
 		i := bytes.IndexByte(buf[pos:limit], '\n')
@@ -208,6 +214,21 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 					teSeen = true
 					teLastChunk = lastTokenIsChunked(value)
 				}
+			case 24:
+				if eqFold(name, "sec-websocket-extensions") {
+					switch {
+					case raw[fExt] == nil:
+						raw[fExt] = value
+					case len(value) > 0:
+						if extJoined == nil {
+							extJoined = append([]byte(nil), raw[fExt]...)
+						}
+						if len(extJoined) > 0 {
+							extJoined = append(extJoined, ", "...)
+						}
+						extJoined = append(extJoined, value...)
+					}
+				}
 			case 21:
 				if eqFold(name, "sec-websocket-version") {
 					if raw[fVersion] == nil {
@@ -221,6 +242,9 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 		}
 	}
 
+	if extJoined != nil {
+		raw[fExt] = extJoined
+	}
 	if teSeen {
 		if !teLastChunk {
 			return 0, ErrBadRequest
@@ -294,6 +318,7 @@ func ParseRequest(buf []byte, max int, r *Request) (n int, err error) {
 	r.Upgrade = field(fUpgrade)
 	r.SecWebSocketKey = field(fKey)
 	r.SecWebSocketVersion = field(fVersion)
+	r.SecWebSocketExtensions = field(fExt)
 	if r.ProtoMinor == 1 {
 		r.KeepAlive = !connClose
 	} else {

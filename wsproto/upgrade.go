@@ -45,7 +45,7 @@ const keyLen = 24
 //
 // On success err is nil and the response is a 101 Switching Protocols with
 // the Sec-WebSocket-Accept for the key and "X-Powered-By: Laravel Reverb"; no
-// Sec-WebSocket-Extensions (permessage-deflate is declined) and no
+// Sec-WebSocket-Extensions (extensions are declined; see UpgradeWith) and no
 // Sec-WebSocket-Protocol (subprotocols are ignored) are sent.
 //
 // On a bad handshake err is the matching handshake error of gobwas/ws (a
@@ -57,14 +57,27 @@ const keyLen = 24
 // Upgrade is pure; a successful upgrade allocates nothing when dst has room
 // for the response.
 func Upgrade(dst []byte, r *Request) ([]byte, error) {
-	dst = slices.Grow(dst, 256) // the longest response: a 426
+	return UpgradeWith(dst, r, "")
+}
+
+// UpgradeWith is Upgrade with a Sec-WebSocket-Extensions header in the 101
+// when extensions is not empty: the value returned by NegotiateDeflate for
+// the request. Error responses are the same as Upgrade's. It is pure and
+// does not allocate when dst has room for the response.
+func UpgradeWith(dst []byte, r *Request, extensions string) ([]byte, error) {
+	dst = slices.Grow(dst, 256+len(extensions)) // the longest error response: a 426
 	if err := checkHandshake(r); err != nil {
 		return appendHandshakeError(dst, err), err
 	}
-	var buf [128]byte
+	var buf [256]byte
 	tail := append(buf[:0], "Sec-WebSocket-Accept: "...)
 	tail = appendAccept(tail, r.SecWebSocketKey)
 	tail = append(tail, "\r\n"+PoweredByHeader...)
+	if extensions != "" {
+		tail = append(tail, "Sec-WebSocket-Extensions: "...)
+		tail = append(tail, extensions...)
+		tail = append(tail, "\r\n"...)
+	}
 	return AppendResponse(dst, http.StatusSwitchingProtocols, "Upgrade: websocket\r\nConnection: Upgrade\r\n", tail, nil), nil
 }
 
