@@ -139,6 +139,7 @@ type tracker struct {
 
 	ops, errors, reaped atomic.Int64
 	aliveSince          atomic.Int64 // unix ns: Redis answers since
+	loaded              atomic.Bool  // the scripts are loaded (as far as we know)
 }
 
 func (t *tracker) init() {
@@ -179,7 +180,7 @@ func (r *Redis) nkey(node, suffix string) string {
 	return r.cfg.Channel + ":t:node:{" + node + "}:" + suffix
 }
 
-func (r *Redis) registryKey() string        { return r.cfg.Channel + ":t:nodes" }
+func (r *Redis) registryKey() string         { return r.cfg.Channel + ":t:nodes" }
 func (r *Redis) reapLock(node string) string { return r.cfg.Channel + ":t:reap:" + node }
 
 // markerTTL is how long a waiting release's marker lives: past the delay,
@@ -353,6 +354,7 @@ func (r *Redis) trackResyncDue() {
 // (or for the first time), without announcing anything.
 func (r *Redis) trackReconnected() {
 	r.trk.aliveSince.Store(time.Now().UnixNano())
+	r.trk.loaded.Store(false) // Redis may have restarted
 	if r.rdb == nil {
 		return
 	}
@@ -370,28 +372,38 @@ func (r *Redis) trackReconnected() {
 // to load) and hands out their answers, in order.
 func (r *Redis) trackFlush(ops []*trackOp) {
 	ok := r.rdb != nil && !r.degraded.Load()
+	netErr := false
 	if ok {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PublishTimeout)
-		var live []*trackOp
-		pipe := r.rdb.Pipeline()
-		for _, op := range ops {
-			if !op.failed {
-				r.trackBuild(ctx, pipe, op)
-				live = append(live, op)
+		ok = r.trackLoadScripts(ctx)
+		if ok {
+			pipe := r.rdb.Pipeline()
+			n := 0
+			for _, op := range ops {
+				if !op.failed {
+					r.trackBuild(ctx, pipe, op)
+					n++
+				}
 			}
-		}
-		if len(live) > 0 {
-			_, _ = pipe.Exec(ctx)
-			r.trackNoScript(ctx, live)
+			if n > 0 {
+				_, _ = pipe.Exec(ctx)
+			}
+		} else {
+			netErr = true
 		}
 		cancel()
 	}
-	netErr := false
 	for _, op := range ops {
 		failed := !ok || op.failed
 		if !failed {
 			if err := op.err(); err != nil {
 				failed = true
+				if redis.HasErrorPrefix(err, "NOSCRIPT") {
+					// Redis restarted since the scripts were loaded. The
+					// operation fails rather than run again after later
+					// commands of its key.
+					r.trk.loaded.Store(false)
+				}
 				if _, reply := err.(redis.Error); !reply {
 					netErr = true
 				}
@@ -412,30 +424,20 @@ func (r *Redis) trackFlush(ops []*trackOp) {
 	}
 }
 
-// trackNoScript runs again, after loading every script, the script calls
-// that Redis answered NOSCRIPT (it restarted, or failed over). A node
-// always has every script or none, so the calls of one key (one node) all
-// failed or none did: their order holds.
-func (r *Redis) trackNoScript(ctx context.Context, ops []*trackOp) {
-	var again []*trackOp
-	for _, op := range ops {
-		if op.script != nil && redis.HasErrorPrefix(op.script.Err(), "NOSCRIPT") {
-			again = append(again, op)
-		}
-	}
-	if len(again) == 0 {
-		return
+// trackLoadScripts loads the scripts (on every shard) unless they are
+// loaded: a batch never meets NOSCRIPT half-way, which would take its
+// script call out of order with the batch's other commands of the key.
+func (r *Redis) trackLoadScripts(ctx context.Context) bool {
+	if r.trk.loaded.Load() {
+		return true
 	}
 	for _, s := range trackScripts {
 		if err := s.Load(ctx, r.rdb).Err(); err != nil {
-			return
+			return false
 		}
 	}
-	pipe := r.rdb.Pipeline()
-	for _, op := range again {
-		op.script = r.trackScript(ctx, pipe, op)
-	}
-	_, _ = pipe.Exec(ctx)
+	r.trk.loaded.Store(true)
+	return true
 }
 
 // err is the first error of op's commands (a missing key is none).
@@ -532,6 +534,7 @@ func (r *Redis) trackFinish(op *trackOp, failed bool) {
 	if !failed && op.script != nil {
 		res, _ = op.script.Int64()
 	}
+
 	t.mu.Lock()
 	if failed {
 		t.reassert = true
