@@ -404,6 +404,9 @@ func PublishRestart(ctx context.Context, cfg Config) error {
 // for cache channels, every node) get it; they call Node.DeliverCount. It
 // only queues; while Redis is unreachable the count is dropped and counted.
 func (r *Redis) PublishCount(app *pusher.App, channel string, total int64, seq uint64) {
+	if channel == "" {
+		return
+	}
 	bus, _ := r.busChannel(app, channel)
 	var body [countBody]byte
 	r.sendControl(bus, &header{kind: kindCount, app: str(app.ID), channel: str(channel)}, appendCount(body[:0], total, seq))
@@ -412,6 +415,9 @@ func (r *Redis) PublishCount(app *pusher.App, channel string, total int64, seq u
 // PublishOnline implements pusher.Broker: an online envelope on the control
 // channel (every node); they call Node.DeliverOnline. It only queues.
 func (r *Redis) PublishOnline(app *pusher.App, userID string, online bool) {
+	if userID == "" {
+		return
+	}
 	body := []byte{'0'}
 	if online {
 		body[0] = '1'
