@@ -86,6 +86,15 @@ type Config struct {
 	// MaxEnvelope is the largest envelope published or accepted, in bytes.
 	// Default: 1 MiB.
 	MaxEnvelope int
+	// ReleaseDelay is how long the keys a stopped or dead node held (its
+	// channels, presence members and signed-in users) wait, once a
+	// surviving node released them on its behalf, before they are announced
+	// as released nowhere: one delay for every kind of key. Default: 3 s.
+	ReleaseDelay time.Duration
+	// TrackerQueue is how many tracker operations (pusher.Tracker) may wait
+	// for their round trip to Redis. Past it an operation fails as if Redis
+	// were unreachable, and is counted. Default: 10000.
+	TrackerQueue int
 	// Logger receives the broker's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -123,6 +132,12 @@ func (c *Config) normalize() {
 	}
 	if c.MaxEnvelope <= 0 {
 		c.MaxEnvelope = 1 << 20
+	}
+	if c.ReleaseDelay <= 0 {
+		c.ReleaseDelay = 3 * time.Second
+	}
+	if c.TrackerQueue <= 0 {
+		c.TrackerQueue = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -20,6 +20,7 @@ func (r *Redis) heartbeatLoop() {
 			return
 		case now := <-t.C:
 			r.sendPing()
+			r.trackHeartbeat()
 			r.expireNodes(now)
 			r.expireBarriers(now)
 		}
@@ -122,6 +123,16 @@ func (r *Redis) onMessage(channel string, b []byte) {
 		}
 		r.received.Add(1)
 		r.px.DeliverRemote(app, string(h.channel), body, string(h.except))
+	case kindCount:
+		// On the channel's bus channel, like its events: only nodes with
+		// subscribers of the channel get it.
+		app := r.apps[string(h.app)]
+		if self || app == nil {
+			return
+		}
+		r.received.Add(1)
+		total, seq := readCount(body)
+		r.px.DeliverCount(app, string(h.channel), total, seq)
 	case kindBarrier:
 		if self && bytes.Equal(h.to, r.nodeB) {
 			r.fireBarrier(string(h.id))
@@ -201,6 +212,11 @@ func (r *Redis) control(h *header, body []byte) {
 		delete(r.lastSyncReq, node)
 		r.mu.Unlock()
 		r.px.DropNode(node)
+		// Its tracker state is released now (after the delay), not after
+		// the node timeout.
+		r.startReap(node)
+	case kindOnline:
+		r.px.DeliverOnline(app, string(h.id), body[0] == '1')
 	case kindQuery:
 		var q pusher.Query
 		if decodeJSON(body, &q) != nil {
@@ -383,8 +399,28 @@ func PublishRestart(ctx context.Context, cfg Config) error {
 	return t.publish(ctx, []outMsg{{channel: cfg.Channel + ":ctl", payload: appendEnvelope(nil, &h, nil)}})
 }
 
-// PublishCount implements pusher.Broker.
-func (r *Redis) PublishCount(app *pusher.App, channel string, total int64, seq uint64) {}
+// PublishCount implements pusher.Broker: a count envelope on the channel's
+// bus channel, so that only the nodes with subscribers of the channel (and,
+// for cache channels, every node) get it; they call Node.DeliverCount. It
+// only queues; while Redis is unreachable the count is dropped and counted.
+func (r *Redis) PublishCount(app *pusher.App, channel string, total int64, seq uint64) {
+	if channel == "" {
+		return
+	}
+	bus, _ := r.busChannel(app, channel)
+	var body [countBody]byte
+	r.sendControl(bus, &header{kind: kindCount, app: str(app.ID), channel: str(channel)}, appendCount(body[:0], total, seq))
+}
 
-// PublishOnline implements pusher.Broker.
-func (r *Redis) PublishOnline(app *pusher.App, userID string, online bool) {}
+// PublishOnline implements pusher.Broker: an online envelope on the control
+// channel (every node); they call Node.DeliverOnline. It only queues.
+func (r *Redis) PublishOnline(app *pusher.App, userID string, online bool) {
+	if userID == "" {
+		return
+	}
+	body := []byte{'0'}
+	if online {
+		body[0] = '1'
+	}
+	r.sendControl(r.chCtl, &header{kind: kindOnline, app: str(app.ID), id: str(userID)}, body)
+}

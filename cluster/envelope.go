@@ -34,7 +34,23 @@ const (
 	kindReply     kind = 'a' // a node's answer to a query; id, to, payload: reply JSON
 	kindTerminate kind = 't' // close a user's connections; id: user id
 	kindRestart   kind = 'X' // every node drains and exits (reverb restart)
+	kindCount     kind = 'n' // a channel's cluster-wide subscription count; app, channel, payload: countBody
+	kindOnline    kind = 'o' // a user came online or went offline in the cluster; app, id: user id, payload: "1" or "0"
 )
+
+// countBody is the payload of a count envelope: the total (int64) and its
+// sequence number (uint64), big-endian, 16 bytes.
+const countBody = 16
+
+func appendCount(dst []byte, total int64, seq uint64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(total))
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// readCount decodes a count envelope's payload (checked by decodeHeader).
+func readCount(b []byte) (total int64, seq uint64) {
+	return int64(binary.BigEndian.Uint64(b)), binary.BigEndian.Uint64(b[8:])
+}
 
 func (k kind) String() string {
 	switch k {
@@ -64,6 +80,10 @@ func (k kind) String() string {
 		return "terminate"
 	case kindRestart:
 		return "restart"
+	case kindCount:
+		return "count"
+	case kindOnline:
+		return "online"
 	}
 	return "unknown"
 }
@@ -170,6 +190,10 @@ func decodeHeader(b []byte, max int) (h header, payload []byte, err error) {
 		err = need(len(h.to) > 0 && len(h.id) > 0 && len(payload) > 0)
 	case kindTerminate:
 		err = need(len(h.app) > 0 && len(h.id) > 0)
+	case kindCount:
+		err = need(len(h.app) > 0 && len(h.channel) > 0 && len(payload) == countBody)
+	case kindOnline:
+		err = need(len(h.app) > 0 && len(h.id) > 0 && len(payload) == 1 && (payload[0] == '0' || payload[0] == '1'))
 	case kindHello, kindBye, kindRestart:
 	default:
 		err = ErrEnvelopeInvalid

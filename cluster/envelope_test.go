@@ -14,20 +14,32 @@ var allKinds = []struct {
 	k       kind
 	fields  string // of "acxti": app, channel, except, to, id
 	payload bool
+	body    []byte // the payload the kind requires exactly, or nil (any)
 }{
-	{kindEvent, "ac", true},
-	{kindBarrier, "ti", false},
-	{kindJoin, "ac", true},
-	{kindLeave, "aci", false},
-	{kindHello, "", false},
-	{kindSync, "", true},
-	{kindSyncReq, "t", false},
-	{kindPing, "", true},
-	{kindBye, "", false},
-	{kindQuery, "ai", true},
-	{kindReply, "ti", true},
-	{kindTerminate, "ai", false},
-	{kindRestart, "", false},
+	{kindEvent, "ac", true, nil},
+	{kindBarrier, "ti", false, nil},
+	{kindJoin, "ac", true, nil},
+	{kindLeave, "aci", false, nil},
+	{kindHello, "", false, nil},
+	{kindSync, "", true, nil},
+	{kindSyncReq, "t", false, nil},
+	{kindPing, "", true, nil},
+	{kindBye, "", false, nil},
+	{kindQuery, "ai", true, nil},
+	{kindReply, "ti", true, nil},
+	{kindTerminate, "ai", false, nil},
+	{kindRestart, "", false, nil},
+	{kindCount, "ac", true, appendCount(nil, 7, 1<<40)},
+	{kindOnline, "ai", true, []byte("1")},
+}
+
+// payloadOf is the payload of a valid envelope of tc: its fixed body, or
+// generic.
+func payloadOf(body, generic []byte) []byte {
+	if body != nil {
+		return body
+	}
+	return generic
 }
 
 // requiredHeader returns a header of kind k with the node and the fields
@@ -67,12 +79,12 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		variants := map[string]variant{}
 		var payload []byte
 		if tc.payload {
-			payload = []byte(`{"k":1}`)
+			payload = payloadOf(tc.body, []byte(`{"k":1}`))
 		}
 		variants["required"] = variant{requiredHeader(tc.k, tc.fields), payload}
 		full := requiredHeader(tc.k, "acxti")
 		full.channel = []byte(long)
-		variants["every field"] = variant{full, append([]byte(long), payload...)}
+		variants["every field"] = variant{full, payloadOf(tc.body, append([]byte(long), payload...))}
 		for name, v := range variants {
 			t.Run(tc.k.String()+"/"+name, func(t *testing.T) {
 				b := appendEnvelope([]byte("prefix"), &v.h, v.payload)
@@ -124,7 +136,7 @@ func TestEnvelopeDecodeInvalid(t *testing.T) {
 				h := requiredHeader(k, tc.fields)
 				var p []byte
 				if tc.payload {
-					p = []byte("{}")
+					p = payloadOf(tc.body, []byte("{}"))
 				}
 				return appendEnvelope(nil, &h, p)
 			}
@@ -165,7 +177,7 @@ func TestEnvelopeDecodeInvalid(t *testing.T) {
 	for _, tc := range allKinds {
 		var p []byte
 		if tc.payload {
-			p = []byte("{}")
+			p = payloadOf(tc.body, []byte("{}"))
 		}
 		h := requiredHeader(tc.k, tc.fields)
 		h.node = nil
@@ -178,6 +190,19 @@ func TestEnvelopeDecodeInvalid(t *testing.T) {
 			h := requiredHeader(tc.k, tc.fields)
 			tests = append(tests, decodeCase{tc.k.String() + " without payload", appendEnvelope(nil, &h, nil), 0, ErrEnvelopeInvalid})
 		}
+	}
+	// Kinds whose payload has a fixed form, with another.
+	count := requiredHeader(kindCount, "ac")
+	online := requiredHeader(kindOnline, "ai")
+	for name, b := range map[string][]byte{
+		"count payload short":  appendEnvelope(nil, &count, appendCount(nil, 1, 2)[:15]),
+		"count payload long":   appendEnvelope(nil, &count, append(appendCount(nil, 1, 2), 0)),
+		"count payload json":   appendEnvelope(nil, &count, []byte(`{"total":1}`)),
+		"online payload 2":     appendEnvelope(nil, &online, []byte("2")),
+		"online payload true":  appendEnvelope(nil, &online, []byte("true")),
+		"online payload empty": appendEnvelope(nil, &online, nil),
+	} {
+		tests = append(tests, decodeCase{name, b, 0, ErrEnvelopeInvalid})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,6 +223,23 @@ func TestEnvelopeDecodeInvalid(t *testing.T) {
 // TestDecodeHeaderRejectsOverlongLength: a field length must be encoded in
 // as few bytes as it takes, so that every envelope has one encoding (what
 // FuzzDecodeHeader checks). 0x80 0x00 is an overlong zero.
+// TestCountBodyRoundTrip: a count envelope's payload keeps negative totals
+// and the whole range of seq.
+func TestCountBodyRoundTrip(t *testing.T) {
+	for _, c := range []struct {
+		total int64
+		seq   uint64
+	}{{0, 0}, {1, 1}, {-3, 1 << 63}, {1<<63 - 1, 1<<64 - 1}} {
+		b := appendCount(nil, c.total, c.seq)
+		if len(b) != countBody {
+			t.Fatalf("%d bytes", len(b))
+		}
+		if total, seq := readCount(b); total != c.total || seq != c.seq {
+			t.Errorf("readCount(appendCount(%d, %d)) = %d, %d", c.total, c.seq, total, seq)
+		}
+	}
+}
+
 func TestDecodeHeaderRejectsOverlongLength(t *testing.T) {
 	b := []byte{'R', Version, byte(kindHello), 1, 'n', 0x80, 0x00, 0, 0, 0, 0}
 	h, p, err := decodeHeader(b, 0)
@@ -213,7 +255,7 @@ func FuzzDecodeHeader(f *testing.F) {
 	for _, tc := range allKinds {
 		var p []byte
 		if tc.payload {
-			p = []byte(`{"gen":1,"part":0,"last":true}`)
+			p = payloadOf(tc.body, []byte(`{"gen":1,"part":0,"last":true}`))
 		}
 		h := requiredHeader(tc.k, tc.fields)
 		f.Add(appendEnvelope(nil, &h, p), 0)

@@ -157,6 +157,7 @@ func (r *Redis) onAlive() {
 	r.mu.Unlock()
 	r.sendControl(r.chCtl, &header{kind: kindHello}, nil)
 	r.sendSync()
+	r.trackReconnected()
 }
 
 // onError implements receiver: Redis is unreachable. Subscriptions waiting

@@ -46,6 +46,11 @@ type Stats struct {
 	Nodes         int  // other live nodes
 	DegradedSince time.Time
 	Interest      int // bus channels of events this node listens to
+	// Tracker (pusher.Tracker) counters.
+	TrackerOps    int64 // operations Redis answered
+	TrackerErrors int64 // operations that failed (Redis unreachable, queue full, error reply)
+	TrackerQueued int   // operations waiting for their round trip now
+	Reaped        int64 // stopped or dead nodes whose keys this node released
 }
 
 // DroppedTotal is the sum of Dropped.
@@ -76,6 +81,8 @@ type Redis struct {
 	cfg   Config
 	px    pusher.Node
 	t     transport
+	rdb   redis.UniversalClient // commands (the tracker); nil without Redis
+	trk   tracker
 	node  string
 	nodeB []byte
 	log   *slog.Logger
@@ -167,7 +174,9 @@ func NewRedis(cfg Config, px pusher.Node) (*Redis, error) {
 			DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 		}}
 	}
-	return newBroker(cfg, px, t), nil
+	r := newBroker(cfg, px, t)
+	r.rdb = rdb
+	return r, nil
 }
 
 func newBroker(cfg Config, px pusher.Node, t transport) *Redis {
@@ -203,6 +212,7 @@ func newBroker(cfg Config, px pusher.Node, t transport) *Redis {
 	for _, a := range px.Apps() {
 		r.apps[a.ID] = a
 	}
+	r.trk.init()
 	r.degraded.Store(true) // until the first subscription is confirmed
 	r.degradedSince.Store(time.Now().UnixNano())
 	return r
@@ -232,7 +242,14 @@ func (r *Redis) Stats() Stats {
 		Resyncs:    r.resyncs.Load(),
 		Degraded:   r.degraded.Load(),
 		Dropped:    make(map[string]int64, len(dropReasons)),
+
+		TrackerOps:    r.trk.ops.Load(),
+		TrackerErrors: r.trk.errors.Load(),
+		Reaped:        r.trk.reaped.Load(),
 	}
+	r.trk.mu.Lock()
+	st.TrackerQueued = len(r.trk.q)
+	r.trk.mu.Unlock()
 	for i, reason := range dropReasons {
 		st.Dropped[reason] = r.dropped[i].Load()
 	}
@@ -278,15 +295,17 @@ func (r *Redis) Start() {
 	}
 	r.imu.Unlock()
 	r.wakeOps()
+	go r.trackLoop()
 	r.wg.Add(3)
 	go r.interestLoop()
 	go r.publishLoop()
 	go r.heartbeatLoop()
 }
 
-// Close says goodbye to the other nodes (they drop this node's presence
-// users at once), flushes what is queued (for at most PublishTimeout) and
-// stops.
+// Close sends the tracker operations queued, says goodbye to the other
+// nodes (they drop this node's presence users at once and release its
+// tracker keys), flushes what is queued (for at most PublishTimeout) and
+// stops. Tracker callbacks are not called after Close.
 func (r *Redis) Close() {
 	if !r.started.Load() {
 		return
@@ -294,9 +313,13 @@ func (r *Redis) Close() {
 	if r.closing.Swap(true) {
 		return
 	}
+	// Before the bye: a survivor that reaps this node then sees its last
+	// holds and releases.
+	r.stopTracker()
 	r.sendControl(r.chCtl, &header{kind: kindBye}, nil)
 	close(r.stopping)
 	r.wg.Wait()
+	r.trk.reapWG.Wait() // the reaps stop with r.ctx
 	// What the final flush had no time for is dropped (and its waiters
 	// released).
 	for b := r.q.take(); b != nil; b = r.q.take() {
