@@ -55,10 +55,11 @@ func TestRoundTrip(t *testing.T) {
 		roundTrip(t, p, 20, 100)
 		p.close()
 	}
-	st := srv.Stats()
-	if st.Completed != 2 || st.InProgress != 0 || st.Running != 0 {
+	if st := srv.Stats(); st.Completed != 2 || st.InProgress != 0 {
 		t.Fatalf("stats %+v", st)
 	}
+	// The worker retires after done returns.
+	waitFor(t, "idle pool", func() bool { return srv.Stats().Running == 0 })
 	l.stop()
 	srv.Close()
 	waitGoroutines(t, base)
