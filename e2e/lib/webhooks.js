@@ -135,8 +135,15 @@ export async function startReceiver({ app = DEFAULT_APP, headers = {}, status = 
         );
       }
     },
-    dump() {
-      return events.dump();
+    // The accepted events so far; with `part`, only those whose channel
+    // contains it.
+    dump(part) {
+      if (part === undefined) return events.dump();
+      const lines = events.items
+        .map((e, i) => [i, e])
+        .filter(([, e]) => typeof e.channel === 'string' && e.channel.includes(part))
+        .map(([i, e]) => `  [${i}] ${JSON.stringify(e)}`);
+      return lines.length ? lines.join('\n') : `  (nothing for *${part}*)`;
     },
     close() {
       server.closeAllConnections?.();

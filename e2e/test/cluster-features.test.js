@@ -106,11 +106,11 @@ describe('two nodes sharing Redis: webhooks, subscription count, watchlist', () 
   async function vacatedFences(name) {
     const fa = await RawClient.established(A, { label: 'fence on A' });
     const fb = await RawClient.established(B, { label: 'fence on B' });
-    await Promise.all([fa.subscribeOk(`${name}-fence-a`), fb.subscribeOk(`${name}-fence-b`)]);
-    unsubscribe(fa, `${name}-fence-a`);
-    unsubscribe(fb, `${name}-fence-b`);
-    await rx.waitEvent('channel_vacated', `${name}-fence-a`, { ms: DELAY + 5000 });
-    await rx.waitEvent('channel_vacated', `${name}-fence-b`, { ms: DELAY + 5000 });
+    await Promise.all([fa.subscribeOk(`fence-a-${name}`), fb.subscribeOk(`fence-b-${name}`)]);
+    unsubscribe(fa, `fence-a-${name}`);
+    unsubscribe(fb, `fence-b-${name}`);
+    await rx.waitEvent('channel_vacated', `fence-a-${name}`, { ms: DELAY + 5000 });
+    await rx.waitEvent('channel_vacated', `fence-b-${name}`, { ms: DELAY + 5000 });
   }
 
   it('subscribers on A and B at once: one channel_occupied; both leave: one channel_vacated', async (t) => {
@@ -131,7 +131,7 @@ describe('two nodes sharing Redis: webhooks, subscription count, watchlist', () 
       const vac = await rx.waitEvent('channel_vacated', ch, { ms: DELAY + 5000 });
       await vacatedFences(ch);
       const mine = rx.events.filter((e) => e.channel === ch).map((e) => e.name);
-      assert.deepEqual(mine, ['channel_occupied', 'channel_vacated'], `webhooks for ${ch}:\n${rx.dump()}`);
+      assert.deepEqual(mine, ['channel_occupied', 'channel_vacated'], `webhooks for ${ch}:\n${rx.dump(ch)}`);
       assert.deepEqual({ name: vac.name, channel: vac.channel }, { name: 'channel_vacated', channel: ch });
     });
     rx.assertAllValid();
@@ -158,10 +158,10 @@ describe('two nodes sharing Redis: webhooks, subscription count, watchlist', () 
       assert.deepEqual(
         mine.filter((x) => x.startsWith('member_')),
         [`member_added ${u.user_id}`, `member_removed ${u.user_id}`],
-        `webhooks for ${ch}:\n${rx.dump()}`,
+        `webhooks for ${ch}:\n${rx.dump(ch)}`,
       );
-      assert.equal(mine.filter((x) => x === 'channel_occupied').length, 1, rx.dump());
-      assert.equal(mine.filter((x) => x === 'channel_vacated').length, 1, rx.dump());
+      assert.equal(mine.filter((x) => x === 'channel_occupied').length, 1, rx.dump(ch));
+      assert.equal(mine.filter((x) => x === 'channel_vacated').length, 1, rx.dump(ch));
     });
     rx.assertAllValid();
   });

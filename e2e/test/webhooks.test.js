@@ -263,13 +263,14 @@ describe('webhooks', () => {
     const p2 = await RawClient.established(srv);
     await p1.subscribeOk(pch, { sdk, presence: { user_id: 'ce-u1', user_info: {} } });
     await p2.subscribeOk(pch, { sdk, presence: { user_id: 'ce-u2', user_info: {} } });
-    p1.send({ event: 'client-wave', channel: pch, data: 'hi' });
+    // (the server takes an object, or a string holding one, as Reverb does)
+    p1.send({ event: 'client-wave', channel: pch, data: { wave: 'hi' } });
     const pev = await rxAll.waitEvent('client_event', pch);
     assert.deepEqual(plain(pev), {
       name: 'client_event',
       channel: pch,
       event: 'client-wave',
-      data: 'hi',
+      data: '{"wave":"hi"}',
       socket_id: p1.socketId,
       user_id: 'ce-u1',
     });
