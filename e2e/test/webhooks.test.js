@@ -341,3 +341,39 @@ describe('webhooks', () => {
     rxFlaky.assertAllValid();
   });
 });
+
+describe('webhooks with batch = true', () => {
+  let srv;
+  let rx;
+  before(async () => {
+    rx = await startReceiver({ label: 'rx batch' });
+    srv = await startServer({
+      label: 'webhooks-batch',
+      config: {
+        webhooks: { batch: true, batch_window_ms: 300, max_batch_events: 20, vacate_delay_ms: DELAY, concurrency: 1 },
+        apps: [{ ...DEFAULT_APP, webhooks: [{ url: rx.url, event_types: ['channel_occupied'] }] }],
+      },
+    });
+  });
+  afterEach(closeAllClients);
+  after(async () => {
+    await closeAllClients();
+    await srv?.stop();
+    await rx?.close();
+  });
+
+  it('events within batch_window_ms of each other come in one signed body', async () => {
+    const c = await RawClient.established(srv);
+    const names = ['batch-1', 'batch-2', 'batch-3'];
+    for (const n of names) c.subscribe(n); // back to back
+    await rx.waitEvents('channel_occupied', undefined, 3, { pred: (e) => names.includes(e.channel) });
+    const reqs = rx.requests.items.filter((r) => r.body?.events?.some((e) => names.includes(e.channel)));
+    assert.equal(reqs.length, 1, `one body: ${reqs.map((r) => r.rawBody).join(' | ')}`);
+    assert.deepEqual(
+      reqs[0].body.events.map((e) => e.channel).sort(),
+      names,
+    );
+    for (const e of reqs[0].body.events) assert.deepEqual(Object.keys(e), ['name', 'channel']);
+    rx.assertAllValid();
+  });
+});
