@@ -97,7 +97,7 @@ export async function startRedis({ label = 'redis' } = {}) {
   }
   await redis.stop();
   throw new Error(
-    `redis-server did not answer PING within 10 s (${exited ? `exited ${JSON.stringify(child.exited())}` : 'no answer'})\n` +
+    `redis-server did not answer PING within 10 s (${child.exited() ? `exited ${JSON.stringify(child.exited())}` : 'no answer'})\n` +
       `command: ${bin} ${args.map((a) => (a === '' ? "''" : a)).join(' ')}\noutput:\n${child.logs()}`,
   );
 }
@@ -123,7 +123,10 @@ async function waitSees(via, on, probe, ms) {
 
 // Starts Redis and `count` nodes sharing it (same app, scaling on) and waits
 // until every node sees every other one (10 s deadline).
-export async function startCluster({ count = 2, env = {}, label = 'node' } = {}) {
+// `config` (optional): a reverb.toml for every node (see startServer), e.g.
+// for webhooks or app settings; its first app should use DEFAULT_APP's
+// credentials, since the env given to each node names them.
+export async function startCluster({ count = 2, env = {}, label = 'node', config = null } = {}) {
   const redis = await startRedis();
   const nodes = [];
   const cluster = {
@@ -139,6 +142,7 @@ export async function startCluster({ count = 2, env = {}, label = 'node' } = {})
       nodes.push(
         await startServer({
           label: `${label}-${String.fromCharCode(65 + i)}`,
+          config,
           env: {
             REVERB_APP_ID: DEFAULT_APP.app_id,
             REVERB_APP_KEY: DEFAULT_APP.key,

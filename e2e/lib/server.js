@@ -40,29 +40,54 @@ export function freePort() {
   });
 }
 
+// TOML keys are written bare when they can be (X-Tenant), quoted otherwise.
+function tomlKey(k) {
+  return /^[A-Za-z0-9_-]+$/.test(k) ? k : JSON.stringify(k);
+}
+
 function tomlValue(v) {
   if (typeof v === 'string') return JSON.stringify(v);
   if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`;
+  // plain objects inside a table's values become inline tables ({ a = "b" })
+  if (v && typeof v === 'object') {
+    return `{ ${Object.entries(v)
+      .map(([k, x]) => `${tomlKey(k)} = ${tomlValue(x)}`)
+      .join(', ')} }`;
+  }
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   throw new Error(`cannot encode ${typeof v} as TOML`);
 }
 
-function tomlTable(header, obj, lines) {
+// Writes a table's scalar and array values; object values are sub-tables
+// written by the caller, unless `inline` is set (then they become inline
+// tables, as [[apps.webhooks]] headers and filter). Arrays of objects
+// (an app's `webhooks`) are always the caller's.
+function tomlTable(header, obj, lines, { inline = false } = {}) {
   lines.push(header);
   for (const [k, v] of Object.entries(obj)) {
-    if (v === undefined || v === null || (typeof v === 'object' && !Array.isArray(v))) continue;
-    lines.push(`${k} = ${tomlValue(v)}`);
+    if (v === undefined || v === null) continue;
+    if (typeof v === 'object' && !Array.isArray(v) && !inline) continue;
+    if (Array.isArray(v) && v.some((x) => x && typeof x === 'object')) continue;
+    lines.push(`${tomlKey(k)} = ${tomlValue(v)}`);
   }
   lines.push('');
 }
 
+// cfg: { server, limits, webhooks, scaling: { ..., redis: {...} },
+//        apps: [{ ..., rate_limiting: {...}, webhooks: [{ url, event_types, headers, filter }] }] }
 export function toToml(cfg) {
   const lines = [];
   if (cfg.server) tomlTable('[server]', cfg.server, lines);
   if (cfg.limits) tomlTable('[limits]', cfg.limits, lines);
+  if (cfg.webhooks) tomlTable('[webhooks]', cfg.webhooks, lines);
+  if (cfg.scaling) {
+    tomlTable('[scaling]', cfg.scaling, lines);
+    if (cfg.scaling.redis) tomlTable('[scaling.redis]', cfg.scaling.redis, lines);
+  }
   for (const app of cfg.apps || []) {
     tomlTable('[[apps]]', app, lines);
     if (app.rate_limiting) tomlTable('[apps.rate_limiting]', app.rate_limiting, lines);
+    for (const hook of app.webhooks || []) tomlTable('[[apps.webhooks]]', hook, lines, { inline: true });
   }
   return lines.join('\n');
 }
@@ -94,6 +119,8 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
     const file = path.join(tmpDir, 'reverb.toml');
     fs.writeFileSync(file, toToml(full));
     args.push('--config', file);
+    // env still applies (it overrides the file, as the server documents)
+    Object.assign(childEnv, env);
     apps = config.apps;
     prefix = (config.server && config.server.path) || '';
   } else {
@@ -157,7 +184,7 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
   }
   await server.stop();
   throw new Error(
-    `server did not become healthy within 10 s (${exited ? `exited ${JSON.stringify(child.exited())}` : lastErr})\n` +
+    `server did not become healthy within 10 s (${child.exited() ? `exited ${JSON.stringify(child.exited())}` : lastErr})\n` +
       `command: ${REVERB_BIN} ${args.join(' ')}\n` +
       (config ? `config:\n${toToml({ ...config, server: { host: HOST, port, ...(config.server || {}) } })}\n` : '') +
       `output:\n${child.logs()}`,
