@@ -316,6 +316,11 @@ type Scaling struct {
 	// PublishTimeoutMS bounds, in milliseconds, one pipelined publish round
 	// trip to Redis. Must be > 0. Default: 2000.
 	PublishTimeoutMS int `toml:"publish_timeout_ms"`
+	// TrackerQueue is how many cluster-wide count and occupancy operations
+	// (webhooks, subscription counts, watchlists) may wait for their round
+	// trip to Redis; past it they fail as if Redis were unreachable, and are
+	// counted. Must be > 0. Default: 10000.
+	TrackerQueue int `toml:"tracker_queue"`
 	// Redis is the server to use.
 	Redis Redis `toml:"redis"`
 }
@@ -439,6 +444,7 @@ func Default() *Config {
 			NodeTimeout:       30,
 			GatherTimeoutMS:   1000,
 			PublishQueue:      10000,
+			TrackerQueue:      10000,
 			PublishTimeoutMS:  2000,
 			Redis: Redis{
 				Mode:  RedisSingle,

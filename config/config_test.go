@@ -124,6 +124,7 @@ func TestDefault(t *testing.T) {
 		{"scaling.enabled", c.Scaling.Enabled, false},
 		{"scaling.channel", c.Scaling.Channel, "reverb"},
 		{"scaling.publish_queue", c.Scaling.PublishQueue, 10000},
+		{"scaling.tracker_queue", c.Scaling.TrackerQueue, 10000},
 		{"scaling.publish_timeout_ms", c.Scaling.PublishTimeoutMS, 2000},
 		{"scaling.redis.mode", c.Scaling.Redis.Mode, "single"},
 		{"scaling.redis.addrs", c.Scaling.Redis.Addrs, []string{}},

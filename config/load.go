@@ -411,6 +411,7 @@ func (c *Config) problems() []string {
 		v.positive("scaling.heartbeat_interval", c.Scaling.HeartbeatInterval)
 		v.positive("scaling.gather_timeout_ms", c.Scaling.GatherTimeoutMS)
 		v.positive("scaling.publish_queue", c.Scaling.PublishQueue)
+		v.positive("scaling.tracker_queue", c.Scaling.TrackerQueue)
 		v.positive("scaling.publish_timeout_ms", c.Scaling.PublishTimeoutMS)
 		if c.Scaling.NodeTimeout <= c.Scaling.HeartbeatInterval {
 			v.add("scaling.node_timeout", "must be greater than scaling.heartbeat_interval")

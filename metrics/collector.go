@@ -43,6 +43,15 @@ type ClusterStats struct {
 	Degraded bool `json:"degraded"`
 	// Peers is the number of other live nodes.
 	Peers int `json:"peers"`
+	// TrackerOps counts the cluster-wide occupancy and count operations
+	// (webhooks, subscription counts, watchlists) Redis answered, and
+	// TrackerErrors those that failed.
+	TrackerOps    int64 `json:"tracker_ops"`
+	TrackerErrors int64 `json:"tracker_errors"`
+	// TrackerQueued is the number of such operations waiting now.
+	TrackerQueued int `json:"tracker_queued"`
+	// Reaped counts the stopped or dead nodes whose keys this node released.
+	Reaped int64 `json:"reaped"`
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -83,6 +92,13 @@ var (
 	descRedisReconnects = desc("reverb_redis_reconnects_total", "Re-established Redis subscriptions.")
 	descRedisDegraded   = desc("reverb_redis_degraded", "1 while the node cannot reach Redis.")
 	descClusterPeers    = desc("reverb_cluster_peers", "Other live nodes of the cluster.")
+	descTrackerOps      = desc("reverb_redis_tracker_ops_total", "Cluster-wide occupancy and count operations (webhooks, subscription counts, watchlists) Redis answered.")
+	descTrackerErrors   = desc("reverb_redis_tracker_errors_total", "Occupancy and count operations that failed (Redis unreachable, queue full, error reply).")
+	descTrackerQueued   = desc("reverb_redis_tracker_queued", "Occupancy and count operations waiting for their round trip to Redis.")
+	descReaped          = desc("reverb_redis_reaped_nodes_total", "Stopped or dead nodes whose channels and users this node released.")
+	descCountEvents     = desc("reverb_subscription_count_events_total", "pusher_internal:subscription_count deliveries (to a channel's subscribers on this node, or to one new subscriber).")
+	descWatchlistEvents = desc("reverb_watchlist_events_total", "pusher_internal:watchlist_events messages sent to connections.")
+	descDeflated        = desc("reverb_deflated_frames_total", "Outbound frames compressed for permessage-deflate (once per broadcast, shared by its subscribers).")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -93,7 +109,8 @@ var allDescs = []*prometheus.Desc{
 	descDraining, descStatsTimeouts, descBuildInfo,
 	descRedisPublishes, descRedisReceives, descRedisDropped, descRedisInvalid, descRedisReconnects,
 	descRedisRefused, descRedisQueued, descRedisBatches, descRedisResyncs, descRedisInterest,
-	descRedisDegraded, descClusterPeers,
+	descRedisDegraded, descClusterPeers, descTrackerOps, descTrackerErrors, descTrackerQueued, descReaped,
+	descCountEvents, descWatchlistEvents, descDeflated,
 }
 
 // collector turns one stats snapshot per scrape into const metrics.
@@ -142,6 +159,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descClientEvents, st.ClientEventsDropped)
 	counter(descRefused, st.Refused)
 	counter(descAPIQueueFull, st.APIBusy)
+	counter(descCountEvents, st.SubscriptionCountEvents)
+	counter(descWatchlistEvents, st.WatchlistEvents)
+	counter(descDeflated, st.Deflated)
 	gauge(descLoops, float64(st.Loops))
 	gauge(descDraining, b2f(st.Draining))
 	counter(descStatsTimeouts, c.s.timeouts.Load())
@@ -162,6 +182,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRedisReconnects, cs.Reconnects)
 		gauge(descRedisDegraded, b2f(cs.Degraded))
 		gauge(descClusterPeers, float64(cs.Peers))
+		counter(descTrackerOps, cs.TrackerOps)
+		counter(descTrackerErrors, cs.TrackerErrors)
+		gauge(descTrackerQueued, float64(cs.TrackerQueued))
+		counter(descReaped, cs.Reaped)
 	}
 	c.s.collectWebhooks(ch)
 }

@@ -33,6 +33,10 @@ type Stats struct {
 	// WatchlistEvents counts pusher_internal:watchlist_events messages sent
 	// to connections since start.
 	WatchlistEvents int64
+	// Deflated counts the outbound frames compressed for permessage-deflate
+	// since start: once per broadcast, however many subscribers share it,
+	// and once per compressed reply to a single connection.
+	Deflated int64
 }
 
 // Stats gathers every shard's counters, reading each on its own loop. It
@@ -67,6 +71,7 @@ func (srv *Server) Stats(ctx context.Context) Stats {
 		Closes:                  map[int]int64{},
 		SubscriptionCountEvents: srv.countsSent.Load(),
 		WatchlistEvents:         srv.watchSent.Load(),
+		Deflated:                deflations.Load(),
 	}
 	byApp := make(map[*App]*AppStats, len(srv.opts.Apps))
 	for _, a := range srv.opts.Apps {

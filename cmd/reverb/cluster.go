@@ -33,6 +33,19 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) cluster.Config {
 		GatherTimeout:         time.Duration(sc.GatherTimeoutMS) * time.Millisecond,
 		PublishQueue:          sc.PublishQueue,
 		PublishTimeout:        time.Duration(sc.PublishTimeoutMS) * time.Millisecond,
+		TrackerQueue:          sc.TrackerQueue,
+		ReleaseDelay:          releaseDelay(cfg),
 		Logger:                log,
 	}
+}
+
+// releaseDelay is how long the keys of a dead node wait before they are
+// announced released: the webhooks' vacate delay (at least a millisecond,
+// since the broker reads 0 as its default).
+func releaseDelay(cfg *config.Config) time.Duration {
+	d := cfg.Options().VacateDelay
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	return d
 }

@@ -19,6 +19,8 @@ func TestClusterConfig(t *testing.T) {
 	sc.GatherTimeoutMS = 250
 	sc.PublishQueue = 77
 	sc.PublishTimeoutMS = 1500
+	sc.TrackerQueue = 55
+	cfg.Webhooks.VacateDelayMS = 1200
 	sc.Redis = config.Redis{
 		Mode:                  "sentinel",
 		Addrs:                 []string{"s1:26379", "s2:26379"},
@@ -58,6 +60,8 @@ func TestClusterConfig(t *testing.T) {
 		GatherTimeout:         250 * time.Millisecond,
 		PublishQueue:          77,
 		PublishTimeout:        1500 * time.Millisecond,
+		TrackerQueue:          55,
+		ReleaseDelay:          1200 * time.Millisecond,
 		Logger:                log,
 	}
 	if !reflect.DeepEqual(got, want) {

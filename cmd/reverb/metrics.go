@@ -76,6 +76,7 @@ func startMetrics(cfg *config.Config, api *metrics.API, srv *loop.Server, px *pu
 				Publishes: st.Published, Receives: st.Received, Dropped: st.Dropped, Invalid: st.Invalid,
 				Reconnects: st.Reconnects, Degraded: st.Degraded, Peers: st.Nodes,
 				Refused: st.Refused, Queued: st.Queued, Batches: st.Batches, Resyncs: st.Resyncs, Interest: st.Interest,
+				TrackerOps: st.TrackerOps, TrackerErrors: st.TrackerErrors, TrackerQueued: st.TrackerQueued, Reaped: st.Reaped,
 			}
 		})
 		m.SetPeers(func(context.Context) []metrics.Node {
