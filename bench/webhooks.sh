@@ -8,8 +8,9 @@
 #   client-events  CE_CONNS connections in pairs on private channels, CE_RATE client events/s each: every
 #                  client event is a client_event webhook. Server CPU per client event, with and without;
 #                  the difference is the CPU per webhook event.
-#   churn          CHURN_LANES lanes subscribing and leaving fresh channels: two webhooks per cycle
-#                  (occupied, vacated; vacate delay 0 here so every vacated is sent).
+#   churn          CHURN_LANES lanes each connecting, subscribing to a channel of its own for the cycle and
+#                  closing: two webhooks per cycle (occupied, vacated; no vacate delay here, so every
+#                  vacated is sent).
 #   api            HTTP API triggers/s with webhooks configured and not.
 #
 # Knobs: OUT=/tmp/bench-webhooks SOKETI_DIR=/tmp/soketi-hooks CE_CONNS=1000 CE_RATE=5 CE_SECONDS=10
@@ -148,7 +149,7 @@ for s in ours soketi; do
   for h in 0 1; do
     if [ $s = ours ]; then start_ours $h; port=$OUR_PORT; else start_soketi $h; port=$SOKETI_PORT; fi
     run "ce.$s.$h" "$port" --scenario client-events --connections "$CE_CONNS" --rate "$CE_RATE" --duration "${CE_SECONDS}s" --timeout 2m
-    run "churn.$s.$h" "$port" --scenario churn --connections "$CHURN_LANES" --duration "${CHURN_SECONDS}s" --timeout 2m
+    run "churn.$s.$h" "$port" --scenario churn --connections "$CHURN_LANES" --channels 10000000 --duration "${CHURN_SECONDS}s" --timeout 2m
     run "api.$s.$h" "$port" --scenario api --connections "$API_CLIENTS" --duration "${API_SECONDS}s" --timeout 2m
     stop_pid "$SRV_PID"
     sleep 1
