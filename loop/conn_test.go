@@ -92,9 +92,10 @@ func TestRegressionWriteFailureClosesInsideWrite(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, pusher.Options{})
-			// Writes 1 and 2 are the 101 and connection_established; more
-			// input follows in the same read.
-			f, _ := h.connect(testKey, 3)
+			// Write 1 is the 101 with connection_established (the replies
+			// to one read go out in one write); more input follows in the
+			// same read.
+			f, _ := h.connect(testKey, 2)
 			f.feed(append(append([]byte(nil), tc.input...), ping...))
 			if !f.closed {
 				t.Fatal("the connection is still open after its write failed")
@@ -107,7 +108,7 @@ func TestRegressionWriteFailureClosesInsideWrite(t *testing.T) {
 	}
 	t.Run("handshake and subscribe in one read", func(t *testing.T) {
 		h := newHarness(t, pusher.Options{})
-		f := h.dial(3)
+		f := h.dial(1) // the 101, connection_established and subscription_succeeded: one write
 		f.feed(append(fakeUpgrade(testKey), clientFrame(subscribeMsg("vanishing"))...))
 		if !f.closed || h.connections(testKey) != 0 {
 			t.Fatalf("closed %v, app connections %d", f.closed, h.connections(testKey))
@@ -128,13 +129,10 @@ func TestRegressionUpgradeWriteFailureLeaksSession(t *testing.T) {
 	quota := &pusher.App{ID: "q", Key: "quota-key", Secret: "s", MaxMessageSize: 10000, MaxConnections: 5, PingInterval: time.Second}
 	h := newHarness(t, pusher.Options{Apps: []*pusher.App{quota}})
 	for i := range 20 {
-		failAt := 1 + i%2 // the 101, then connection_established
-		f, _ := h.connect(quota.Key, failAt)
+		// Write 1 carries the 101 and connection_established.
+		f, _ := h.connect(quota.Key, 1)
 		if !f.closed {
-			t.Fatalf("connection %d still open after write %d failed", i, failAt)
-		}
-		if failAt == 2 {
-			f.takeResponse()
+			t.Fatalf("connection %d still open after its first write failed", i)
 		}
 		f.expectNothing()
 	}
@@ -175,8 +173,8 @@ func TestRegressionSubscribeWriteFailureAddsGhostMember(t *testing.T) {
 	obs := join("observer", 0)
 	obs.expectEvent("pusher_internal:subscription_succeeded")
 	for i := range 10 {
-		// Writes 1 and 2 are the 101 and connection_established.
-		if f := join(fmt.Sprintf("ghost-%d", i), 3); !f.closed {
+		// Write 1 is the 101 with connection_established.
+		if f := join(fmt.Sprintf("ghost-%d", i), 2); !f.closed {
 			t.Fatal("the connection is still open after its write failed")
 		}
 	}
@@ -216,4 +214,30 @@ func TestRegressionSubscribeWriteFailureAddsGhostMember(t *testing.T) {
 		t.Fatalf("member_added %s", e.DataString())
 	}
 	obs.expectNothing()
+}
+
+// The replies to one read go out in one write: an upgrade with a subscribe
+// behind it is answered by the 101, connection_established and
+// subscription_succeeded in a single write, and a read carrying two pings
+// by both pongs in one.
+func TestRepliesToOneReadAreOneWrite(t *testing.T) {
+	h := newHarness(t, pusher.Options{})
+	f := h.dial(0)
+	f.feed(append(fakeUpgrade(testKey), clientFrame(subscribeMsg("news"))...))
+	if f.writes != 1 {
+		t.Fatalf("%d writes for the upgrade and the subscribe", f.writes)
+	}
+	if status := f.takeResponse(); status != 101 {
+		t.Fatalf("status %d", status)
+	}
+	f.expectEvent("pusher:connection_established")
+	f.expectEvent("pusher_internal:subscription_succeeded")
+	ping := clientFrame(`{"event":"pusher:ping"}`)
+	f.feed(append(append([]byte(nil), ping...), ping...))
+	if f.writes != 2 {
+		t.Fatalf("%d writes after two pings in one read, want 2 in all", f.writes)
+	}
+	f.expectEvent("pusher:pong")
+	f.expectEvent("pusher:pong")
+	f.expectNothing()
 }

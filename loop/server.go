@@ -36,8 +36,10 @@ type Config struct {
 	// APIQueue is how many API requests may wait for a worker; past it
 	// requests get 503. Default: 1024.
 	APIQueue int
-	// ReusePort gives every loop its own SO_REUSEPORT listener, so that
-	// several processes can share the port. Default: false.
+	// ReusePort lets several processes share the port (SO_REUSEPORT).
+	// Whatever it says, on Linux every loop has its own listener (see
+	// listen.go); without it, a port another process listens on is refused
+	// at start. Default: false.
 	ReusePort bool
 	// MaxConnections caps the open TCP connections of the node; connections
 	// past it are closed as soon as they are accepted. 0 means no cap.
@@ -82,6 +84,10 @@ func (c *Config) normalize() {
 // with EMFILE); the process should treat it as fatal.
 var ErrStopped = errors.New("loop: engine stopped unexpectedly")
 
+// ErrPortInUse is returned by Run when another process listens on the port
+// and Config.ReusePort is off.
+var ErrPortInUse = errors.New("loop: address already in use")
+
 // Server runs the gnet engine for a pusher.Server. Its methods are
 // goroutine-safe (Addr once Ready is closed); gnet's event callbacks are on
 // an unexported type.
@@ -101,6 +107,8 @@ type Server struct {
 	hsFail  [numReasons]atomic.Int64
 	apiBusy atomic.Int64 // API requests refused with 503
 	ticks   int          // onTick calls; touched only by the ticker goroutine
+	port    int          // the port the loops listen on (picked when Config.Port is 0)
+	bootErr error        // why onBoot refused to start
 	tls     *tlsRelay
 
 	mu     sync.Mutex
@@ -113,6 +121,11 @@ type shard struct {
 	el   gnet.EventLoop
 	px   *pusher.Shard
 	http map[*connState]struct{} // connections not upgraded yet, for the handshake timeout
+
+	// batch is the connection whose input onTraffic is handling; its writes
+	// gather in wbuf until onTraffic writes them at once.
+	batch *connState
+	wbuf  []byte
 }
 
 // New creates a transport for px.
@@ -196,7 +209,26 @@ func (s *Server) Addr() string { return s.addr }
 func (s *Server) Run() error {
 	s.pool = newPool(s.cfg.APIWorkers, s.cfg.APIQueue)
 	defer s.pool.close()
-	addr := "tcp://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	reusePort := (s.cfg.ReusePort || perLoopListeners()) && s.cfg.TLS == nil
+	port := s.cfg.Port
+	switch {
+	case reusePort && port == 0:
+		p, release, err := reservePort(s.cfg.Host)
+		if err != nil {
+			return err
+		}
+		defer release()
+		port = p
+	}
+	if reusePort && !s.cfg.ReusePort && port != 0 {
+		// Nothing may listen on the port yet, in this process or another
+		// (onBoot checks again once our first listener is bound).
+		if busy, err := listenerOn(port, func(string) bool { return true }); err == nil && busy {
+			return fmt.Errorf("%w: %s (another server listens on it; set reuse_port to share it)", ErrPortInUse, net.JoinHostPort(s.cfg.Host, strconv.Itoa(port)))
+		}
+	}
+	s.port = port
+	addr := "tcp://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(port))
 	if s.cfg.TLS != nil {
 		sock, cleanup, err := newTLSSocket()
 		if err != nil {
@@ -215,7 +247,7 @@ func (s *Server) Run() error {
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
 		gnet.WithLoadBalancing(gnet.LeastConnections),
-		gnet.WithReusePort(s.cfg.ReusePort && s.cfg.TLS == nil),
+		gnet.WithReusePort(reusePort),
 		gnet.WithReuseAddr(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPKeepAlive(2*time.Minute),
@@ -223,6 +255,9 @@ func (s *Server) Run() error {
 	)
 	if err != nil {
 		return err
+	}
+	if s.bootErr != nil {
+		return s.bootErr
 	}
 	if !s.stopped.Load() {
 		return ErrStopped
@@ -293,7 +328,15 @@ func (e *events) OnTraffic(c gnet.Conn) gnet.Action {
 // onBoot records the engine and the bound address.
 func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	s.addr = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	if s.tls == nil && !s.cfg.ReusePort && perLoopListeners() && s.cfg.Port != 0 {
+		if busy, err := foreignListener(s.port); err != nil {
+			s.log.Warn("could not check for other listeners on the port", "err", err)
+		} else if busy {
+			s.bootErr = fmt.Errorf("%w: %s (another process listens on it; set reuse_port to share it)", ErrPortInUse, net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.port)))
+			return gnet.Shutdown
+		}
+	}
+	s.addr = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.port))
 	if s.tls != nil {
 		s.addr = s.tls.ln.Addr().String()
 		go s.tls.serve()
@@ -337,7 +380,14 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 // timeouts. It runs on gnet's ticker goroutine and reaches the loops through
 // Execute.
 func (s *Server) onTick() (time.Duration, gnet.Action) {
-	s.readyOnce.Do(func() { close(s.ready) })
+	s.readyOnce.Do(func() {
+		if s.tls == nil {
+			if _, err := tuneListeners(s.port); err != nil {
+				s.log.Warn("could not set TCP_DEFER_ACCEPT on the listeners", "err", err)
+			}
+		}
+		close(s.ready)
+	})
 	s.mu.Lock()
 	list := append([]*shard(nil), s.list...)
 	s.mu.Unlock()
