@@ -71,6 +71,7 @@ var (
 	descServerCloses      = desc("reverb_server_closes_total", "Close frames sent by the server, by close code.", "code")
 	descErrorsSent        = desc("reverb_errors_sent_total", "pusher:error events sent, by error code.", "code")
 	descSlowConsumers     = desc("reverb_slow_consumer_disconnects_total", "Connections closed because their outbound buffer exceeded max_outbound_buffer.")
+	descFanoutYields      = desc("reverb_fanout_yields_total", "Times a loop paused a broadcast fan-out after fanout_chunk connections to read requests and write answers first.")
 	descRateLimited       = desc("reverb_rate_limited_messages_total", "Client messages refused by the app's rate limit.")
 	descClientEvents      = desc("reverb_client_events_dropped_total", "Client events refused (policy, channel type or client_events_per_second).")
 	descRefused           = desc("reverb_connections_refused_total", "TCP connections closed on accept because the node was at max_connections.")
@@ -104,7 +105,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	descConnections, descAppConnections, descAppSubscribed, descChannels,
 	descMessagesReceived, descMessagesSent, descBytesReceived, descBytesSent,
-	descHandshakeFailures, descServerCloses, descErrorsSent, descSlowConsumers,
+	descHandshakeFailures, descServerCloses, descErrorsSent, descSlowConsumers, descFanoutYields,
 	descRateLimited, descClientEvents, descRefused, descAPIQueueFull, descLoops,
 	descDraining, descStatsTimeouts, descBuildInfo,
 	descRedisPublishes, descRedisReceives, descRedisDropped, descRedisInvalid, descRedisReconnects,
@@ -155,6 +156,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descErrorsSent, st.Errors[code], strconv.Itoa(code))
 	}
 	counter(descSlowConsumers, st.SlowConsumerCloses)
+	counter(descFanoutYields, st.FanoutYields)
 	counter(descRateLimited, st.RateLimited)
 	counter(descClientEvents, st.ClientEventsDropped)
 	counter(descRefused, st.Refused)

@@ -48,6 +48,11 @@ type Options struct {
 	// connection; a connection past it is a slow consumer and is closed.
 	// Negative means no cap. Default: 1 MiB.
 	MaxOutboundBuffer int
+	// FanoutChunk is how many connections a loop writes broadcasts to
+	// before it lets other work run (reading requests, writing HTTP answers
+	// and control replies); the rest of the fan-out follows right after.
+	// Default: 256.
+	FanoutChunk int
 	// PongTimeout is how long a pinged connection may stay silent before it is
 	// closed with 4201. Default: 30 s.
 	PongTimeout time.Duration
@@ -100,6 +105,7 @@ const (
 	DefaultClientEventsPerSecond    = 10
 	DefaultSubscriptionsPerSecond   = 100
 	DefaultMaxOutboundBuffer        = 1 << 20
+	DefaultFanoutChunk              = 256
 	DefaultPongTimeout              = 30 * time.Second
 	DefaultPingInterval             = 60 * time.Second
 	DefaultActivityTimeout          = 30 * time.Second
@@ -124,6 +130,7 @@ func (o *Options) Normalize() {
 	def(&o.ClientEventsPerSecond, DefaultClientEventsPerSecond)
 	def(&o.SubscriptionsPerSecond, DefaultSubscriptionsPerSecond)
 	def(&o.MaxOutboundBuffer, DefaultMaxOutboundBuffer)
+	def(&o.FanoutChunk, DefaultFanoutChunk)
 	if o.AuthTimestampWindow == 0 {
 		o.AuthTimestampWindow = DefaultAuthTimestampWindow
 	}

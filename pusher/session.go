@@ -30,7 +30,8 @@ type Session struct {
 	clientEvents window // client_events_per_second
 	subscribes   window // subscriptions_per_second
 
-	pending [][]byte // frames queued during a shard drain
+	pending  [][]byte // frames queued during a shard drain
+	gathered bool     // listed in the shard's touched, its frames not written yet
 }
 
 // Pre-encoded frames sent often.
@@ -54,6 +55,14 @@ func (s *Session) debug() bool { return s.shard.srv.opts.Debug }
 
 func (s *Session) writeFrame(f []byte) {
 	if s.closed {
+		return
+	}
+	if len(s.pending) > 0 {
+		// Broadcast frames gathered by a drain that has not reached this
+		// connection yet go first: the connection sees frames in the order
+		// the loop produced them.
+		s.pending = append(s.pending, f)
+		s.flush()
 		return
 	}
 	s.conn.Write(f)
@@ -93,6 +102,9 @@ func (s *Session) flush() {
 	if s.closed {
 		clear(s.pending)
 		s.pending = s.pending[:0]
+		return
+	}
+	if len(s.pending) == 0 { // written already, ahead of a reply
 		return
 	}
 	if len(s.pending) == 1 {

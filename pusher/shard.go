@@ -37,8 +37,13 @@ type Shard struct {
 
 	local    map[localKey]*localChannel
 	sessions []*Session
-	touched  []*Session
-	stats    shardStats
+	// touched lists the connections a drain gathered frames for; those
+	// before flushed have been written to. continued is set while a drain
+	// continuation is queued.
+	touched   []*Session
+	flushed   int
+	continued bool
+	stats     shardStats
 }
 
 // shardStats are a shard's counters. They are written on the shard's loop
@@ -46,6 +51,7 @@ type Shard struct {
 type shardStats struct {
 	apps                map[*App]*appCounters
 	slowConsumerCloses  int64
+	fanoutYields        int64 // drains that stopped after a chunk to let other work run
 	rateLimited         int64
 	clientEventsDropped int64
 	errors              map[int]int64 // pusher:error events sent, by code
@@ -164,9 +170,17 @@ func (sh *Shard) enqueue(d delivery) {
 	sh.exec(sh.drain)
 }
 
-// drain delivers everything in the inbox, writing all the frames pending for
-// one connection with one Writev. Loop-only.
+// drain delivers what is in the inbox: it gathers, for every subscriber, the
+// frames of the deliveries (no system call), then writes to the gathered
+// connections, all the frames pending for one connection with one Writev.
+// It writes to at most Options.FanoutChunk connections and then, if some
+// are left, runs again as a new loop task: between chunks the loop reads
+// requests and writes HTTP answers and control replies, so that a large
+// fan-out does not hold them up. A connection's frames stay in order: a
+// reply written to a connection that still has gathered frames writes them
+// first (Session.writeFrame). Loop-only.
 func (sh *Shard) drain() {
+	sh.continued = false
 	sh.mu.Lock()
 	batch := sh.inbox
 	sh.inbox = sh.spare[:0]
@@ -184,7 +198,8 @@ func (sh *Shard) drain() {
 			if s.closed || sub.pending || (d.except != "" && s.id == d.except) {
 				continue
 			}
-			if len(s.pending) == 0 {
+			if len(s.pending) == 0 && !s.gathered {
+				s.gathered = true
 				sh.touched = append(sh.touched, s)
 			}
 			f := d.frame
@@ -197,15 +212,29 @@ func (sh *Shard) drain() {
 			s.pending = append(s.pending, f)
 		}
 	}
-	for i, s := range sh.touched {
-		s.flush()
-		sh.touched[i] = nil
-	}
-	sh.touched = sh.touched[:0]
 	clear(batch)
 	sh.mu.Lock()
 	sh.spare = batch[:0]
 	sh.mu.Unlock()
+
+	end := min(sh.flushed+sh.srv.opts.FanoutChunk, len(sh.touched))
+	for i := sh.flushed; i < end; i++ {
+		s := sh.touched[i]
+		sh.touched[i] = nil
+		s.gathered = false
+		s.flush()
+	}
+	sh.flushed = end
+	if end < len(sh.touched) {
+		sh.stats.fanoutYields++
+		if !sh.continued {
+			sh.continued = true
+			sh.exec(sh.drain)
+		}
+		return
+	}
+	sh.touched = sh.touched[:0]
+	sh.flushed = 0
 }
 
 // addLocal records a subscription on this shard.

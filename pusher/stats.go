@@ -19,8 +19,11 @@ type AppStats struct {
 
 // Stats are the node's protocol figures, summed over the loops.
 type Stats struct {
-	Apps                []AppStats // in the configured order
-	SlowConsumerCloses  int64
+	Apps               []AppStats // in the configured order
+	SlowConsumerCloses int64
+	// FanoutYields counts the times a loop paused a broadcast fan-out after
+	// FanoutChunk connections to run other work first.
+	FanoutYields        int64
 	RateLimited         int64
 	ClientEventsDropped int64
 	Errors              map[int]int64 // pusher:error events sent, by code
@@ -47,6 +50,7 @@ func (srv *Server) Stats(ctx context.Context) Stats {
 	type snap struct {
 		apps           map[*App]appCounters
 		slow, rl, ce   int64
+		yields         int64
 		errors, closes map[int]int64
 	}
 	ch := make(chan snap, len(shards))
@@ -55,6 +59,7 @@ func (srv *Server) Stats(ctx context.Context) Stats {
 			sn := snap{
 				apps:   make(map[*App]appCounters, len(sh.stats.apps)),
 				slow:   sh.stats.slowConsumerCloses,
+				yields: sh.stats.fanoutYields,
 				rl:     sh.stats.rateLimited,
 				ce:     sh.stats.clientEventsDropped,
 				errors: maps.Clone(sh.stats.errors),
@@ -94,6 +99,7 @@ func (srv *Server) Stats(ctx context.Context) Stats {
 				st.BytesSent += c.bytesSent
 			}
 			out.SlowConsumerCloses += sn.slow
+			out.FanoutYields += sn.yields
 			out.RateLimited += sn.rl
 			out.ClientEventsDropped += sn.ce
 			for k, v := range sn.errors {
