@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,6 +187,9 @@ func (s *shard) connect(ctx context.Context) shardReady {
 		}()
 	}
 	wg.Wait()
+	// Return the garbage of the ramp (handshakes above all) to the OS, so
+	// that the RSS read is what the idle connections hold.
+	debug.FreeOSMemory()
 	r := shardReady{RSSStartKB: s.rssStart, RSSReadyKB: selfRSSKB(), CPUConnectNS: int64(selfCPU() - s.cpuStart)}
 	for i := range s.perChan {
 		r.PerChannel = append(r.PerChannel, s.perChan[i].Load())
