@@ -27,12 +27,12 @@ build_and_install() {
   fi
 }
 
-stop_pid() { # PID: SIGTERM, wait up to 10 s, then SIGKILL
+stop_pid() { # PID: SIGTERM, wait up to 30 s (Soketi closes 15k sockets slowly), then SIGKILL
   local p="$1"
   [ -n "$p" ] || return 0
   kill -0 "$p" 2>/dev/null || return 0
   kill -TERM "$p" 2>/dev/null || true
-  for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.25; done
+  for _ in $(seq 1 120); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.25; done
   kill -KILL "$p" 2>/dev/null || true
 }
 

@@ -242,3 +242,14 @@ func TestTLSWorkers(t *testing.T) {
 		t.Fatalf("%d TLS handshakes, want at least 20", full.Load())
 	}
 }
+
+func TestTLSAPIAndChurn(t *testing.T) {
+	res, _ := smokeTLS(t, "--scenario", "api", "--connections", "2", "--duration", "300ms", "--tls-insecure")
+	if res.Ops == 0 || res.TriggerErrors != 0 || !res.APITLS {
+		t.Fatalf("api: %+v", res)
+	}
+	res, full := smokeTLS(t, "--scenario", "churn", "--connections", "2", "--duration", "300ms", "--tls-insecure")
+	if res.Ops == 0 || res.Failed != 0 || full.Load() < res.Ops {
+		t.Fatalf("churn: %+v (%d handshakes)", res, full.Load())
+	}
+}
