@@ -67,7 +67,7 @@ func (c *Config) tlsClientConfig(host string, cache tls.ClientSessionCache) (*tl
 	return tc, nil
 }
 
-// sessionCaches holds the process's shared session cache (TLSResume only).
+// sessionCache is the process's shared session cache (used with TLSResume only); goroutine-safe.
 var sessionCache = sync.OnceValue(func() tls.ClientSessionCache { return tls.NewLRUClientSessionCache(1 << 16) })
 
 // errWouldBlock is what a tlsTransport in memory mode returns when it has
