@@ -35,6 +35,10 @@ func newAPIClient(cfg *Config, idx int) *apiClient {
 	d := newDialer(cfg)
 	d.addr = cfg.APIAddr()
 	d.hostHdr = d.addr
+	d.tls, d.tlsErr = nil, nil
+	if cfg.apiTLS() {
+		d.tls, d.tlsErr = cfg.tlsClientConfig(cfg.APIHost, sessionCache())
+	}
 	return &apiClient{cfg: cfg, d: d, idx: idx}
 }
 

@@ -59,9 +59,9 @@ func (c *Config) resolveServer(path string, set map[string]bool, env func(string
 	}
 	s := sc.Server
 	if !set["port"] {
-		if s.TLS.Enabled() {
-			return fmt.Errorf("the server's configuration (%s) turns on TLS ([server.tls]) and bench speaks plain ws:// only: "+
-				"pass --host and --port of a listener without TLS", source)
+		if s.TLS.Enabled() && !set["tls"] {
+			// The configured port speaks TLS only.
+			c.TLS = true
 		}
 		if s.Port == 0 {
 			return fmt.Errorf("the server's configuration (%s) lets the kernel choose the port (server.port = 0): pass --port", source)

@@ -145,6 +145,32 @@ secret = "file-secret-2"
 		})
 	}
 
+	t.Run("[server.tls] turns --tls on unless it is given", func(t *testing.T) {
+		noServerConfig(t)
+		writeFile(t, "reverb.toml", "[server]\nport = 7443\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n")
+		c, err := ParseArgs(nil, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.TLS || !c.apiTLS() || c.Port != 7443 {
+			t.Fatalf("TLS %v, API TLS %v, port %d", c.TLS, c.apiTLS(), c.Port)
+		}
+		c, err = ParseArgs([]string{"--tls=false"}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.TLS || c.apiTLS() {
+			t.Fatalf("--tls=false: TLS %v, API TLS %v", c.TLS, c.apiTLS())
+		}
+		c, err = ParseArgs([]string{"--api-tls=false"}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.TLS || c.apiTLS() {
+			t.Fatalf("--api-tls=false: TLS %v, API TLS %v", c.TLS, c.apiTLS())
+		}
+	})
+
 	t.Run("--config, IPv6 wildcard", func(t *testing.T) {
 		noServerConfig(t)
 		path := filepath.Join(t.TempDir(), "server.toml")
@@ -167,7 +193,8 @@ secret = "file-secret-2"
 		{name: "invalid file", file: "[server]\nport = \"x\"\n", wantErr: "reverb.toml"},
 		{name: "invalid environment", env: map[string]string{"REVERB_SERVER_PORT": "x"}, wantErr: "REVERB_SERVER_PORT"},
 		{name: "kernel-chosen port", file: "[server]\nport = 0\n", wantErr: "--port"},
-		{name: "TLS", file: "[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n", wantErr: "TLS"},
+		{name: "--tls-ca without TLS", args: []string{"--port", "1", "--tls-ca", "/nonexistent.pem"}, wantErr: "--tls"},
+		{name: "unreadable --tls-ca", args: []string{"--port", "1", "--tls", "--tls-ca", "/nonexistent.pem"}, wantErr: "/nonexistent.pem"},
 	} {
 		t.Run("error: "+tc.name, func(t *testing.T) {
 			noServerConfig(t)

@@ -134,6 +134,25 @@ type Config struct {
 	// time followed by 'x' padding, which compresses unrealistically well.
 	// Default: false.
 	JSONPayload bool
+	// TLS connects over TLS: wss:// for the WebSocket connections, and
+	// https:// for the HTTP API unless APITLS says otherwise.
+	TLS bool
+	// APITLS, when not nil, decides whether the HTTP API triggers use TLS;
+	// nil follows TLS.
+	APITLS *bool
+	// TLSInsecure skips the verification of the server's certificate (for
+	// self-signed ones).
+	TLSInsecure bool
+	// TLSCA is a PEM file of the certificates to trust instead of the
+	// system's roots; "" for the system's.
+	TLSCA string
+	// TLSServerName is the name the server's certificate is checked
+	// against (and sent in SNI); "" means the host dialed.
+	TLSServerName string
+	// TLSResume shares one session cache per process so reconnects may
+	// resume TLS sessions. Off by default: every connection runs a full
+	// handshake, as distinct browsers would.
+	TLSResume bool
 
 	// worker marks a child process (hidden --worker flag).
 	worker bool
@@ -308,10 +327,26 @@ func (c *Config) Normalize() error {
 			errs = append(errs, "--workers too few for --connections")
 		}
 	}
+	if !c.TLS && !c.apiTLS() && (c.TLSInsecure || c.TLSCA != "" || c.TLSServerName != "" || c.TLSResume) {
+		errs = append(errs, "--tls-insecure, --tls-ca, --tls-server-name and --tls-resume need --tls or --api-tls")
+	}
+	if c.TLSCA != "" {
+		if _, err := loadCAPool(c.TLSCA); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// apiTLS reports whether the HTTP API triggers use TLS.
+func (c *Config) apiTLS() bool {
+	if c.APITLS != nil {
+		return *c.APITLS
+	}
+	return c.TLS
 }
 
 // wsScenario reports whether the scenario holds WebSocket connections that
@@ -358,6 +393,12 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.IntVar(&c.Payload, "payload", 100, "event data size in bytes")
 	fs.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate (no context takeover) on every connection; fail connections the server answers without it")
 	fs.BoolVar(&c.JSONPayload, "json-payload", false, "event data is a JSON list of records with repetitive keys, about --payload bytes (default: the send time and 'x' padding)")
+	fs.BoolVar(&c.TLS, "tls", false, "connect over TLS: wss:// and, unless --api-tls=false, https:// for the HTTP API (default: on when the server's configuration has [server.tls])")
+	apiTLS := fs.Bool("api-tls", false, "use https:// for the HTTP API triggers (default: as --tls)")
+	fs.BoolVar(&c.TLSInsecure, "tls-insecure", false, "do not verify the server's certificate (self-signed)")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM `FILE` of the certificates to trust (default: the system's roots)")
+	fs.StringVar(&c.TLSServerName, "tls-server-name", "", "name to verify the server's certificate against and send in SNI (default: the host dialed)")
+	fs.BoolVar(&c.TLSResume, "tls-resume", false, "share a TLS session cache so connections may resume sessions (default: a full handshake per connection)")
 	fs.IntVar(&c.Burst, "burst", 10, "events per trigger burst (burst)")
 	fs.IntVar(&c.Group, "group", 2, "connections per private channel (client-events)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
@@ -403,6 +444,9 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["api-tls"] {
+		c.APITLS = apiTLS
+	}
 	if err := c.resolveServer(*configPath, set, os.LookupEnv); err != nil {
 		return c, err
 	}

@@ -44,6 +44,9 @@ func tableRows(res *Result) [][2]string {
 	var rows [][2]string
 	add := func(k, v string) { rows = append(rows, [2]string{k, v}) }
 	add("scenario", fmt.Sprintf("%s against %s (client %s, %d worker processes)", res.Scenario, res.Target, res.Client, res.Workers))
+	if res.TLS || res.APITLS {
+		add("transport", transportDesc(res))
+	}
 	switch res.Scenario {
 	case ScenarioAPI:
 		add("HTTP clients", fmt.Sprint(res.Connections))
@@ -119,6 +122,25 @@ func tableRows(res *Result) [][2]string {
 		add("error", e)
 	}
 	return rows
+}
+
+// transportDesc says which connections use TLS and how.
+func transportDesc(res *Result) string {
+	var parts []string
+	if res.TLS {
+		parts = append(parts, "WebSocket over TLS (wss://)")
+	} else if res.Scenario != ScenarioAPI {
+		parts = append(parts, "WebSocket without TLS (ws://)")
+	}
+	if res.APITLS {
+		parts = append(parts, "HTTP API over TLS (https://)")
+	}
+	if res.TLSResume {
+		parts = append(parts, "shared session cache (resumption)")
+	} else {
+		parts = append(parts, "full handshake per connection")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // WriteTable writes res as a two-column table.
@@ -199,8 +221,8 @@ var reportTmpl = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:900px}table{border-collapse:collapse}
 td{border-bottom:1px solid #ddd;padding:3px 10px;vertical-align:top}td:first-child{font-weight:600;white-space:nowrap}</style>
 </head><body>
-<h1>reverb bench: {{.R.Scenario}}</h1>
-<p>Server {{.R.Target}}, started {{.R.Start.Format "2006-01-02 15:04:05 MST"}}.</p>
+<h1>reverb bench: {{.R.Scenario}}{{if .R.TLS}} over TLS{{end}}</h1>
+<p>Server {{if .R.TLS}}wss://{{end}}{{.R.Target}}, started {{.R.Start.Format "2006-01-02 15:04:05 MST"}}.</p>
 <table>{{range .Rows}}<tr><td>{{index . 0}}</td><td>{{index . 1}}</td></tr>{{end}}</table>
 <h2>{{.R.Op}} latency distribution</h2>
 {{.Bars}}

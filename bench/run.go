@@ -85,6 +85,13 @@ type Result struct {
 	// Deflate reports that the connections negotiated permessage-deflate.
 	Deflate bool `json:"deflate,omitempty"`
 
+	// TLS reports wss:// connections; APITLS https:// API triggers;
+	// TLSResume a shared session cache (else a full handshake per
+	// connection).
+	TLS       bool `json:"tls,omitempty"`
+	APITLS    bool `json:"api_tls,omitempty"`
+	TLSResume bool `json:"tls_resume,omitempty"`
+
 	// Cross holds the figures of the cross scenario.
 	Cross *CrossStats `json:"cross,omitempty"`
 
@@ -132,6 +139,11 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 	r.res = &Result{
 		Scenario: cfg.Scenario, Target: cfg.Addr(), Client: cfg.Client, Connections: cfg.Connections,
 		Workers: cfg.Workers, Rate: cfg.Rate, Start: r.start,
+		TLS: cfg.TLS, TLSResume: cfg.TLSResume && (cfg.TLS || cfg.apiTLS()),
+	}
+	switch cfg.Scenario {
+	case ScenarioFanout, ScenarioBurst, ScenarioAPI, ScenarioCross:
+		r.res.APITLS = cfg.apiTLS()
 	}
 	switch cfg.Scenario {
 	case ScenarioConnect, ScenarioFanout, ScenarioBurst, ScenarioCross:

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,6 +187,9 @@ func (s *shard) connect(ctx context.Context) shardReady {
 		}()
 	}
 	wg.Wait()
+	// Return the garbage of the ramp (handshakes above all) to the OS, so
+	// that the RSS read is what the idle connections hold.
+	debug.FreeOSMemory()
 	r := shardReady{RSSStartKB: s.rssStart, RSSReadyKB: selfRSSKB(), CPUConnectNS: int64(selfCPU() - s.cpuStart)}
 	for i := range s.perChan {
 		r.PerChannel = append(r.PerChannel, s.perChan[i].Load())
@@ -236,6 +240,11 @@ func (s *shard) open(ctx context.Context, i int, buf []byte) error {
 		c.seen = &seqSet{}
 	}
 	if s.cli != nil {
+		if tc, ok := nc.(*tlsConn); ok {
+			// The record layer stays with tc, over gnet (see tls.go).
+			c.tls = tc
+			nc = tc.t.detach()
+		}
 		if _, err := s.cli.EnrollContext(nc, c); err != nil {
 			return err
 		}
@@ -260,6 +269,14 @@ func (s *shard) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	wc := c.Context().(*wsConn)
 	wc.gc = c
 	wc.stats = s.loopStatsFor(c.EventLoop())
+	if wc.tls != nil {
+		wc.tls.t.attach(c)
+		// Records read with the upgrade may wait in crypto/tls.
+		if err := wc.tlsTraffic(nil, time.Now()); err != nil {
+			return nil, gnet.Close
+		}
+		return nil, gnet.None
+	}
 	if len(wc.leftover) > 0 {
 		n, err := wc.consume(wc.leftover, time.Now(), c)
 		if err != nil {
@@ -277,6 +294,13 @@ func (s *shard) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (s *shard) OnTraffic(c gnet.Conn) gnet.Action {
 	wc := c.Context().(*wsConn)
 	now := time.Now()
+	if wc.tls != nil {
+		buf, _ := c.Next(-1)
+		if err := wc.tlsTraffic(buf, now); err != nil {
+			return gnet.Close
+		}
+		return gnet.None
+	}
 	if wc.leftover != nil {
 		more, _ := c.Next(-1)
 		wc.leftover = append(wc.leftover, more...)

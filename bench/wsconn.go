@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -154,18 +155,33 @@ type dialer struct {
 	key     string
 	ips     []netip.Addr
 	timeout time.Duration
+	// tls, when not nil, makes dial return a handshaken *tlsConn.
+	tls    *tls.Config
+	tlsErr error
 }
 
+// newDialer returns a dialer of the WebSocket server of c.
 func newDialer(c *Config) *dialer {
-	return &dialer{deflate: c.Deflate, addr: c.Addr(), hostHdr: c.Addr(), path: c.Path, key: c.Key, ips: c.SourceIPs, timeout: 10 * time.Second}
+	d := &dialer{deflate: c.Deflate, addr: c.Addr(), hostHdr: c.Addr(), path: c.Path, key: c.Key, ips: c.SourceIPs, timeout: 10 * time.Second}
+	if c.TLS {
+		d.tls, d.tlsErr = c.tlsClientConfig(c.Host, sessionCache())
+	}
+	return d
 }
 
 func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
+	if d.tlsErr != nil {
+		return nil, d.tlsErr
+	}
 	nd := net.Dialer{Timeout: d.timeout}
 	if len(d.ips) > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: d.ips[idx%len(d.ips)].AsSlice()}
 	}
-	return nd.DialContext(ctx, "tcp", d.addr)
+	nc, err := nd.DialContext(ctx, "tcp", d.addr)
+	if err != nil || d.tls == nil {
+		return nc, err
+	}
+	return dialTLS(ctx, nc, d.tls, d.timeout)
 }
 
 // blockConn reads WebSocket frames from a blocking net.Conn during the
@@ -385,6 +401,8 @@ type loopStats struct {
 	wire     atomic.Int64 // bytes of the data frames received in the steady state
 	errors   atomic.Int64
 	lastErr  atomic.Value // string
+	// scratch holds decrypted bytes of TLS connections (gnet loop only).
+	scratch []byte
 }
 
 func newLoopStats() *loopStats { return &loopStats{hist: newHist()} }
@@ -397,6 +415,7 @@ type wsConn struct {
 	stats    *loopStats
 	gc       gnet.Conn // gnet runtime
 	nc       net.Conn  // goroutine runtime
+	tls      *tlsConn  // gnet runtime over TLS: the record layer on top of gc
 	wmu      sync.Mutex
 	leftover []byte
 	nextPing time.Time // pinger goroutine only
@@ -411,6 +430,10 @@ type wsConn struct {
 // afterwards.
 func (c *wsConn) send(b []byte) {
 	if c.closed.Load() {
+		return
+	}
+	if c.tls != nil {
+		_, _ = c.tls.Write(b)
 		return
 	}
 	if c.gc != nil {

@@ -7,9 +7,12 @@
 //       single app from env (REVERB_APP_ID/KEY/SECRET default to DEFAULT_APP)
 //   startServer({ config: { server: {...}, limits: {...}, apps: [{...}] } })
 //       a temporary reverb.toml passed with --config
+//   startServer({ tls: { cert, key, ca } })
+//       the same over TLS ([server.tls]; https:// and wss:// bases)
 
 import { spawnLogged } from './proc.js';
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -78,6 +81,7 @@ function tomlTable(header, obj, lines, { inline = false } = {}) {
 export function toToml(cfg) {
   const lines = [];
   if (cfg.server) tomlTable('[server]', cfg.server, lines);
+  if (cfg.server?.tls) tomlTable('[server.tls]', cfg.server.tls, lines);
   if (cfg.limits) tomlTable('[limits]', cfg.limits, lines);
   if (cfg.webhooks) tomlTable('[webhooks]', cfg.webhooks, lines);
   if (cfg.scaling) {
@@ -93,7 +97,28 @@ export function toToml(cfg) {
 }
 
 
-export async function startServer({ env = {}, config = null, label = 'reverb', healthPath, port: fixedPort } = {}) {
+// GET url over https, trusting ca (PEM); resolves { status, body }.
+function httpsGet(url, ca) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca, timeout: 1000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+// tls: { cert, key, ca } serves wss:// and https:// on the port: cert and
+// key are PEM file paths written to [server.tls]; ca is the PEM text that
+// signs cert (the health check trusts only it). server.tls keeps it.
+export async function startServer({ env = {}, config = null, label = 'reverb', healthPath, port: fixedPort, tls = null } = {}) {
+  if (tls) {
+    config = config || { apps: [{ ...DEFAULT_APP }] };
+    config = { ...config, server: { ...(config.server || {}), tls: { cert: tls.cert, key: tls.key } } };
+  }
   if (!fs.existsSync(REVERB_BIN)) {
     throw new Error(
       `server binary not found at ${REVERB_BIN}; build it with "cd /work/main && go build -o bin/reverb ./cmd/reverb" or set REVERB_BIN`,
@@ -147,8 +172,9 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
     args,
     healthPath: null,
     logs: child.logs,
-    httpBase: `http://${HOST}:${port}`,
-    wsBase: `ws://${HOST}:${port}`,
+    httpBase: `${tls ? 'https' : 'http'}://${HOST}:${port}`,
+    wsBase: `${tls ? 'wss' : 'ws'}://${HOST}:${port}`,
+    tls,
     exited: child.exited,
     exitPromise,
     async stop() {
@@ -169,8 +195,14 @@ export async function startServer({ env = {}, config = null, label = 'reverb', h
     if (child.exited()) break;
     for (const p of candidates) {
       try {
-        const res = await fetch(`${server.httpBase}${p}`, { signal: AbortSignal.timeout(1000) });
-        const body = await res.text();
+        let res, body;
+        if (tls) {
+          res = await httpsGet(`${server.httpBase}${p}`, tls.ca);
+          body = res.body;
+        } else {
+          res = await fetch(`${server.httpBase}${p}`, { signal: AbortSignal.timeout(1000) });
+          body = await res.text();
+        }
         if (res.status === 200 && body.includes('"health"')) {
           server.healthPath = p;
           return server;
