@@ -73,7 +73,7 @@ func recordPair(b *testing.B) (*Conn, *tls.Conn, *[][]byte) {
 	captured := new([][]byte)
 	l.do(func() {}) // the loop has run done
 	p.cp.out = func(r []byte) { *captured = append(*captured, append([]byte(nil), r...)) }
-	p.c.p.out = func([]byte) {}
+	l.do(func() { setOut(p.c, func([]byte) {}) })
 	return p.c, p.client, captured
 }
 

@@ -43,6 +43,26 @@ type pipe struct {
 	closed   atomic.Bool
 	out      func([]byte)
 	remote   net.Addr
+
+	// Handshake bookkeeping of a server Conn's pipe (track set): the
+	// worker alone uses these, while it runs the handshake.
+	track      bool
+	hdr        [recordHeaderLen]byte
+	hdrN       int    // bytes of hdr read so far
+	bodyLeft   int    // bytes of the current record's body not yet read
+	lastApp    []byte // copy of the last application_data record written
+	misaligned bool   // a Write did not hold whole records
+	// Traffic secrets, from the key log (keyLog).
+	clientSecret, serverSecret []byte
+}
+
+// endHandshake drops the handshake bookkeeping. Worker only, before the
+// Conn becomes ready.
+func (p *pipe) endHandshake() {
+	clear(p.clientSecret)
+	clear(p.serverSecret)
+	p.track, p.lastApp, p.clientSecret, p.serverSecret = false, nil, nil, nil
+	p.setBlocking(false)
 }
 
 // feed appends a copy of b to the unread input. Returns the new unread
@@ -125,7 +145,11 @@ func (p *pipe) Read(b []byte) (int, error) {
 	p.mu.Lock()
 	for {
 		if len(p.in) > 0 {
-			n := copy(b, p.in)
+			n := len(b)
+			if p.track {
+				n = p.recordLimit(b)
+			}
+			n = copy(b[:n], p.in)
 			p.in = p.in[n:]
 			if len(p.in) == 0 {
 				p.releaseLocked()
@@ -151,10 +175,73 @@ func (p *pipe) Read(b []byte) (int, error) {
 	}
 }
 
+// recordLimit returns how many bytes Read may hand out of p.in, at most
+// len(b), without going past the end of the current record, and advances
+// the record bookkeeping by that many. crypto/tls then never holds bytes
+// beyond the record it is reading: when the handshake returns, every byte
+// after the client's Finished is still in p.in. Called with p.mu held.
+func (p *pipe) recordLimit(b []byte) int {
+	n := 0
+	for n < len(b) && n < len(p.in) {
+		if p.hdrN < recordHeaderLen {
+			k := min(recordHeaderLen-p.hdrN, len(b)-n, len(p.in)-n)
+			copy(p.hdr[p.hdrN:], p.in[n:n+k])
+			p.hdrN += k
+			n += k
+			if p.hdrN < recordHeaderLen {
+				continue
+			}
+			p.bodyLeft = int(p.hdr[3])<<8 | int(p.hdr[4])
+		} else {
+			k := min(p.bodyLeft, len(b)-n, len(p.in)-n)
+			p.bodyLeft -= k
+			n += k
+		}
+		if p.bodyLeft == 0 {
+			p.hdrN = 0 // the record is complete: stop at its end
+			break
+		}
+	}
+	return n
+}
+
+// atRecordStart reports whether the input consumed so far ends at a record
+// boundary. Worker only.
+func (p *pipe) atRecordStart() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hdrN == 0
+}
+
+// noteWrite remembers the last application_data record of b (whole records
+// as crypto/tls writes them) for finding the write sequence number.
+func (p *pipe) noteWrite(b []byte) {
+	var last []byte
+	for len(b) >= recordHeaderLen {
+		n := recordHeaderLen + (int(b[3])<<8 | int(b[4]))
+		if n > len(b) {
+			break
+		}
+		if b[0] == recTypeAppData {
+			last = b[:n]
+		}
+		b = b[n:]
+	}
+	if len(b) != 0 {
+		p.misaligned = true
+	}
+	if last != nil {
+		p.lastApp = append(p.lastApp[:0], last...)
+	}
+}
+
 // Write implements net.Conn: b goes to out, which must not keep it.
 func (p *pipe) Write(b []byte) (int, error) {
 	if p.closed.Load() {
 		return 0, net.ErrClosed
+	}
+	if p.track {
+		p.noteWrite(b)
 	}
 	p.out(b)
 	return len(b), nil
