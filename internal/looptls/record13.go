@@ -334,11 +334,11 @@ func (r *rec13) open(dst, hdr, body []byte) ([]byte, error) {
 		return dst, r.fail(err)
 	}
 	start := len(dst)
-	dst = slices.Grow(dst, len(body))
-	dst, err = r.in.aead.Open(dst, nonce, body, hdr)
+	out, err := r.in.aead.Open(slices.Grow(dst, len(body)), nonce, body, hdr)
 	if err != nil {
-		return dst[:start], r.fail(errBadRecordMAC)
+		return dst, r.fail(errBadRecordMAC) // out may be nil
 	}
+	dst = out
 	inner := dst[start:]
 	if len(inner) > maxInner13 { // padding included (RFC 8446 §5.4)
 		return dst[:start], r.fail(errRecordOverflow)
@@ -426,21 +426,19 @@ func (r *rec13) fail(err error) error {
 }
 
 // write seals p into records of at most 16 KiB of plaintext and passes
-// each to send.
+// each to send. An empty p sends nothing.
 func (r *rec13) write(p []byte) error {
 	if r.werr != nil {
 		return r.werr
 	}
-	for {
+	for len(p) > 0 {
 		n := min(len(p), maxPlaintext13)
 		if err := r.seal(recTypeAppData, p[:n]); err != nil {
 			return err
 		}
 		p = p[n:]
-		if len(p) == 0 {
-			return nil
-		}
 	}
+	return nil
 }
 
 // closeNotify sends close_notify; later writes fail.
