@@ -323,7 +323,7 @@ func (c *Conn) handshake() {
 		return // timed out or closed while queued
 	}
 	p := c.pp.Load()
-	p.track = true
+	p.track = !c.srv.stdlibOnly
 	p.setBlocking(true)
 	c.tc = tls.Server(p, c.srv.cfg)
 	start := time.Now()
@@ -369,6 +369,9 @@ func (c *Conn) handshake() {
 // 1.2, a cipher suite it does not implement, input not at a record
 // boundary). Worker only, before stReady.
 func (c *Conn) switchLean(p *pipe) {
+	if c.srv.stdlibOnly {
+		return
+	}
 	cs := c.tc.ConnectionState()
 	if cs.Version != tls.VersionTLS13 || p.clientSecret == nil || p.serverSecret == nil ||
 		p.misaligned || !p.atRecordStart() {

@@ -53,7 +53,7 @@ func (k *keyLog) Write(line []byte) (int, error) {
 // leanConfig returns the tls.Config a Server hands crypto/tls: a clone of
 // cfg whose GetConfigForClient gives each handshake a clone of cfg (or of
 // what cfg's own GetConfigForClient returns) with a keyLog bound to that
-// handshake's pipe. Session ticket keys stay those of the returned config
+// handshake's pipe, for clients that offer TLS 1.3. Session ticket keys stay those of the returned config
 // (crypto/tls takes automatic ticket keys from the config passed to
 // tls.Server, explicit ones from the per-handshake config, which copies
 // cfg's).
@@ -75,7 +75,7 @@ func leanConfig(cfg *tls.Config) *tls.Config {
 			}
 		}
 		p, ok := chi.Conn.(*pipe)
-		if !ok || !p.track {
+		if !ok || !p.track || !offers13(chi) {
 			if base == cfg {
 				return nil, nil
 			}
@@ -86,4 +86,16 @@ func leanConfig(cfg *tls.Config) *tls.Config {
 		return inner, nil
 	}
 	return outer
+}
+
+// offers13 reports whether the client offers TLS 1.3. Only then is the key
+// log needed: the per-handshake config stays with a crypto/tls session for
+// its lifetime, which TLS 1.2 clients need not pay for.
+func offers13(chi *tls.ClientHelloInfo) bool {
+	for _, v := range chi.SupportedVersions {
+		if v == tls.VersionTLS13 {
+			return true
+		}
+	}
+	return false
 }

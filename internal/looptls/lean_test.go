@@ -536,6 +536,8 @@ func TestLeanInterop(t *testing.T) {
 		"default":    func(*tls.Config) {},
 		"noTickets":  func(c *tls.Config) { c.SessionTicketsDisabled = true },
 		"clientAuth": func(c *tls.Config) { c.ClientAuth = tls.RequestClientCert },
+		// The client's key shares do not fit: HelloRetryRequest.
+		"retry": func(c *tls.Config) { c.CurvePreferences = []tls.CurveID{tls.CurveP256} },
 	}
 	for name, mod := range cfgs {
 		t.Run(name, func(t *testing.T) {
@@ -554,6 +556,9 @@ func TestLeanInterop(t *testing.T) {
 				resumed := i > 0 && !scfg.SessionTicketsDisabled
 				if cs.DidResume != resumed || !p.client.ConnectionState().HandshakeComplete {
 					t.Fatalf("round %d: DidResume %v, want %v", i, cs.DidResume, resumed)
+				}
+				if name == "retry" && !cs.HelloRetryRequest {
+					t.Fatalf("round %d: no HelloRetryRequest", i)
 				}
 				if cs.Version != tls.VersionTLS13 || cs.ServerName != "localhost" {
 					t.Fatalf("state %+v", cs)
@@ -719,15 +724,15 @@ func TestChaCha20Interop(t *testing.T) {
 	srv := NewServer(serverConfig(t), Options{})
 	l := newLoop()
 	defer l.stop()
-	p, kc := leanPair(t, srv, l, clientConfig(t))
+	p, _ := leanPair(t, srv, l, clientConfig(t))
 	if cs := p.c.ConnectionState().CipherSuite; cs != tls.TLS_CHACHA20_POLY1305_SHA256 {
 		t.Fatalf("suite %s", tls.CipherSuiteName(cs))
 	}
 	roundTrip(t, p, 3, 20000)
 	p.close()
 	// The forged client must write first: its sequence numbers start at 0.
-	p, kc = leanPair(t, srv, l, clientConfig(t))
-	cli := forger(t, p, kc)
+	p, kc2 := leanPair(t, srv, l, clientConfig(t))
+	cli := forger(t, p, kc2)
 	_ = cli.seal(recTypeHandshake, []byte{hsTypeKeyUpdate, 0, 0, 1, 1})
 	_ = cli.out.update(cli.suite, cli.hashLen)
 	_ = cli.write([]byte("hello"))

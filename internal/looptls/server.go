@@ -86,6 +86,9 @@ type Stats struct {
 type Server struct {
 	cfg  *tls.Config
 	opts Options
+	// stdlibOnly keeps every session on crypto/tls's record layer (for
+	// comparisons in benchmarks).
+	stdlibOnly bool
 
 	mu      sync.Mutex
 	queue   []*Conn // FIFO: queue[head:]
