@@ -323,7 +323,9 @@ func (c *Conn) handshake() {
 		return // timed out or closed while queued
 	}
 	p := c.pp.Load()
-	p.track = !c.srv.stdlibOnly
+	if !c.srv.stdlibOnly {
+		p.hs = &pipeHS{}
+	}
 	p.setBlocking(true)
 	c.tc = tls.Server(p, c.srv.cfg)
 	start := time.Now()
@@ -373,20 +375,21 @@ func (c *Conn) switchLean(p *pipe) {
 		return
 	}
 	cs := c.tc.ConnectionState()
-	if cs.Version != tls.VersionTLS13 || p.clientSecret == nil || p.serverSecret == nil ||
-		p.misaligned || !p.atRecordStart() {
+	hs := p.hs
+	if cs.Version != tls.VersionTLS13 || hs == nil || hs.clientSecret == nil ||
+		hs.serverSecret == nil || hs.misaligned || !p.atRecordStart() {
 		return
 	}
-	r, err := newRec13(cs.CipherSuite, p.clientSecret, p.serverSecret, p.out)
+	r, err := newRec13(cs.CipherSuite, hs.clientSecret, hs.serverSecret, p.out)
 	if err != nil {
 		return
 	}
 	// crypto/tls may have sent a NewSessionTicket under the server's
 	// application key: then the last record it wrote opens with that key,
 	// at sequence number 0 (one ticket), and ours starts after it.
-	if p.lastApp != nil {
+	if hs.lastApp != nil {
 		for seq := range uint64(4) {
-			if r.out.opens(p.lastApp, seq) {
+			if r.out.opens(hs.lastApp, seq) {
 				r.out.seq = seq + 1
 				break
 			}

@@ -15,11 +15,11 @@ const (
 )
 
 // keyLog is the KeyLogWriter of one handshake: it keeps the application
-// traffic secrets in the handshake's pipe, and passes every line on to the
+// traffic secrets in the handshake's pipeHS, and passes every line on to the
 // user's KeyLogWriter, if any. crypto/tls calls it on the handshake's
 // worker, under its own global key log lock.
 type keyLog struct {
-	p    *pipe
+	hs   *pipeHS
 	user io.Writer
 }
 
@@ -37,9 +37,9 @@ func (k *keyLog) Write(line []byte) (int, error) {
 	var dst *[]byte
 	switch string(f[0]) {
 	case labelClientTraffic:
-		dst = &k.p.clientSecret
+		dst = &k.hs.clientSecret
 	case labelServerTraffic:
-		dst = &k.p.serverSecret
+		dst = &k.hs.serverSecret
 	default:
 		return len(line), nil
 	}
@@ -75,14 +75,14 @@ func leanConfig(cfg *tls.Config) *tls.Config {
 			}
 		}
 		p, ok := chi.Conn.(*pipe)
-		if !ok || !p.track || !offers13(chi) {
+		if !ok || p.hs == nil || !offers13(chi) {
 			if base == cfg {
 				return nil, nil
 			}
 			return base, nil
 		}
 		inner := base.Clone()
-		inner.KeyLogWriter = &keyLog{p: p, user: base.KeyLogWriter}
+		inner.KeyLogWriter = &keyLog{hs: p.hs, user: base.KeyLogWriter}
 		return inner, nil
 	}
 	return outer

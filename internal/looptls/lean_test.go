@@ -503,7 +503,7 @@ func TestPipeRecordAligned(t *testing.T) {
 		all = append(all, r...)
 	}
 	for size := 1; size <= len(all)+1; size++ {
-		p := &pipe{track: true}
+		p := &pipe{hs: &pipeHS{}}
 		p.feed(all)
 		var got [][]byte
 		var cur []byte

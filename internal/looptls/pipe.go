@@ -44,9 +44,14 @@ type pipe struct {
 	out      func([]byte)
 	remote   net.Addr
 
-	// Handshake bookkeeping of a server Conn's pipe (track set): the
-	// worker alone uses these, while it runs the handshake.
-	track      bool
+	// hs is the handshake bookkeeping of a server Conn's pipe, set while
+	// its worker runs the handshake (nil otherwise, and for stdlibOnly).
+	hs *pipeHS
+}
+
+// pipeHS is what the lean record layer needs from the handshake. Only the
+// handshake's worker uses it (Read also takes p.mu).
+type pipeHS struct {
 	hdr        [recordHeaderLen]byte
 	hdrN       int    // bytes of hdr read so far
 	bodyLeft   int    // bytes of the current record's body not yet read
@@ -56,12 +61,16 @@ type pipe struct {
 	clientSecret, serverSecret []byte
 }
 
-// endHandshake drops the handshake bookkeeping. Worker only, before the
-// Conn becomes ready.
+// endHandshake drops the handshake bookkeeping and leaves blocking mode.
+// Worker only, before the Conn becomes ready.
 func (p *pipe) endHandshake() {
-	clear(p.clientSecret)
-	clear(p.serverSecret)
-	p.track, p.lastApp, p.clientSecret, p.serverSecret = false, nil, nil, nil
+	p.mu.Lock()
+	if hs := p.hs; hs != nil {
+		clear(hs.clientSecret)
+		clear(hs.serverSecret)
+		p.hs = nil
+	}
+	p.mu.Unlock()
 	p.setBlocking(false)
 }
 
@@ -146,8 +155,8 @@ func (p *pipe) Read(b []byte) (int, error) {
 	for {
 		if len(p.in) > 0 {
 			n := len(b)
-			if p.track {
-				n = p.recordLimit(b)
+			if p.hs != nil {
+				n = p.hs.recordLimit(b, p.in)
 			}
 			n = copy(b[:n], p.in)
 			p.in = p.in[n:]
@@ -175,47 +184,47 @@ func (p *pipe) Read(b []byte) (int, error) {
 	}
 }
 
-// recordLimit returns how many bytes Read may hand out of p.in, at most
+// recordLimit returns how many bytes Read may hand out of in, at most
 // len(b), without going past the end of the current record, and advances
 // the record bookkeeping by that many. crypto/tls then never holds bytes
 // beyond the record it is reading: when the handshake returns, every byte
-// after the client's Finished is still in p.in. Called with p.mu held.
-func (p *pipe) recordLimit(b []byte) int {
+// after the client's Finished is still in the pipe. Called with p.mu held.
+func (hs *pipeHS) recordLimit(b, in []byte) int {
 	n := 0
-	for n < len(b) && n < len(p.in) {
-		if p.hdrN < recordHeaderLen {
-			k := min(recordHeaderLen-p.hdrN, len(b)-n, len(p.in)-n)
-			copy(p.hdr[p.hdrN:], p.in[n:n+k])
-			p.hdrN += k
+	for n < len(b) && n < len(in) {
+		if hs.hdrN < recordHeaderLen {
+			k := min(recordHeaderLen-hs.hdrN, len(b)-n, len(in)-n)
+			copy(hs.hdr[hs.hdrN:], in[n:n+k])
+			hs.hdrN += k
 			n += k
-			if p.hdrN < recordHeaderLen {
+			if hs.hdrN < recordHeaderLen {
 				continue
 			}
-			p.bodyLeft = int(p.hdr[3])<<8 | int(p.hdr[4])
+			hs.bodyLeft = int(hs.hdr[3])<<8 | int(hs.hdr[4])
 		} else {
-			k := min(p.bodyLeft, len(b)-n, len(p.in)-n)
-			p.bodyLeft -= k
+			k := min(hs.bodyLeft, len(b)-n, len(in)-n)
+			hs.bodyLeft -= k
 			n += k
 		}
-		if p.bodyLeft == 0 {
-			p.hdrN = 0 // the record is complete: stop at its end
+		if hs.bodyLeft == 0 {
+			hs.hdrN = 0 // the record is complete: stop at its end
 			break
 		}
 	}
 	return n
 }
 
-// atRecordStart reports whether the input consumed so far ends at a record
+// atRecordStart reports whether the input read so far ends at a record
 // boundary. Worker only.
 func (p *pipe) atRecordStart() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.hdrN == 0
+	return p.hs != nil && p.hs.hdrN == 0
 }
 
 // noteWrite remembers the last application_data record of b (whole records
 // as crypto/tls writes them) for finding the write sequence number.
-func (p *pipe) noteWrite(b []byte) {
+func (hs *pipeHS) noteWrite(b []byte) {
 	var last []byte
 	for len(b) >= recordHeaderLen {
 		n := recordHeaderLen + (int(b[3])<<8 | int(b[4]))
@@ -228,10 +237,10 @@ func (p *pipe) noteWrite(b []byte) {
 		b = b[n:]
 	}
 	if len(b) != 0 {
-		p.misaligned = true
+		hs.misaligned = true
 	}
 	if last != nil {
-		p.lastApp = append(p.lastApp[:0], last...)
+		hs.lastApp = append(hs.lastApp[:0], last...)
 	}
 }
 
@@ -240,8 +249,8 @@ func (p *pipe) Write(b []byte) (int, error) {
 	if p.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	if p.track {
-		p.noteWrite(b)
+	if p.hs != nil {
+		p.hs.noteWrite(b)
 	}
 	p.out(b)
 	return len(b), nil
