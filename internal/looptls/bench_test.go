@@ -40,10 +40,17 @@ func handshakeConfigs(tb testing.TB) []struct {
 // BenchmarkHandshake runs full TLS 1.3 handshakes (client and server in this
 // process, one at a time); server-µs/op is the server's share, measured as
 // the time its worker ran (Stats.HandshakeCPU).
+//
+// "default-stdlib" keeps the session on crypto/tls's record layer: no key
+// log, no per-handshake config clone.
 func BenchmarkHandshake(b *testing.B) {
-	for _, hc := range handshakeConfigs(b) {
+	cases := handshakeConfigs(b)
+	cases = append(cases, cases[0])
+	cases[len(cases)-1].name = "default-stdlib"
+	for _, hc := range cases {
 		b.Run(hc.name, func(b *testing.B) {
 			srv := NewServer(hc.cfg, Options{})
+			srv.stdlibOnly = hc.name == "default-stdlib"
 			l := newLoop()
 			defer l.stop()
 			ccfg := clientConfig(b)

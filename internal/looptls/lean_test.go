@@ -85,7 +85,7 @@ func TestRFC8448(t *testing.T) {
 // *toServer.
 func peers(tb testing.TB, suite uint16, toClient, toServer *[][]byte) (srv, cli *rec13) {
 	tb.Helper()
-	hl := suites13[suite].hash().Size()
+	hl := suites13[suite].hashLen
 	c, s := make([]byte, hl), make([]byte, hl)
 	_, _ = rand.Read(c)
 	_, _ = rand.Read(s)
@@ -153,7 +153,7 @@ func TestRecordSuites(t *testing.T) {
 				if err := cli.seal(recTypeHandshake, []byte{hsTypeKeyUpdate, 0, 0, 1, req}); err != nil {
 					t.Fatal(err)
 				}
-				if err := cli.out.update(cli.suite, cli.hashLen); err != nil {
+				if err := cli.out.update(cli.suite); err != nil {
 					t.Fatal(err)
 				}
 				exchange(10) // client side: the server's KeyUpdate is handled by cli
@@ -194,7 +194,7 @@ func TestRecordSplitEverywhere(t *testing.T) {
 		w1, p1 := stream(t, cli, &toServer, []byte("a"), nil, []byte("bcdefgh"))
 		// A KeyUpdate, then records under the new key, one with padding.
 		_ = cli.seal(recTypeHandshake, []byte{hsTypeKeyUpdate, 0, 0, 1, 0})
-		_ = cli.out.update(cli.suite, cli.hashLen)
+		_ = cli.out.update(cli.suite)
 		_ = cli.seal(recTypeAppData, []byte("pad"))
 		w2, p2 := stream(t, cli, &toServer, bytes.Repeat([]byte("z"), 40))
 		// seal with trailing zeros: content "q", type, then padding.
@@ -356,6 +356,36 @@ func TestRecordErrors(t *testing.T) {
 	var ae tls.AlertError
 	if !errors.As(err, &ae) || ae != 40 {
 		t.Fatalf("fatal alert: %v", err)
+	}
+	// Up to 16 records in a row without application data (empty ones,
+	// KeyUpdates) pass; the 17th fails.
+	for _, kind := range []string{"empty", "keyupdate"} {
+		srv, cli = peers(t, tls.TLS_AES_128_GCM_SHA256, &toClient, &toServer)
+		toServer = nil
+		useless := func() {
+			if kind == "empty" {
+				_ = cli.seal(recTypeAppData, nil)
+				return
+			}
+			_ = cli.seal(recTypeHandshake, []byte{hsTypeKeyUpdate, 0, 0, 1, 0})
+			_ = cli.out.update(cli.suite)
+		}
+		for range maxUseless {
+			useless()
+		}
+		_ = cli.write([]byte("x"))
+		for range maxUseless + 1 {
+			useless()
+		}
+		var got []byte
+		for _, r := range toServer {
+			if got, err = srv.decrypt(got, r); err != nil {
+				break
+			}
+		}
+		if string(got) != "x" || err != errNoProgress {
+			t.Fatalf("%s: got %q, %v", kind, got, err)
+		}
 	}
 	// The sequence number never wraps.
 	srv, _ = peers(t, tls.TLS_AES_128_GCM_SHA256, &toClient, &toServer)
@@ -591,7 +621,7 @@ func TestKeyUpdateFromClient(t *testing.T) {
 		if err := cli.seal(recTypeHandshake, []byte{hsTypeKeyUpdate, 0, 0, 1, req}); err != nil {
 			t.Fatal(err)
 		}
-		if err := cli.out.update(cli.suite, cli.hashLen); err != nil {
+		if err := cli.out.update(cli.suite); err != nil {
 			t.Fatal(err)
 		}
 		msg := []byte(fmt.Sprintf("message %d", i))
@@ -734,7 +764,7 @@ func TestChaCha20Interop(t *testing.T) {
 	p, kc2 := leanPair(t, srv, l, clientConfig(t))
 	cli := forger(t, p, kc2)
 	_ = cli.seal(recTypeHandshake, []byte{hsTypeKeyUpdate, 0, 0, 1, 1})
-	_ = cli.out.update(cli.suite, cli.hashLen)
+	_ = cli.out.update(cli.suite)
 	_ = cli.write([]byte("hello"))
 	if got := p.waitPlain(t, 5); string(got) != "hello" {
 		t.Fatalf("server got %q", got)
@@ -776,7 +806,7 @@ func FuzzLeanRecords(f *testing.F) {
 			t.Fatal(err)
 		}
 		_ = cli.seal(recTypeHandshake, []byte{hsTypeKeyUpdate, 0, 0, 1, byte(seed & 1)})
-		_ = cli.out.update(cli.suite, cli.hashLen)
+		_ = cli.out.update(cli.suite)
 		_ = cli.write(plain)
 		var wire []byte
 		for _, r := range *toServer {

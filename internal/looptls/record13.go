@@ -32,6 +32,10 @@ const (
 	ivLen           = 12
 
 	hsTypeKeyUpdate = 24
+
+	// maxUseless caps consecutive records without application data
+	// (crypto/tls's maxUselessRecords).
+	maxUseless = 16
 )
 
 // Alert descriptions sent or interpreted here (RFC 8446 §6).
@@ -65,14 +69,16 @@ var (
 	errBadAlert       = &recordError{alertDecodeError, "malformed alert"}
 	errBadHandshake   = &recordError{alertUnexpectedMessage, "unexpected handshake message after the handshake"}
 	errBadKeyUpdate   = &recordError{alertIllegalParameter, "malformed KeyUpdate"}
+	errNoProgress     = &recordError{alertUnexpectedMessage, "too many records without application data"}
 	errSeqOverflow    = errors.New("looptls: record sequence number exhausted")
 )
 
 // suite13 describes a TLS 1.3 cipher suite.
 type suite13 struct {
-	keyLen int
-	hash   func() hash.Hash
-	aead   func(key []byte) (cipher.AEAD, error)
+	keyLen  int
+	hashLen int
+	hash    func() hash.Hash
+	aead    func(key []byte) (cipher.AEAD, error)
 }
 
 func newAESGCM(key []byte) (cipher.AEAD, error) {
@@ -86,9 +92,9 @@ func newAESGCM(key []byte) (cipher.AEAD, error) {
 // suites13 are the cipher suites the lean record layer implements: all of
 // TLS 1.3's that crypto/tls negotiates.
 var suites13 = map[uint16]*suite13{
-	tls.TLS_AES_128_GCM_SHA256:       {16, sha256.New, newAESGCM},
-	tls.TLS_AES_256_GCM_SHA384:       {32, sha512.New384, newAESGCM},
-	tls.TLS_CHACHA20_POLY1305_SHA256: {32, sha256.New, chacha20poly1305.New},
+	tls.TLS_AES_128_GCM_SHA256:       {16, sha256.Size, sha256.New, newAESGCM},
+	tls.TLS_AES_256_GCM_SHA384:       {32, sha512.Size384, sha512.New384, newAESGCM},
+	tls.TLS_CHACHA20_POLY1305_SHA256: {32, sha256.Size, sha256.New, chacha20poly1305.New},
 }
 
 // expandLabel is HKDF-Expand-Label (RFC 8446 §7.1) with an empty context.
@@ -131,8 +137,8 @@ func (d *direction) setSecret(s *suite13, secret []byte) error {
 }
 
 // update moves to the next traffic secret (RFC 8446 §7.2).
-func (d *direction) update(s *suite13, hashLen int) error {
-	next := expandLabel(s.hash, d.secret[:hashLen], "traffic upd", hashLen)
+func (d *direction) update(s *suite13) error {
+	next := expandLabel(s.hash, d.secret[:s.hashLen], "traffic upd", s.hashLen)
 	return d.setSecret(s, next)
 }
 
@@ -158,8 +164,8 @@ func (d *direction) makeNonce() ([]byte, error) {
 // bytes. Loop-only.
 type rec13 struct {
 	suite   *suite13
-	hashLen int
 	in, out direction
+	useless int          // consecutive records without application data
 	part    *[]byte      // pooled: the start of an incomplete record
 	rerr    error        // sticky read error (io.EOF after close_notify)
 	werr    error        // sticky write error
@@ -179,11 +185,10 @@ func newRec13(suiteID uint16, clientSecret, serverSecret []byte, send func([]byt
 	if s == nil {
 		return nil, fmt.Errorf("looptls: cipher suite %#04x not supported", suiteID)
 	}
-	hl := s.hash().Size()
-	if len(clientSecret) != hl || len(serverSecret) != hl {
+	if len(clientSecret) != s.hashLen || len(serverSecret) != s.hashLen {
 		return nil, errors.New("looptls: traffic secret of the wrong size")
 	}
-	r := &rec13{suite: s, hashLen: hl, send: send}
+	r := &rec13{suite: s, send: send}
 	if err := r.in.setSecret(s, clientSecret); err != nil {
 		return nil, err
 	}
@@ -356,15 +361,31 @@ func (r *rec13) open(dst, hdr, body []byte) ([]byte, error) {
 	}
 	switch typ {
 	case recTypeAppData:
+		if i > 0 {
+			r.useless = 0
+		} else if err := r.noProgress(); err != nil {
+			return dst[:start], err
+		}
 		return dst[:start+i], nil
 	case recTypeAlert:
 		err = r.alert(content)
 	case recTypeHandshake:
-		err = r.handshake(content)
+		if err = r.noProgress(); err == nil {
+			err = r.handshake(content)
+		}
 	default:
 		err = r.fail(errBadRecordType)
 	}
 	return dst[:start], err
+}
+
+// noProgress counts a record that carries no application data (empty, or
+// a KeyUpdate): like crypto/tls, more than maxUseless in a row is an error.
+func (r *rec13) noProgress() error {
+	if r.useless++; r.useless > maxUseless {
+		return r.fail(errNoProgress)
+	}
+	return nil
 }
 
 // alert handles a received alert (RFC 8446 §6): close_notify ends reading
@@ -394,7 +415,7 @@ func (r *rec13) handshake(content []byte) error {
 	if content[1] != 0 || content[2] != 0 || content[3] != 1 || content[4] > 1 {
 		return r.fail(errBadKeyUpdate)
 	}
-	if err := r.in.update(r.suite, r.hashLen); err != nil {
+	if err := r.in.update(r.suite); err != nil {
 		return r.fail(err)
 	}
 	if content[4] == 1 && r.werr == nil {
@@ -402,7 +423,7 @@ func (r *rec13) handshake(content []byte) error {
 		if err := r.seal(recTypeHandshake, []byte{hsTypeKeyUpdate, 0, 0, 1, 0}); err != nil {
 			return err
 		}
-		if err := r.out.update(r.suite, r.hashLen); err != nil {
+		if err := r.out.update(r.suite); err != nil {
 			r.werr = err
 			return r.fail(err)
 		}
