@@ -130,7 +130,8 @@ func firstRecordDone(b []byte) bool {
 // it; with no complete record it returns dst and nil. Before the handshake
 // ends it returns dst unchanged. An error is final (io.EOF after the
 // client's close_notify): close the connection. Read may call out (a TLS
-// 1.3 KeyUpdate reply). Loop-only.
+// 1.3 KeyUpdate reply, or the alert that goes with a fatal error).
+// Loop-only.
 func (c *Conn) Read(dst []byte) ([]byte, error) {
 	switch c.state.Load() {
 	case stReady:

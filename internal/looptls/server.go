@@ -107,7 +107,9 @@ type Server struct {
 }
 
 // NewServer returns a Server that answers handshakes with cfg, which must
-// not be modified afterwards.
+// not be modified afterwards. The Server hands crypto/tls a clone of cfg
+// whose GetConfigForClient wraps cfg's own (see doc.go, "Secrets"); cfg's
+// KeyLogWriter and GetConfigForClient keep working.
 func NewServer(cfg *tls.Config, opts Options) *Server {
 	opts.defaults()
 	return &Server{cfg: leanConfig(cfg), opts: opts}
