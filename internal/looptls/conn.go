@@ -34,7 +34,7 @@ const readChunk = 1 << 10
 // its Server, is done.
 //
 // Concurrency: Feed, Read, Write and CloseNotify are loop-only: one
-// goroutine at a time, the loop that owns the socket. Close, State and
+// goroutine at a time, the loop that owns the socket. Close, Ready and
 // ConnectionState are goroutine-safe.
 type Conn struct {
 	srv *Server
@@ -210,7 +210,8 @@ func (c *Conn) CloseNotify() error {
 
 // Close ends the connection without sending anything, stops a handshake in
 // progress (done is then not called unless it is already on its way) and
-// frees buffered input. Goroutine-safe and idempotent.
+// frees buffered input (on the lean TLS 1.3 path, a partial record stays
+// for the GC: the loop owns it). Goroutine-safe and idempotent.
 func (c *Conn) Close() {
 	for {
 		st := c.state.Load()
@@ -409,11 +410,14 @@ func (c *Conn) lean() *rec13 {
 	}
 	if p := c.pp.Load(); p != nil {
 		p.mu.Lock()
-		if p.inBuf != nil && len(p.in) > 0 {
+		switch {
+		case p.inBuf != nil && len(p.in) > 0:
 			buf := p.inBuf
 			*buf = (*buf)[:copy(*buf, p.in)]
 			r.part = buf
 			p.inBuf, p.in = nil, nil
+		case len(p.in) > 0: // borrowed (lend); not used on this path
+			r.feed(p.in)
 		}
 		p.releaseLocked()
 		p.mu.Unlock()
