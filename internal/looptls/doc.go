@@ -27,7 +27,8 @@
 // keeps only what record protection needs: two cipher.AEADs (AES-GCM from
 // crypto/aes and crypto/cipher, ChaCha20-Poly1305 from
 // golang.org/x/crypto), their IVs and sequence numbers, and the two
-// application traffic secrets for KeyUpdate. It gets there in three steps:
+// application traffic secrets for KeyUpdate, plus the handshake's
+// tls.ConnectionState for ConnectionState(). It gets there in three steps:
 //
 //   - Secrets: the Server hands crypto/tls a config whose
 //     GetConfigForClient gives each handshake a clone of the user's config
