@@ -597,6 +597,12 @@ func TestLeanInterop(t *testing.T) {
 					t.Fatal(err)
 				}
 				roundTrip(t, p, 3, 1000)
+				// At rest: no tls.Conn, no pipe, no buffer.
+				var rest bool
+				l.do(func() { rest = p.c.tc == nil && p.c.pp.Load() == nil && p.c.rec.part == nil })
+				if !rest {
+					t.Fatalf("round %d: the Conn keeps handshake state or a buffer", i)
+				}
 				p.close()
 			}
 			if st := srv.Stats(); st.Lean != 4 || st.Completed != 4 {
