@@ -34,12 +34,19 @@ const readChunk = 1 << 10
 // its Server, is done.
 //
 // Concurrency: Feed, Read, Write and CloseNotify are loop-only: one
-// goroutine at a time, the loop that owns the socket. Close, State and
+// goroutine at a time, the loop that owns the socket. Close, Ready and
 // ConnectionState are goroutine-safe.
 type Conn struct {
-	srv   *Server
-	p     pipe
-	tc    *tls.Conn // set by the worker; read by the loop once stReady
+	srv *Server
+	// pp is the transport of tc; nil once the loop has moved to rec (the
+	// lean path), which it does on the first call after the handshake.
+	pp atomic.Pointer[pipe]
+	// The record layer, set by the worker before stReady: tc (crypto/tls,
+	// TLS 1.2 and fallback) or rec (TLS 1.3) with cs, the handshake's
+	// ConnectionState.
+	tc    *tls.Conn
+	rec   *rec13
+	cs    *tls.ConnectionState
 	done  func(error)
 	state atomic.Int32
 
@@ -56,14 +63,18 @@ type Conn struct {
 func (c *Conn) Feed(ciphertext []byte) error {
 	switch st := c.state.Load(); st {
 	case stReady:
-		c.p.feed(ciphertext)
+		if r := c.lean(); r != nil {
+			r.feed(ciphertext)
+			return nil
+		}
+		c.pp.Load().feed(ciphertext)
 		return nil
 	case stHello:
-		n := c.p.feed(ciphertext)
+		n := c.pp.Load().feed(ciphertext)
 		if n == 0 {
 			return c.err()
 		}
-		if !firstRecordDone(c.p.peek()) {
+		if !firstRecordDone(c.pp.Load().peek()) {
 			return nil
 		}
 		if !c.state.CompareAndSwap(stHello, stQueued) {
@@ -81,7 +92,7 @@ func (c *Conn) Feed(ciphertext []byte) error {
 		}
 		return nil
 	case stQueued, stHandshaking:
-		if c.p.feed(ciphertext) <= c.srv.opts.MaxPending {
+		if c.pp.Load().feed(ciphertext) <= c.srv.opts.MaxPending {
 			return c.err()
 		}
 		for {
@@ -119,7 +130,8 @@ func firstRecordDone(b []byte) bool {
 // it; with no complete record it returns dst and nil. Before the handshake
 // ends it returns dst unchanged. An error is final (io.EOF after the
 // client's close_notify): close the connection. Read may call out (a TLS
-// 1.3 KeyUpdate reply). Loop-only.
+// 1.3 KeyUpdate reply, or the alert that goes with a fatal error).
+// Loop-only.
 func (c *Conn) Read(dst []byte) ([]byte, error) {
 	switch c.state.Load() {
 	case stReady:
@@ -127,6 +139,9 @@ func (c *Conn) Read(dst []byte) ([]byte, error) {
 		return dst, c.err()
 	default:
 		return dst, nil
+	}
+	if r := c.lean(); r != nil {
+		return r.read(dst)
 	}
 	for {
 		if cap(dst)-len(dst) < readChunk {
@@ -153,9 +168,13 @@ func (c *Conn) Decrypt(dst, ciphertext []byte) ([]byte, error) {
 		}
 		return c.Read(dst)
 	}
-	c.p.lend(ciphertext)
+	if r := c.lean(); r != nil {
+		return r.decrypt(dst, ciphertext)
+	}
+	p := c.pp.Load()
+	p.lend(ciphertext)
 	dst, err := c.Read(dst)
-	c.p.unlend()
+	p.unlend()
 	return dst, err
 }
 
@@ -170,6 +189,9 @@ func (c *Conn) Write(plaintext []byte) error {
 		}
 		return ErrNotReady
 	}
+	if r := c.lean(); r != nil {
+		return r.write(plaintext)
+	}
 	_, err := c.tc.Write(plaintext)
 	return err
 }
@@ -180,12 +202,16 @@ func (c *Conn) CloseNotify() error {
 	if c.state.Load() != stReady {
 		return ErrNotReady
 	}
+	if r := c.lean(); r != nil {
+		return r.closeNotify()
+	}
 	return c.tc.CloseWrite()
 }
 
 // Close ends the connection without sending anything, stops a handshake in
 // progress (done is then not called unless it is already on its way) and
-// frees buffered input. Goroutine-safe and idempotent.
+// frees buffered input (on the lean TLS 1.3 path, a partial record stays
+// for the GC: the loop owns it). Goroutine-safe and idempotent.
 func (c *Conn) Close() {
 	for {
 		st := c.state.Load()
@@ -194,7 +220,9 @@ func (c *Conn) Close() {
 			return
 		case stReady, stFailed:
 			if c.state.CompareAndSwap(st, stClosed) {
-				c.p.closeWith(errClosed)
+				if p := c.pp.Load(); p != nil {
+					p.closeWith(errClosed)
+				}
 				return
 			}
 		default:
@@ -219,13 +247,18 @@ func (c *Conn) ConnectionState() tls.ConnectionState {
 	if c.state.Load() != stReady {
 		return tls.ConnectionState{}
 	}
+	if c.cs != nil {
+		return *c.cs
+	}
 	return c.tc.ConnectionState()
 }
 
 // err returns why the Conn ended, or nil.
 func (c *Conn) err() error {
-	if err := c.p.reason(); err != nil {
-		return err
+	if p := c.pp.Load(); p != nil {
+		if err := p.reason(); err != nil {
+			return err
+		}
 	}
 	if c.state.Load() == stClosed {
 		return errClosed
@@ -238,7 +271,7 @@ func (c *Conn) err() error {
 // leaves the in-progress count.
 func (c *Conn) finish(err error) {
 	c.stopTimer()
-	c.p.closeWith(err)
+	c.pp.Load().closeWith(err)
 	c.srv.inProgress.Add(-1)
 }
 
@@ -278,7 +311,7 @@ func (c *Conn) expire() {
 			}
 		case stHandshaking:
 			// The worker's Read fails; the worker reports it.
-			c.p.closeWith(ErrHandshakeTimeout)
+			c.pp.Load().closeWith(ErrHandshakeTimeout)
 			return
 		default:
 			return
@@ -291,31 +324,40 @@ func (c *Conn) handshake() {
 	if !c.state.CompareAndSwap(stQueued, stHandshaking) {
 		return // timed out or closed while queued
 	}
-	c.p.setBlocking(true)
-	c.tc = tls.Server(&c.p, c.srv.cfg)
+	p := c.pp.Load()
+	if !c.srv.stdlibOnly {
+		p.hs = &pipeHS{}
+	}
+	p.setBlocking(true)
+	c.tc = tls.Server(p, c.srv.cfg)
 	start := time.Now()
 	err := c.tc.Handshake()
-	c.p.mu.Lock()
-	busy := time.Since(start) - c.p.waited
-	c.p.waited = 0
-	c.p.mu.Unlock()
+	p.mu.Lock()
+	busy := time.Since(start) - p.waited
+	p.waited = 0
+	p.mu.Unlock()
 	c.srv.busy.Add(int64(busy))
 	if err == nil {
-		err = c.p.reason() // closed at the last moment
+		err = p.reason() // closed at the last moment
 	}
 	if err == nil {
-		c.p.setBlocking(false)
+		c.switchLean(p)
+		p.endHandshake()
 		if c.state.CompareAndSwap(stHandshaking, stReady) {
 			c.stopTimer()
 			c.srv.inProgress.Add(-1)
 			c.srv.completed.Add(1)
-			if c.done != nil {
-				c.done(nil)
+			if c.rec != nil {
+				c.srv.lean.Add(1)
 			}
+			if done := c.done; done != nil {
+				done(nil)
+			}
+			c.done = nil // only read before stReady
 		}
 		return
 	}
-	if r := c.p.reason(); r == ErrHandshakeTimeout || r == ErrInputTooLarge {
+	if r := p.reason(); r == ErrHandshakeTimeout || r == ErrInputTooLarge {
 		err = r
 	}
 	n := &c.srv.failed
@@ -323,4 +365,63 @@ func (c *Conn) handshake() {
 		n = &c.srv.timedOut
 	}
 	c.fail(err, stHandshaking, n)
+}
+
+// switchLean sets up the lean record layer after a successful TLS 1.3
+// handshake, from the traffic secrets the key log captured, and drops the
+// tls.Conn. It leaves the Conn on crypto/tls when anything is missing (TLS
+// 1.2, a cipher suite it does not implement, input not at a record
+// boundary). Worker only, before stReady.
+func (c *Conn) switchLean(p *pipe) {
+	if c.srv.stdlibOnly {
+		return
+	}
+	cs := c.tc.ConnectionState()
+	hs := p.hs
+	if cs.Version != tls.VersionTLS13 || hs == nil || hs.clientSecret == nil ||
+		hs.serverSecret == nil || hs.misaligned || !p.atRecordStart() {
+		return
+	}
+	r, err := newRec13(cs.CipherSuite, hs.clientSecret, hs.serverSecret, p.out)
+	if err != nil {
+		return
+	}
+	// crypto/tls may have sent a NewSessionTicket under the server's
+	// application key: then the last record it wrote opens with that key,
+	// at sequence number 0 (one ticket), and ours starts after it.
+	if hs.lastApp != nil {
+		for seq := range uint64(4) {
+			if r.out.opens(hs.lastApp, seq) {
+				r.out.seq = seq + 1
+				break
+			}
+		}
+	}
+	c.rec, c.cs, c.tc = r, &cs, nil
+}
+
+// lean returns the lean record layer, or nil on the crypto/tls path. On
+// its first call it takes over the input the pipe still holds (bytes the
+// client sent after its Finished) and drops the pipe. Loop-only, stReady.
+func (c *Conn) lean() *rec13 {
+	r := c.rec
+	if r == nil {
+		return nil
+	}
+	if p := c.pp.Load(); p != nil {
+		p.mu.Lock()
+		switch {
+		case p.inBuf != nil && len(p.in) > 0:
+			buf := p.inBuf
+			*buf = (*buf)[:copy(*buf, p.in)]
+			r.part = buf
+			p.inBuf, p.in = nil, nil
+		case len(p.in) > 0: // borrowed (lend); not used on this path
+			r.feed(p.in)
+		}
+		p.releaseLocked()
+		p.mu.Unlock()
+		c.pp.Store(nil)
+	}
+	return r
 }

@@ -297,3 +297,12 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// setOut replaces an established Conn's out callback. Loop-only.
+func setOut(c *Conn, out func([]byte)) {
+	if r := c.lean(); r != nil {
+		r.send = out
+		return
+	}
+	c.pp.Load().out = out
+}

@@ -55,7 +55,7 @@ func TestRoundTrip(t *testing.T) {
 		roundTrip(t, p, 20, 100)
 		p.close()
 	}
-	if st := srv.Stats(); st.Completed != 2 || st.InProgress != 0 {
+	if st := srv.Stats(); st.Completed != 2 || st.Lean != 2 || st.InProgress != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	// The worker retires after done returns.
@@ -75,6 +75,9 @@ func TestTLS12(t *testing.T) {
 	p.handshake(t)
 	roundTrip(t, p, 5, 300)
 	p.close()
+	if st := srv.Stats(); st.Completed != 1 || st.Lean != 0 {
+		t.Fatalf("stats %+v", st)
+	}
 }
 
 // TestSplitEveryByte feeds the client's ciphertext one byte at a time, the

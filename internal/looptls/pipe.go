@@ -43,6 +43,35 @@ type pipe struct {
 	closed   atomic.Bool
 	out      func([]byte)
 	remote   net.Addr
+
+	// hs is the handshake bookkeeping of a server Conn's pipe, set while
+	// its worker runs the handshake (nil otherwise, and for stdlibOnly).
+	hs *pipeHS
+}
+
+// pipeHS is what the lean record layer needs from the handshake. Only the
+// handshake's worker uses it (Read also takes p.mu).
+type pipeHS struct {
+	hdr        [recordHeaderLen]byte
+	hdrN       int    // bytes of hdr read so far
+	bodyLeft   int    // bytes of the current record's body not yet read
+	lastApp    []byte // copy of the last application_data record written
+	misaligned bool   // a Write did not hold whole records
+	// Traffic secrets, from the key log (keyLog).
+	clientSecret, serverSecret []byte
+}
+
+// endHandshake drops the handshake bookkeeping and leaves blocking mode.
+// Worker only, before the Conn becomes ready.
+func (p *pipe) endHandshake() {
+	p.mu.Lock()
+	if hs := p.hs; hs != nil {
+		clear(hs.clientSecret)
+		clear(hs.serverSecret)
+		p.hs = nil
+	}
+	p.mu.Unlock()
+	p.setBlocking(false)
 }
 
 // feed appends a copy of b to the unread input. Returns the new unread
@@ -125,7 +154,11 @@ func (p *pipe) Read(b []byte) (int, error) {
 	p.mu.Lock()
 	for {
 		if len(p.in) > 0 {
-			n := copy(b, p.in)
+			n := len(b)
+			if p.hs != nil {
+				n = p.hs.recordLimit(b, p.in)
+			}
+			n = copy(b[:n], p.in)
 			p.in = p.in[n:]
 			if len(p.in) == 0 {
 				p.releaseLocked()
@@ -151,10 +184,73 @@ func (p *pipe) Read(b []byte) (int, error) {
 	}
 }
 
+// recordLimit returns how many bytes Read may hand out of in, at most
+// len(b), without going past the end of the current record, and advances
+// the record bookkeeping by that many. crypto/tls then never holds bytes
+// beyond the record it is reading: when the handshake returns, every byte
+// after the client's Finished is still in the pipe. Called with p.mu held.
+func (hs *pipeHS) recordLimit(b, in []byte) int {
+	n := 0
+	for n < len(b) && n < len(in) {
+		if hs.hdrN < recordHeaderLen {
+			k := min(recordHeaderLen-hs.hdrN, len(b)-n, len(in)-n)
+			copy(hs.hdr[hs.hdrN:], in[n:n+k])
+			hs.hdrN += k
+			n += k
+			if hs.hdrN < recordHeaderLen {
+				continue
+			}
+			hs.bodyLeft = int(hs.hdr[3])<<8 | int(hs.hdr[4])
+		} else {
+			k := min(hs.bodyLeft, len(b)-n, len(in)-n)
+			hs.bodyLeft -= k
+			n += k
+		}
+		if hs.bodyLeft == 0 {
+			hs.hdrN = 0 // the record is complete: stop at its end
+			break
+		}
+	}
+	return n
+}
+
+// atRecordStart reports whether the input read so far ends at a record
+// boundary. Worker only.
+func (p *pipe) atRecordStart() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hs != nil && p.hs.hdrN == 0
+}
+
+// noteWrite remembers the last application_data record of b (whole records
+// as crypto/tls writes them) for finding the write sequence number.
+func (hs *pipeHS) noteWrite(b []byte) {
+	var last []byte
+	for len(b) >= recordHeaderLen {
+		n := recordHeaderLen + (int(b[3])<<8 | int(b[4]))
+		if n > len(b) {
+			break
+		}
+		if b[0] == recTypeAppData {
+			last = b[:n]
+		}
+		b = b[n:]
+	}
+	if len(b) != 0 {
+		hs.misaligned = true
+	}
+	if last != nil {
+		hs.lastApp = append(hs.lastApp[:0], last...)
+	}
+}
+
 // Write implements net.Conn: b goes to out, which must not keep it.
 func (p *pipe) Write(b []byte) (int, error) {
 	if p.closed.Load() {
 		return 0, net.ErrClosed
+	}
+	if p.hs != nil {
+		p.hs.noteWrite(b)
 	}
 	p.out(b)
 	return len(b), nil

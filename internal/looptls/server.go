@@ -72,6 +72,10 @@ type Stats struct {
 	Failed     int64 // handshakes that failed (bad input, alerts), timeouts excluded
 	TimedOut   int64 // handshakes that hit HandshakeTimeout
 	Refused    int64 // connections refused because the pool was full
+	// Lean counts the completed handshakes whose record layer runs on this
+	// package's TLS 1.3 code (record13.go); Completed-Lean stay on
+	// crypto/tls's (TLS 1.2, or a TLS 1.3 session that could not switch).
+	Lean int64
 	// HandshakeCPU is the time workers spent running handshakes, not
 	// waiting for input: an estimate of the handshakes' CPU time.
 	HandshakeCPU time.Duration
@@ -82,6 +86,9 @@ type Stats struct {
 type Server struct {
 	cfg  *tls.Config
 	opts Options
+	// stdlibOnly keeps every session on crypto/tls's record layer (for
+	// comparisons in benchmarks).
+	stdlibOnly bool
 
 	mu      sync.Mutex
 	queue   []*Conn // FIFO: queue[head:]
@@ -95,14 +102,17 @@ type Server struct {
 	failed     atomic.Int64
 	timedOut   atomic.Int64
 	refused    atomic.Int64
+	lean       atomic.Int64
 	busy       atomic.Int64 // ns
 }
 
 // NewServer returns a Server that answers handshakes with cfg, which must
-// not be modified afterwards.
+// not be modified afterwards. The Server hands crypto/tls a clone of cfg
+// whose GetConfigForClient wraps cfg's own (see doc.go, "Secrets"); cfg's
+// KeyLogWriter and GetConfigForClient keep working.
 func NewServer(cfg *tls.Config, opts Options) *Server {
 	opts.defaults()
-	return &Server{cfg: cfg, opts: opts}
+	return &Server{cfg: leanConfig(cfg), opts: opts}
 }
 
 // Options returns the options in force (defaults filled in).
@@ -121,6 +131,7 @@ func (s *Server) Stats() Stats {
 		Failed:       s.failed.Load(),
 		TimedOut:     s.timedOut.Load(),
 		Refused:      s.refused.Load(),
+		Lean:         s.lean.Load(),
 		HandshakeCPU: time.Duration(s.busy.Load()),
 	}
 }
@@ -213,8 +224,8 @@ func (s *Server) work(c *Conn) {
 // Goroutine-safe.
 func (s *Server) NewConn(remote net.Addr, out func(p []byte), done func(err error)) *Conn {
 	c := &Conn{srv: s, done: done}
-	c.p.out = out
-	c.p.remote = remote
+	p := &pipe{out: out, remote: remote}
+	c.pp.Store(p)
 	s.inProgress.Add(1)
 	c.tmu.Lock()
 	c.timer = time.AfterFunc(s.opts.HandshakeTimeout, c.expire)
