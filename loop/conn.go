@@ -54,6 +54,7 @@ type connState struct {
 	sh    *shard
 	sess  *pusher.Session
 	dec   wsproto.Decoder
+	tls   *tlsConn // TLS record layer (tls.go), also c; nil for plain TCP
 }
 
 // errClosed is returned by writes to a closed connection.
@@ -89,7 +90,11 @@ func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.refused.Add(1)
 		return nil, gnet.Close
 	}
-	c.SetContext(s.newConn(s.shardOf(c.EventLoop()), c))
+	st := s.newConn(s.shardOf(c.EventLoop()), c)
+	if s.tls != nil {
+		s.openTLS(st, c) // TLS hook (tls.go)
+	}
+	c.SetContext(st)
 	return nil, gnet.None
 }
 
@@ -102,6 +107,9 @@ func (s *Server) newConn(sh *shard, c conn) *connState {
 
 // onClose releases the session. Runs on the connection's loop.
 func (s *Server) onClose(st *connState) {
+	if st.tls != nil {
+		st.tls.release() // TLS hook (tls.go)
+	}
 	delete(st.sh.http, st)
 	if st.sess != nil {
 		s.px.Closed(st.sess)
@@ -112,6 +120,11 @@ func (s *Server) onClose(st *connState) {
 
 // onTraffic handles the bytes gnet read. Runs on the connection's loop.
 func (s *Server) onTraffic(st *connState) gnet.Action {
+	if st.tls != nil { // TLS hook (tls.go): decrypt first
+		if a, run := s.tlsInput(st); !run {
+			return a
+		}
+	}
 	switch st.phase {
 	case phaseHTTP:
 		return s.onHTTP(st)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/reverbgo/reverb/internal/looptls"
 	"github.com/reverbgo/reverb/pusher"
 )
 
@@ -46,9 +47,15 @@ type Config struct {
 	// MaxFragments caps the frames of one fragmented message (1008 past it).
 	// Default: 128.
 	MaxFragments int
-	// TLS, when set, serves wss:// and HTTPS on the public address by
-	// terminating TLS in front of the engine (see tls.go). Default: nil.
+	// TLS, when set, serves wss:// and HTTPS on the public address, with
+	// TLS on the event loops (see tls.go). Default: nil.
 	TLS *tls.Config
+	// TLSHandshakeWorkers caps the TLS handshakes running at once, each on
+	// its own goroutine. Default: 256.
+	TLSHandshakeWorkers int
+	// TLSHandshakeQueue caps the TLS handshakes waiting for a worker; past
+	// it connections are closed (Stats.TLS.Refused). Default: 4096.
+	TLSHandshakeQueue int
 	// Logger for transport events. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -101,7 +108,8 @@ type Server struct {
 	hsFail  [numReasons]atomic.Int64
 	apiBusy atomic.Int64 // API requests refused with 503
 	ticks   int          // onTick calls; touched only by the ticker goroutine
-	tls     *tlsRelay
+
+	tls *looptls.Server // nil without TLS; see tls.go
 
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard
@@ -161,6 +169,8 @@ type Stats struct {
 	APIBusy int64
 	// Draining is true once a graceful shutdown began.
 	Draining bool
+	// TLS has the TLS handshake figures (zero without TLS).
+	TLS TLSStats
 }
 
 // Stats gathers the node's figures, visiting each loop. Goroutine-safe;
@@ -178,6 +188,7 @@ func (s *Server) Stats(ctx context.Context) Stats {
 	st.Refused = s.refused.Load()
 	st.APIBusy = s.apiBusy.Load()
 	st.Draining = s.px.Draining()
+	st.TLS = s.tlsStats()
 	return st
 }
 
@@ -197,25 +208,13 @@ func (s *Server) Run() error {
 	s.pool = newPool(s.cfg.APIWorkers, s.cfg.APIQueue)
 	defer s.pool.close()
 	addr := "tcp://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
-	if s.cfg.TLS != nil {
-		sock, cleanup, err := newTLSSocket()
-		if err != nil {
-			return err
-		}
-		defer cleanup()
-		ln, err := tls.Listen("tcp", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)), s.cfg.TLS)
-		if err != nil {
-			return err
-		}
-		s.tls = &tlsRelay{ln: ln, backend: sock, timeout: s.cfg.HandshakeTimeout}
-		defer s.tls.close()
-		addr = "unix://" + sock
-	}
+	stopTLS := s.startTLS() // TLS hook (tls.go)
+	defer stopTLS()
 	err := gnet.Run(&events{s: s}, addr,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
 		gnet.WithLoadBalancing(gnet.LeastConnections),
-		gnet.WithReusePort(s.cfg.ReusePort && s.cfg.TLS == nil),
+		gnet.WithReusePort(s.cfg.ReusePort),
 		gnet.WithReuseAddr(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPKeepAlive(2*time.Minute),
@@ -294,10 +293,7 @@ func (e *events) OnTraffic(c gnet.Conn) gnet.Action {
 func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	s.addr = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
-	if s.tls != nil {
-		s.addr = s.tls.ln.Addr().String()
-		go s.tls.serve()
-	} else if fd, err := eng.Dup(); err == nil {
+	if fd, err := eng.Dup(); err == nil {
 		if sa, err := syscall.Getsockname(fd); err == nil {
 			switch a := sa.(type) {
 			case *syscall.SockaddrInet4:
