@@ -326,7 +326,6 @@ func TestTLSSlowConsumer(t *testing.T) {
 		}
 		sb.WriteString(`]}`)
 		fmt.Fprint(api, signedRequest("POST", "/apps/"+testAppID+"/batch_events", sb.String()))
-		t.Logf("batch %d sent", i)
 		if code, body := readResponse(t, r); code != 200 {
 			t.Fatalf("batch %d: %d %s", i, code, body)
 		}
