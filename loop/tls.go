@@ -289,48 +289,38 @@ func (t *tlsConn) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Writev encrypts bs in order; consecutive small slices share a record.
+// Writev encrypts bs in order; consecutive small slices share a record
+// (a broadcast's frames, for one: one record instead of one per frame).
 func (t *tlsConn) Writev(bs [][]byte) (int, error) {
 	if len(bs) == 1 {
 		return t.Write(bs[0])
 	}
-	var sp *[]byte
-	var acc []byte
+	sp := scratchBufs.Get().(*[]byte)
+	acc := (*sp)[:0]
 	total := 0
-	flush := func() error {
-		if len(acc) == 0 {
-			return nil
-		}
-		_, err := t.Write(acc)
-		acc = acc[:0]
-		return err
-	}
-	defer func() {
-		if sp != nil {
-			*sp = acc[:0]
-			scratchBufs.Put(sp)
-		}
-	}()
+	var err error
 	for _, b := range bs {
-		if len(acc)+len(b) > maxRecord {
-			if err := flush(); err != nil {
-				return 0, err
+		if len(acc) > 0 && len(acc)+len(b) > maxRecord {
+			if _, err = t.Write(acc); err != nil {
+				break
 			}
+			acc = acc[:0]
 		}
 		if len(b) >= maxRecord {
-			if _, err := t.Write(b); err != nil {
-				return 0, err
+			if _, err = t.Write(b); err != nil {
+				break
 			}
 		} else {
-			if sp == nil {
-				sp = scratchBufs.Get().(*[]byte)
-				acc = (*sp)[:0]
-			}
 			acc = append(acc, b...)
 		}
 		total += len(b)
 	}
-	if err := flush(); err != nil {
+	if err == nil && len(acc) > 0 {
+		_, err = t.Write(acc)
+	}
+	*sp = acc[:0]
+	scratchBufs.Put(sp)
+	if err != nil {
 		return 0, err
 	}
 	return total, nil

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"github.com/reverbgo/reverb/internal/looptls"
 	"github.com/reverbgo/reverb/internal/testkit"
 	"github.com/reverbgo/reverb/pusher"
+	"github.com/reverbgo/reverb/wsproto"
 )
 
 // selfSigned makes a certificate for 127.0.0.1 and returns the server config
@@ -488,6 +490,7 @@ func (l *fakeLoop) Execute(ctx context.Context, r gnet.Runnable) error {
 // exactly what the test feeds.
 type fakeGnet struct {
 	gnet.Conn
+	writes int // Write calls: one per TLS record after the handshake
 	h      *harness
 	loop   *fakeLoop
 	st     *connState
@@ -506,6 +509,7 @@ func (f *fakeGnet) Write(p []byte) (int, error) {
 		f.h.t.Errorf("Write on a closed connection")
 		return 0, net.ErrClosed
 	}
+	f.writes++
 	f.out.write(p)
 	return len(p), nil
 }
@@ -612,7 +616,9 @@ func (c *clientSide) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 // client, at offset off of its byte stream, is delivered by deliver. It
 // returns the length of the client's stream and fails the test unless the
 // client got the 101, connection_established and subscription_succeeded.
-func splitRun(t *testing.T, h *harness, cc *tls.Config, deliver func(f *fakeGnet, b []byte, off int)) int {
+//
+// then, if not nil, runs on the client's goroutine after that.
+func splitRun(t *testing.T, h *harness, cc *tls.Config, deliver func(f *fakeGnet, b []byte, off int), then func(f *fakeGnet, wc *wsClient) error) int {
 	t.Helper()
 	loop := &fakeLoop{tasks: make(chan func(), 64)}
 	f := &fakeGnet{h: h, loop: loop, out: newPipeBuf()}
@@ -649,6 +655,10 @@ func splitRun(t *testing.T, h *harness, cc *tls.Config, deliver func(f *fakeGnet
 				return
 			}
 		}
+		if then != nil {
+			result <- then(f, wc)
+			return
+		}
 		result <- nil
 	}()
 	off := 0
@@ -684,7 +694,7 @@ func TestTLSRecordSplitAtEveryByte(t *testing.T) {
 	// X25519 only keeps the ClientHello short (fewer split points).
 	cc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", CurvePreferences: []tls.CurveID{tls.X25519}}
 	whole := func(f *fakeGnet, b []byte, _ int) { f.feed(b) }
-	total := splitRun(t, h, cc, whole)
+	total := splitRun(t, h, cc, whole, nil)
 	for k := 1; k < total; k++ {
 		splitRun(t, h, cc, func(f *fakeGnet, b []byte, off int) {
 			if cut := k - off; cut > 0 && cut < len(b) {
@@ -693,13 +703,13 @@ func TestTLSRecordSplitAtEveryByte(t *testing.T) {
 				return
 			}
 			f.feed(b)
-		})
+		}, nil)
 	}
 	splitRun(t, h, cc, func(f *fakeGnet, b []byte, _ int) {
 		for i := range b {
 			f.feed(b[i : i+1])
 		}
-	})
+	}, nil)
 	if st := h.s.tlsStats(); st.InProgress != 0 || st.Failed != 0 {
 		t.Fatalf("TLS stats %+v", st)
 	}
@@ -791,5 +801,55 @@ func TestTLSInputWhileTheHandshakeEnds(t *testing.T) {
 			}
 		}
 		f.closeNow()
+	}
+}
+
+// TestTLSWritevCoalesces: small frames of one Writev share a record; large
+// ones are split into records (their size is crypto/tls's, which starts
+// small: not checked); the client reads them all, in order.
+func TestTLSWritevCoalesces(t *testing.T) {
+	h := newHarness(t, pusher.Options{})
+	scfg, pool := selfSigned(t)
+	h.s.tls = looptls.NewServer(scfg, looptls.Options{HandshakeTimeout: 10 * time.Second})
+	defer h.s.tls.Close()
+	cc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	frame := func(s string) []byte { return wsproto.AppendFrame(nil, ws.OpText, []byte(s)) }
+	cases := []struct {
+		name    string
+		frames  [][]byte
+		records int
+	}{
+		{"three small frames", [][]byte{frame("a"), frame("bb"), frame("ccc")}, 1},
+		{"small, large, small", [][]byte{frame("a"), frame(strings.Repeat("x", 20000)), frame("c")}, -1},
+		{"two of 10 KB", [][]byte{frame(strings.Repeat("y", 10000)), frame(strings.Repeat("z", 10000))}, -1},
+		{"ten small frames", slices.Repeat([][]byte{frame(strings.Repeat("m", 100))}, 10), 1},
+		{"one frame", [][]byte{frame("solo")}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			splitRun(t, h, cc, func(f *fakeGnet, b []byte, _ int) { f.feed(b) }, func(f *fakeGnet, wc *wsClient) error {
+				records := make(chan int, 1)
+				f.loop.tasks <- func() {
+					before := f.writes
+					if _, err := f.st.Writev(tc.frames); err != nil {
+						t.Errorf("Writev: %v", err)
+					}
+					records <- f.writes - before
+				}
+				for i, want := range tc.frames {
+					fr, err := wc.tryRead(5 * time.Second)
+					if err != nil {
+						return fmt.Errorf("frame %d: %v", i, err)
+					}
+					if string(frame(string(fr.payload))) != string(want) {
+						return fmt.Errorf("frame %d: %.20q", i, fr.payload)
+					}
+				}
+				if n := <-records; tc.records > 0 && n != tc.records {
+					return fmt.Errorf("%d records, want %d", n, tc.records)
+				}
+				return nil
+			})
+		})
 	}
 }
