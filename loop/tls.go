@@ -24,10 +24,13 @@ import (
 //     timeout is suspended while the TLS handshake runs, which looptls
 //     bounds by HandshakeTimeout itself (failures, timeouts and refusals are
 //     counted in Stats.TLS).
-//   - onTraffic (tlsInput): ciphertext goes to the handshake; once it ended
-//     (the worker wakes the connection), everything is decrypted into the
-//     tlsConn's plaintext buffer and the handlers run over it. The HTTP
-//     handshake timeout starts again from there.
+//   - the handshake's records, made on a worker, are written by tasks on
+//     the loop; at its end a last task writes what is left, marks the
+//     connection ready and wakes it (done).
+//   - onTraffic (tlsInput): ciphertext goes to the handshake; once the
+//     connection is ready, everything is decrypted into the tlsConn's
+//     plaintext buffer and the handlers run over it. The HTTP handshake
+//     timeout starts again from there.
 //   - writes on the loop encrypt at once and put the records in gnet's
 //     outbound buffer; AsyncWrite (API responses from the worker pool) hops
 //     onto the loop first, so records reach the socket in order.
