@@ -853,3 +853,57 @@ func TestTLSWritevCoalesces(t *testing.T) {
 		})
 	}
 }
+
+// stalledHello sends a real ClientHello on a new connection and never
+// answers the server: its handshake holds a worker until it times out.
+func stalledHello(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c := dial(t, addr)
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	go func() {
+		_ = tls.Client(blockedReader{c, block}, &tls.Config{InsecureSkipVerify: true}).Handshake()
+	}()
+	return c
+}
+
+// blockedReader never returns what the server sent.
+type blockedReader struct {
+	net.Conn
+	block chan struct{}
+}
+
+func (c blockedReader) Read([]byte) (int, error) { <-c.block; return 0, io.EOF }
+
+// TestTLSHandshakePoolFull: past handshake_workers running and
+// handshake_queue waiting, connections are closed and counted as refused;
+// once the stalled handshakes time out, clients are served again.
+func TestTLSHandshakePoolFull(t *testing.T) {
+	const timeout = time.Second
+	srv, addr, cc := startTLSServer(t, pusher.Options{}, Config{HandshakeTimeout: timeout, TLSHandshakeWorkers: 1, TLSHandshakeQueue: 1})
+	stalledHello(t, addr)
+	waitFor(t, 5*time.Second, "one handshake on the worker", func() (bool, string) {
+		st := srv.tls.Stats()
+		return st.Running == 1, fmt.Sprintf("%+v", st)
+	})
+	stalledHello(t, addr)
+	waitFor(t, 5*time.Second, "one handshake queued", func() (bool, string) {
+		st := srv.tls.Stats()
+		return st.Queued == 1, fmt.Sprintf("%+v", st)
+	})
+	third := stalledHello(t, addr)
+	expectClosed(t, third, third, 5*time.Second)
+	waitFor(t, 5*time.Second, "the third handshake refused", func() (bool, string) {
+		st := stats(srv).TLS
+		return st.Refused == 1 && st.InProgress == 2, fmt.Sprintf("%+v", st)
+	})
+	waitFor(t, 5*time.Second, "the stalled handshakes time out", func() (bool, string) {
+		st := stats(srv).TLS
+		return st.TimedOut == 2 && st.InProgress == 0, fmt.Sprintf("%+v", st)
+	})
+	for i := range 20 {
+		if code, body := apiTLS(t, addr, cc, "GET /up HTTP/1.1\r\nHost: x\r\n\r\n"); code != 200 {
+			t.Fatalf("round %d: %d %s", i, code, body)
+		}
+	}
+}
