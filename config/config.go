@@ -127,6 +127,12 @@ type TLS struct {
 	// Key is the path of the PEM private key of Cert. Reverb:
 	// servers.reverb.options.tls.local_pk. Default: "" (no TLS).
 	Key string `toml:"key"`
+	// HandshakeWorkers caps the TLS handshakes running at once, each on its
+	// own goroutine. Must be > 0. Default: 256.
+	HandshakeWorkers int `toml:"handshake_workers"`
+	// HandshakeQueue caps the TLS handshakes waiting for a worker; past it
+	// new connections are closed (counted). Must be > 0. Default: 4096.
+	HandshakeQueue int `toml:"handshake_queue"`
 }
 
 // Enabled reports whether TLS is configured.
@@ -426,6 +432,7 @@ func Default() *Config {
 			AuthTimestampWindow: 600,
 			APIQueue:            1024,
 			DrainTimeout:        10,
+			TLS:                 TLS{HandshakeWorkers: 256, HandshakeQueue: 4096},
 		},
 		Limits: Limits{
 			MaxChannelsPerEvent:      100,

@@ -103,6 +103,8 @@ func TestDefault(t *testing.T) {
 		{"server.max_connections", c.Server.MaxConnections, 0},
 		{"server.tls.cert", c.Server.TLS.Cert, ""},
 		{"server.tls.key", c.Server.TLS.Key, ""},
+		{"server.tls.handshake_workers", c.Server.TLS.HandshakeWorkers, 256},
+		{"server.tls.handshake_queue", c.Server.TLS.HandshakeQueue, 4096},
 		{"apps", len(c.Apps), 0},
 		{"apps.allowed_origins", a.AllowedOrigins, []string{"*"}},
 		{"apps.ping_interval", a.PingInterval, 60},
@@ -506,6 +508,8 @@ loops = -2
 pong_timeout = 0
 [server.tls]
 cert = "/c.pem"
+handshake_workers = 0
+handshake_queue = -1
 [[apps]]
 app_id = "1"
 key = "k"
@@ -547,6 +551,8 @@ format = "xml"
 		{"server.pong_timeout"},
 		{"server.path", "REVERB_SERVER_PATH"},
 		{"server.tls.key", "server.tls.cert"},
+		{"server.tls.handshake_workers"},
+		{"server.tls.handshake_queue"},
 		{"apps[0].ping_interval"},
 		{"apps[0].accept_client_events_from", "everybody"},
 		{"apps[0].allowed_origins"},

@@ -340,6 +340,8 @@ func (c *Config) problems() []string {
 	v.positive("server.api_queue", s.APIQueue)
 	v.nonNegative("server.drain_timeout", s.DrainTimeout)
 	v.nonNegative("server.max_connections", s.MaxConnections)
+	v.positive("server.tls.handshake_workers", s.TLS.HandshakeWorkers)
+	v.positive("server.tls.handshake_queue", s.TLS.HandshakeQueue)
 	if (s.TLS.Cert == "") != (s.TLS.Key == "") {
 		if s.TLS.Cert == "" {
 			v.add("server.tls.cert", "must be set when server.tls.key is")

@@ -54,7 +54,8 @@ type connState struct {
 	sh    *shard
 	sess  *pusher.Session
 	dec   wsproto.Decoder
-	gone  bool // onClose ran: gnet closed the connection
+	gone  bool     // onClose ran: gnet closed the connection
+	tls   *tlsConn // TLS record layer (tls.go), also c; nil for plain TCP
 }
 
 // errClosed is returned by writes to a closed connection.
@@ -114,7 +115,11 @@ func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.refused.Add(1)
 		return nil, gnet.Close
 	}
-	c.SetContext(s.newConn(s.shardOf(c.EventLoop()), c))
+	st := s.newConn(s.shardOf(c.EventLoop()), c)
+	if s.tls != nil {
+		s.openTLS(st, c) // TLS hook (tls.go)
+	}
+	c.SetContext(st)
 	return nil, gnet.None
 }
 
@@ -128,6 +133,9 @@ func (s *Server) newConn(sh *shard, c conn) *connState {
 // onClose releases the session. Runs on the connection's loop.
 func (s *Server) onClose(st *connState) {
 	st.gone = true
+	if st.tls != nil {
+		st.tls.release() // TLS hook (tls.go)
+	}
 	delete(st.sh.http, st)
 	if st.sess != nil {
 		s.px.Closed(st.sess)
@@ -143,6 +151,11 @@ func (s *Server) onClose(st *connState) {
 // are gathered in the shard's batch and written with one write(2) at the
 // end: fewer system calls, and one TCP segment instead of several.
 func (s *Server) onTraffic(st *connState) gnet.Action {
+	if st.tls != nil { // TLS hook (tls.go): decrypt first
+		if a, run := s.tlsInput(st); !run {
+			return a
+		}
+	}
 	sh := st.sh
 	sh.batch = st
 	a := s.handleInput(st)

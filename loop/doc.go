@@ -9,6 +9,10 @@
 // written on a loop goes through one path, the connection state's Write and
 // Writev, which pusher sessions use as their pusher.Conn.
 //
+// With TLS (tls.go, over internal/looptls), the handshake runs on a bounded
+// pool of goroutines; then the handlers read the input decrypted on the
+// loop, and what they write is encrypted there.
+//
 // Concurrency: every connection belongs to one event loop; its state is only
 // touched there. Other goroutines reach a loop only through gnet's
 // concurrency-safe calls (AsyncWrite, Wake, Close, EventLoop.Execute).

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/reverbgo/reverb/internal/looptls"
 	"github.com/reverbgo/reverb/pusher"
 )
 
@@ -48,9 +49,15 @@ type Config struct {
 	// MaxFragments caps the frames of one fragmented message (1008 past it).
 	// Default: 128.
 	MaxFragments int
-	// TLS, when set, serves wss:// and HTTPS on the public address by
-	// terminating TLS in front of the engine (see tls.go). Default: nil.
+	// TLS, when set, serves wss:// and HTTPS on the public address, with
+	// TLS on the event loops (see tls.go). Default: nil.
 	TLS *tls.Config
+	// TLSHandshakeWorkers caps the TLS handshakes running at once, each on
+	// its own goroutine. Default: 256.
+	TLSHandshakeWorkers int
+	// TLSHandshakeQueue caps the TLS handshakes waiting for a worker; past
+	// it connections are closed (Stats.TLS.Refused). Default: 4096.
+	TLSHandshakeQueue int
 	// Logger for transport events. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -109,7 +116,8 @@ type Server struct {
 	ticks   int          // onTick calls; touched only by the ticker goroutine
 	port    int          // the port the loops listen on (picked when Config.Port is 0)
 	bootErr error        // why onBoot refused to start
-	tls     *tlsRelay
+
+	tls *looptls.Server // nil without TLS; see tls.go
 
 	mu     sync.Mutex
 	shards map[gnet.EventLoop]*shard
@@ -174,6 +182,8 @@ type Stats struct {
 	APIBusy int64
 	// Draining is true once a graceful shutdown began.
 	Draining bool
+	// TLS has the TLS handshake figures (zero without TLS).
+	TLS TLSStats
 }
 
 // Stats gathers the node's figures, visiting each loop. Goroutine-safe;
@@ -191,6 +201,7 @@ func (s *Server) Stats(ctx context.Context) Stats {
 	st.Refused = s.refused.Load()
 	st.APIBusy = s.apiBusy.Load()
 	st.Draining = s.px.Draining()
+	st.TLS = s.tlsStats()
 	return st
 }
 
@@ -209,10 +220,9 @@ func (s *Server) Addr() string { return s.addr }
 func (s *Server) Run() error {
 	s.pool = newPool(s.cfg.APIWorkers, s.cfg.APIQueue)
 	defer s.pool.close()
-	reusePort := (s.cfg.ReusePort || perLoopListeners()) && s.cfg.TLS == nil
+	reusePort := s.cfg.ReusePort || perLoopListeners()
 	port := s.cfg.Port
-	switch {
-	case reusePort && port == 0:
+	if reusePort && port == 0 {
 		p, release, err := reservePort(s.cfg.Host)
 		if err != nil {
 			return err
@@ -229,20 +239,8 @@ func (s *Server) Run() error {
 	}
 	s.port = port
 	addr := "tcp://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(port))
-	if s.cfg.TLS != nil {
-		sock, cleanup, err := newTLSSocket()
-		if err != nil {
-			return err
-		}
-		defer cleanup()
-		ln, err := tls.Listen("tcp", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)), s.cfg.TLS)
-		if err != nil {
-			return err
-		}
-		s.tls = &tlsRelay{ln: ln, backend: sock, timeout: s.cfg.HandshakeTimeout}
-		defer s.tls.close()
-		addr = "unix://" + sock
-	}
+	stopTLS := s.startTLS() // TLS hook (tls.go)
+	defer stopTLS()
 	err := gnet.Run(&events{s: s}, addr,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
@@ -328,7 +326,7 @@ func (e *events) OnTraffic(c gnet.Conn) gnet.Action {
 // onBoot records the engine and the bound address.
 func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	if s.tls == nil && !s.cfg.ReusePort && perLoopListeners() && s.cfg.Port != 0 {
+	if !s.cfg.ReusePort && perLoopListeners() && s.cfg.Port != 0 {
 		if busy, err := foreignListener(s.port); err != nil {
 			s.log.Warn("could not check for other listeners on the port", "err", err)
 		} else if busy {
@@ -337,10 +335,7 @@ func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
 		}
 	}
 	s.addr = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.port))
-	if s.tls != nil {
-		s.addr = s.tls.ln.Addr().String()
-		go s.tls.serve()
-	} else if fd, err := eng.Dup(); err == nil {
+	if fd, err := eng.Dup(); err == nil {
 		if sa, err := syscall.Getsockname(fd); err == nil {
 			switch a := sa.(type) {
 			case *syscall.SockaddrInet4:
@@ -381,10 +376,8 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 // Execute.
 func (s *Server) onTick() (time.Duration, gnet.Action) {
 	s.readyOnce.Do(func() {
-		if s.tls == nil {
-			if _, err := tuneListeners(s.port); err != nil {
-				s.log.Warn("could not set TCP_DEFER_ACCEPT on the listeners", "err", err)
-			}
+		if _, err := tuneListeners(s.port); err != nil {
+			s.log.Warn("could not set TCP_DEFER_ACCEPT on the listeners", "err", err)
 		}
 		close(s.ready)
 	})

@@ -99,6 +99,10 @@ var (
 	descReaped          = desc("reverb_redis_reaped_nodes_total", "Stopped or dead nodes whose channels and users this node released.")
 	descCountEvents     = desc("reverb_subscription_count_events_total", "pusher_internal:subscription_count deliveries (to a channel's subscribers on this node, or to one new subscriber).")
 	descWatchlistEvents = desc("reverb_watchlist_events_total", "pusher_internal:watchlist_events messages sent to connections.")
+	descTLSInProgress   = desc("reverb_tls_handshakes_in_progress", "TLS handshakes under way (each is an open connection too).")
+	descTLSFailed       = desc("reverb_tls_handshakes_failed_total", "TLS handshakes that failed (not TLS, bad messages, alerts, too much input), timeouts excluded.")
+	descTLSTimedOut     = desc("reverb_tls_handshakes_timed_out_total", "TLS handshakes that did not finish within handshake_timeout.")
+	descTLSRefused      = desc("reverb_tls_handshakes_refused_total", "Connections closed because every TLS handshake worker was busy and the queue was full.")
 	descDeflated        = desc("reverb_deflated_frames_total", "Outbound frames compressed for permessage-deflate (once per broadcast, shared by its subscribers).")
 )
 
@@ -112,6 +116,7 @@ var allDescs = []*prometheus.Desc{
 	descRedisRefused, descRedisQueued, descRedisBatches, descRedisResyncs, descRedisInterest,
 	descRedisDegraded, descClusterPeers, descTrackerOps, descTrackerErrors, descTrackerQueued, descReaped,
 	descCountEvents, descWatchlistEvents, descDeflated,
+	descTLSInProgress, descTLSFailed, descTLSTimedOut, descTLSRefused,
 }
 
 // collector turns one stats snapshot per scrape into const metrics.
@@ -164,6 +169,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCountEvents, st.SubscriptionCountEvents)
 	counter(descWatchlistEvents, st.WatchlistEvents)
 	counter(descDeflated, st.Deflated)
+	gauge(descTLSInProgress, float64(st.TLS.InProgress))
+	counter(descTLSFailed, st.TLS.Failed)
+	counter(descTLSTimedOut, st.TLS.TimedOut)
+	counter(descTLSRefused, st.TLS.Refused)
 	gauge(descLoops, float64(st.Loops))
 	gauge(descDraining, b2f(st.Draining))
 	counter(descStatsTimeouts, c.s.timeouts.Load())

@@ -43,6 +43,13 @@ type node struct {
 // WebSocket server (see run). Everything stops when the test ends.
 func newNode(t testing.TB, mopts Options) *node {
 	t.Helper()
+	return newNodeWith(t, mopts, nil)
+}
+
+// newNodeWith is newNode with the transport's configuration changed by
+// edit, if not nil.
+func newNodeWith(t testing.TB, mopts Options, edit func(*loop.Config)) *node {
+	t.Helper()
 	n := &node{t: t, api: NewAPI()}
 	opts := pusher.Options{
 		Apps: []*pusher.App{
@@ -57,7 +64,11 @@ func newNode(t testing.TB, mopts Options) *node {
 		t.Fatal(err)
 	}
 	n.px = px
-	n.srv = loop.New(px, loop.Config{Host: "127.0.0.1", Port: 0, Loops: loops})
+	lcfg := loop.Config{Host: "127.0.0.1", Port: 0, Loops: loops}
+	if edit != nil {
+		edit(&lcfg)
+	}
+	n.srv = loop.New(px, lcfg)
 	mopts.Addr = "127.0.0.1:0"
 	mopts.API = n.api
 	if mopts.CacheFor == 0 {

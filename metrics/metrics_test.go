@@ -48,6 +48,10 @@ func TestMetricsCountTraffic(t *testing.T) {
 		"reverb_rate_limited_messages_total":                                             0,
 		"reverb_client_events_dropped_total":                                             0,
 		"reverb_connections_refused_total":                                               0,
+		"reverb_tls_handshakes_in_progress":                                              0,
+		"reverb_tls_handshakes_failed_total":                                             0,
+		"reverb_tls_handshakes_timed_out_total":                                          0,
+		"reverb_tls_handshakes_refused_total":                                            0,
 		"reverb_stats_timeouts_total":                                                    0,
 		`reverb_build_info{goversion="` + runtime.Version() + `",version="v9.9.9-test"}`: 1,
 	})

@@ -140,6 +140,8 @@ func cmdStart(args []string) int {
 			return 2
 		}
 		lcfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		lcfg.TLSHandshakeWorkers = cfg.Server.TLS.HandshakeWorkers
+		lcfg.TLSHandshakeQueue = cfg.Server.TLS.HandshakeQueue
 	}
 	lcfg.MaxConnections = capacityCheck(cfg, log, lcfg.MaxConnections)
 	px, err := pusher.NewServer(opts, lcfg.Loops)

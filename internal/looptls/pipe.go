@@ -86,6 +86,10 @@ func (p *pipe) feed(b []byte) int {
 		p.inBuf = inPool.Get().(*[]byte)
 		*p.inBuf = append((*p.inBuf)[:0], p.in...) // a borrowed rest, if any
 	}
+	if len(p.in) < len(*p.inBuf) {
+		// Drop what Read consumed: p.in is a suffix of the buffer.
+		*p.inBuf = append((*p.inBuf)[:0], p.in...)
+	}
 	*p.inBuf = append(*p.inBuf, b...)
 	p.in = *p.inBuf
 	n := len(p.in)

@@ -1,0 +1,79 @@
+package metrics
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/reverbgo/reverb/internal/testkit"
+	"github.com/reverbgo/reverb/loop"
+)
+
+// TestTLSHandshakeMetrics: handshakes in progress, failed and timed out are
+// exported.
+func TestTLSHandshakeMetrics(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "reverb test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 500 * time.Millisecond
+	n := newNodeWith(t, Options{}, func(c *loop.Config) {
+		c.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+		c.HandshakeTimeout = timeout
+	})
+	n.wsAddr = testkit.Serve(t, n.srv)
+	// One request over TLS, so that Stats is ordered after gnet registered
+	// its loops (see run).
+	c, err := tls.Dial("tcp", n.wsAddr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /up over TLS: %v %v", resp, err)
+	}
+	c.Close()
+
+	silent, err := net.Dial("tcp", n.wsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	n.expectSamples(map[string]float64{
+		"reverb_tls_handshakes_in_progress":   1,
+		"reverb_tls_handshakes_failed_total":  0,
+		"reverb_tls_handshakes_refused_total": 0,
+	})
+	garbage, err := net.Dial("tcp", n.wsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer garbage.Close()
+	_, _ = io.WriteString(garbage, "GET / HTTP/1.1\r\n\r\n")
+	n.expectSamples(map[string]float64{
+		"reverb_tls_handshakes_failed_total":    1,
+		"reverb_tls_handshakes_timed_out_total": 1,
+		"reverb_tls_handshakes_in_progress":     0,
+	})
+}
