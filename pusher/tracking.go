@@ -47,7 +47,7 @@ func (srv *Server) channelHeld(app *App, name string) {
 }
 
 // channelFreed: this node's last subscription to a channel left. Called
-// under the hub's effects (in its stripe's order, no lock held).
+// from the hub's effects (in its stripe's order, no lock held).
 func (srv *Server) channelFreed(app *App, name string) {
 	if !srv.hookEnabled(app, webhooks.ChannelVacated) {
 		return
