@@ -21,12 +21,6 @@ type subscription struct {
 	pending bool            // not answered yet: gets no events
 }
 
-type subscribeData struct {
-	Channel     json.RawMessage `json:"channel"`
-	Auth        json.RawMessage `json:"auth"`
-	ChannelData json.RawMessage `json:"channel_data"`
-}
-
 func (s *Session) findSub(name string) *subscription {
 	for _, sub := range s.subs {
 		if sub.name == name {
@@ -49,16 +43,15 @@ func (s *Session) subscriptionError(channel string, e *Error, status int) {
 	s.sendError(e)
 }
 
-func (s *Session) handleSubscribe(raw json.RawMessage) {
-	obj, ok := objectData(raw)
-	var d subscribeData
-	if !ok || json.Unmarshal(obj, &d) != nil {
+func (s *Session) handleSubscribe(msg *clientMsg) {
+	d, ok := msg.dataObject()
+	if !ok {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	name, ok1 := jsonString(d.Channel)
-	auth, ok2 := optString(d.Auth)
-	channelData, ok3 := optString(d.ChannelData)
+	name, ok1 := jsonString(d.channel)
+	auth, ok2 := optString(d.auth)
+	channelData, ok3 := optString(d.channelData)
 	if !ok1 || !ok2 || !ok3 {
 		s.sendError(ErrInvalidMessage)
 		return
@@ -234,20 +227,19 @@ func parseMember(channelData string, maxInfo int) (*member, *Error) {
 	return m, nil
 }
 
-func (s *Session) handleUnsubscribe(raw json.RawMessage) {
-	obj, ok := objectData(raw)
-	var d subscribeData
-	if !ok || json.Unmarshal(obj, &d) != nil {
+func (s *Session) handleUnsubscribe(msg *clientMsg) {
+	d, ok := msg.dataObject()
+	if !ok {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	name, ok := jsonString(d.Channel)
+	name, ok := jsonStringBytes(d.channel)
 	if !ok {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
 	for i, sub := range s.subs {
-		if sub.name == name {
+		if sub.name == string(name) {
 			s.subs = append(s.subs[:i], s.subs[i+1:]...)
 			s.leave(sub)
 			if len(s.subs) == 0 {
