@@ -36,7 +36,12 @@ func (h *hub) storeCache(app *App, name string, msg []byte) bool {
 }
 
 func (s *stripe) storeCacheLocked(app *App, name string, msg []byte, at time.Time) {
-	s.caches[app][name] = cacheEntry{msg: msg, at: at}
+	m := s.caches[app]
+	if m == nil {
+		m = make(map[string]cacheEntry)
+		s.caches[app] = m
+	}
+	m[name] = cacheEntry{msg: msg, at: at}
 }
 
 // cached returns the cached event of a cache channel, or nil.

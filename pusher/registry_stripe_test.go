@@ -59,17 +59,17 @@ func (h logHooks) memberFreed(_ *App, ch, user string) {
 
 func TestHubStripes(t *testing.T) {
 	n := hubStripes()
-	if n < 64 || n&(n-1) != 0 {
-		t.Fatalf("hubStripes() = %d, want a power of two >= 64", n)
+	if n < 1024 || n&(n-1) != 0 {
+		t.Fatalf("hubStripes() = %d, want a power of two >= 1024", n)
 	}
 	app := &App{ID: "1"}
 	h := newHub([]*App{app}, 1, time.Now)
 	used := map[*stripe]bool{}
-	for i := range 1000 {
+	for i := range 4000 {
 		used[h.stripeOf(app, "c-"+strconv.Itoa(i))] = true
 	}
 	if len(used) < n/2 {
-		t.Errorf("1000 channels use %d of %d stripes", len(used), n)
+		t.Errorf("4000 channels use %d of %d stripes", len(used), n)
 	}
 }
 

@@ -30,8 +30,8 @@ const (
 // countTable is the node's subscription count state, per channel.
 //
 // Concurrency: goroutine-safe, with no process-wide lock. The channels are
-// split into stripes (a power of two, at least 64 and at least 4 x
-// GOMAXPROCS) by a hash of app and name; each stripe has its own lock and
+// split into stripes (as many as the hub's: hubStripes) by a hash of app
+// and name; each stripe has its own lock and
 // map. Under a stripe lock only the count state is read and changed (and
 // timers armed): the Tracker's Count, deliveries of
 // pusher_internal:subscription_count and webhooks are decided under it and
