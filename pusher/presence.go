@@ -42,15 +42,14 @@ type PresenceMember struct {
 	Data string `json:"data"`
 }
 
-// removeMember drops a member. The order slice is copied, never changed in
-// place: presence blocks are encoded from snapshots of it outside the lock.
 func (ch *channel) removeMember(m *member) {
 	delete(ch.members, m.key)
 	for i, o := range ch.order {
 		if o == m {
-			order := make([]*member, 0, len(ch.order)-1+4)
-			order = append(order, ch.order[:i]...)
-			ch.order = append(order, ch.order[i+1:]...)
+			n := len(ch.order) - 1
+			copy(ch.order[i:], ch.order[i+1:])
+			ch.order[n] = nil // no reference kept
+			ch.order = ch.order[:n]
 			break
 		}
 	}
@@ -303,8 +302,8 @@ func (m *member) export() PresenceMember {
 }
 
 // presenceJSON encodes {"presence":{"count":N,"ids":[...],"hash":{...}}}
-// from a snapshot of a channel's member order. It reads only the members'
-// immutable fields: no lock is needed.
+// from a copy of a channel's member order. It reads only the members'
+// fields that never change: no lock is needed.
 func presenceJSON(order []*member) []byte {
 	b := make([]byte, 0, 64+len(order)*48)
 	b = append(b, `{"presence":{"count":`...)
@@ -334,7 +333,7 @@ func presenceJSON(order []*member) []byte {
 
 // users returns the user ids of a presence channel in first-seen order.
 func (h *hub) users(app *App, name string) ([]json.RawMessage, bool) {
-	order := h.order(app, name)
+	order := h.order(app, name, nil)
 	if len(order) == 0 {
 		return nil, false
 	}
@@ -345,21 +344,21 @@ func (h *hub) users(app *App, name string) ([]json.RawMessage, bool) {
 	return ids, true
 }
 
-// order returns a snapshot of a channel's presence members in first-seen
-// order (not to be changed), or nil.
-func (h *hub) order(app *App, name string) []*member {
+// order appends a channel's presence members in first-seen order to buf.
+func (h *hub) order(app *App, name string, buf []*member) []*member {
 	s := h.stripeOf(app, name)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if ch := s.apps[app][name]; ch != nil {
-		return ch.order
+		return append(buf, ch.order...)
 	}
-	return nil
+	return buf
 }
 
 // presenceOf returns the presence block of a channel.
 func (h *hub) presenceOf(app *App, name string) []byte {
-	return presenceJSON(h.order(app, name))
+	var buf [16]*member
+	return presenceJSON(h.order(app, name, buf[:0]))
 }
 
 // members returns the presence members of a channel in first-seen order.
@@ -371,11 +370,10 @@ func (h *hub) members(app *App, name string) []Member {
 		s.mu.RUnlock()
 		return nil
 	}
-	order := ch.order
-	s.mu.RUnlock()
-	out := make([]Member, len(order))
-	for i, m := range order {
+	out := make([]Member, len(ch.order))
+	for i, m := range ch.order {
 		out[i] = Member{ID: m.id, Info: m.info}
 	}
+	s.mu.RUnlock()
 	return out
 }

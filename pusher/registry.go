@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"runtime"
 	"sort"
 	"strings"
@@ -38,9 +39,8 @@ import (
 // effects of one stripe run one batch at a time, in the order of the
 // changes. A caller's own effects have run when join or leave returns (the
 // Broker's Await relies on this Interest and PresenceJoin being queued).
-// A presence block is encoded from a snapshot of the member order taken
-// under the lock (the order slice is copied on removal, never changed in
-// place, so the snapshot stays valid).
+// A presence block is encoded from a copy of the member order taken under
+// the lock (the members' exported fields never change once made).
 //
 // Operations over a whole app (list, count) visit the stripes one at a
 // time. Operations that need the whole node at one instant (withLocalPresence,
@@ -122,7 +122,7 @@ type channel struct {
 	subs     int     // subscriptions on this node
 	perShard []int32 // subscriptions per shard
 	members  map[string]*member
-	order    []*member // presence members in first-seen order; copied on removal
+	order    []*member // presence members in first-seen order
 }
 
 // hubStripes is the number of stripes: a power of two, at least 1024 and at
@@ -205,8 +205,8 @@ type effect struct {
 	op   effectOp
 	app  *App
 	name string
-	key  string         // the presence user (leave, memberHeld, memberFreed)
-	m    PresenceMember // the member that joined (presenceJoin)
+	key  string  // the presence user (leave, memberHeld, memberFreed)
+	m    *member // the member that joined (presenceJoin); its exported fields never change
 }
 
 type effectOp uint8
@@ -250,7 +250,7 @@ func (h *hub) run(s *stripe, e *effects, ticket uint64) {
 		x := &e.list[i]
 		switch x.op {
 		case fxPresenceJoin:
-			h.broker.PresenceJoin(x.app, x.name, x.m)
+			h.broker.PresenceJoin(x.app, x.name, x.m.export())
 		case fxPresenceLeave:
 			h.broker.PresenceLeave(x.app, x.name, x.key)
 		case fxInterestOn:
@@ -334,7 +334,7 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 		cur.local++
 		res.firstLocal = cur.local == 1
 		if res.firstLocal {
-			fx.add(effect{op: fxPresenceJoin, app: app, name: name, m: cur.export()})
+			fx.add(effect{op: fxPresenceJoin, app: app, name: name, m: cur})
 		}
 	}
 	ch.subs++
@@ -349,10 +349,13 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 	if m != nil && res.firstLocal && h.hooks != nil {
 		fx.add(effect{op: fxMemberHeld, app: app, name: name, key: m.key})
 	}
+	// The members in order, copied (into a stack buffer for most
+	// channels), to be encoded once the lock is released.
+	var buf [16]*member
 	var order []*member
 	presence := ch.kind == KindPresence
 	if presence {
-		order = ch.order
+		order = append(buf[:0], ch.order...)
 	}
 	if cache {
 		if e, ok := s.caches[app][name]; ok && now.Sub(e.at) < cacheTTL {
@@ -429,36 +432,52 @@ func (h *hub) leave(app *App, name string, shard int, userKey string, presence b
 // the lock is released.
 func (h *hub) route(app *App, name string, msg []byte, store bool, fn func(shard int)) {
 	s := h.stripeOf(app, name)
-	var buf [64]int
-	idx := buf[:0]
+	var sh shardSet
 	if store && cacheable(name, msg) {
 		at := h.now()
 		s.mu.Lock()
 		s.storeCacheLocked(app, name, msg, at)
-		idx = s.shardsLocked(app, name, idx)
+		s.shardsLocked(app, name, &sh)
 		s.mu.Unlock()
 	} else {
 		s.mu.RLock()
-		idx = s.shardsLocked(app, name, idx)
+		s.shardsLocked(app, name, &sh)
 		s.mu.RUnlock()
 	}
-	for _, i := range idx {
+	sh.each(fn)
+}
+
+// shardSet is a set of shard indexes: a bit mask for the first 64, a list
+// beyond.
+type shardSet struct {
+	low  uint64
+	more []int
+}
+
+func (ss *shardSet) each(fn func(int)) {
+	for m := ss.low; m != 0; m &= m - 1 {
+		fn(bits.TrailingZeros64(m))
+	}
+	for _, i := range ss.more {
 		fn(i)
 	}
 }
 
-// shardsLocked appends the shards that hold subscribers of the channel.
-func (s *stripe) shardsLocked(app *App, name string, idx []int) []int {
+// shardsLocked adds the shards that hold subscribers of the channel.
+func (s *stripe) shardsLocked(app *App, name string, ss *shardSet) {
 	ch := s.apps[app][name]
 	if ch == nil {
-		return idx
+		return
 	}
 	for i, n := range ch.perShard {
 		if n > 0 {
-			idx = append(idx, i)
+			if i < 64 {
+				ss.low |= 1 << i
+			} else {
+				ss.more = append(ss.more, i)
+			}
 		}
 	}
-	return idx
 }
 
 // ChannelInfo describes one channel.
