@@ -45,38 +45,33 @@ func jsonString(raw json.RawMessage) (string, bool) {
 }
 
 // jsonStringBytes decodes a raw JSON value that must be a string (white
-// space around it allowed). Without escapes and with valid UTF-8 it returns
-// the bytes between the quotes, without copying; otherwise what
-// encoding/json decodes (invalid UTF-8 replaced by U+FFFD).
+// space around it allowed), as encoding/json does (invalid UTF-8 replaced
+// by U+FFFD). Without escapes and with valid UTF-8 it returns the bytes
+// between the quotes, without copying.
 func jsonStringBytes(raw []byte) ([]byte, bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) < 2 || raw[0] != '"' {
 		return nil, false
 	}
-	inner := raw[1 : len(raw)-1]
-	if raw[len(raw)-1] == '"' && plainString(inner) {
-		return inner, true
-	}
-	var out string
-	if json.Unmarshal(raw, &out) != nil {
+	s := jsonScan{b: raw}
+	esc, ok := s.str()
+	if !ok || s.i != len(raw) {
 		return nil, false
 	}
-	return []byte(out), true
+	inner := raw[1 : len(raw)-1]
+	if !esc && utf8.Valid(inner) {
+		return inner, true
+	}
+	return appendUnquoted(make([]byte, 0, len(inner)), inner), true
 }
 
-// plainString reports whether b, between quotes, is a JSON string that
-// decodes to itself: no quote, backslash or control character, valid UTF-8.
-func plainString(b []byte) bool {
-	ascii := true
-	for _, c := range b {
-		if c == '"' || c == '\\' || c < 0x20 {
-			return false
-		}
-		if c >= utf8.RuneSelf {
-			ascii = false
-		}
+// optStringBytes decodes a field that must be a string or null/absent, as
+// jsonStringBytes.
+func optStringBytes(raw []byte) ([]byte, bool) {
+	if isNull(raw) {
+		return nil, true
 	}
-	return ascii || utf8.Valid(b)
+	return jsonStringBytes(raw)
 }
 
 // isNull reports whether raw is absent or JSON null.

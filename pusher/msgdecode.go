@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -57,11 +58,14 @@ const (
 	fieldAuth
 	fieldChannelData
 	fieldUserData
+	fieldUserID
+	fieldUserInfo
 )
 
 const (
-	levelTop  = iota // the message: event, channel, data
-	levelData        // the data object: channel, auth, channel_data, user_data
+	levelTop    = iota // the message: event, channel, data
+	levelData          // the data object: channel, auth, channel_data, user_data
+	levelMember        // a presence channel_data: user_id, user_info
 )
 
 // parse decodes a client message. It reports false where json.Unmarshal
@@ -70,7 +74,7 @@ func (m *clientMsg) parse(b []byte) bool {
 	*m = clientMsg{}
 	s := jsonScan{b: b}
 	s.ws()
-	if !s.at('{') || !s.object(1, levelTop, m, &m.obj) {
+	if !s.at('{') || !s.object(1, levelTop, m, &m.obj, nil) {
 		return false
 	}
 	s.ws()
@@ -94,7 +98,7 @@ func (m *clientMsg) dataObject() (d *dataFields, ok bool) {
 	str = bytes.TrimSpace(str)
 	m.obj = dataFields{}
 	s := jsonScan{b: str}
-	if !s.at('{') || !s.object(1, levelData, nil, &m.obj) {
+	if !s.at('{') || !s.object(1, levelData, nil, &m.obj, nil) {
 		return nil, false
 	}
 	s.ws()
@@ -103,6 +107,105 @@ func (m *clientMsg) dataObject() (d *dataFields, ok bool) {
 	}
 	m.objOK = true
 	return &m.obj, true
+}
+
+// memberFields are the fields of a presence channel_data.
+type memberFields struct {
+	userID, userInfo []byte // raw JSON values; nil when absent
+}
+
+// scanChannelData reads a channel_data in one pass: valid reports what
+// json.Valid would; object whether it is an object, whose user_id and
+// user_info are then read as json.Unmarshal into
+// struct{ UserID, UserInfo json.RawMessage } would.
+func scanChannelData(b []byte) (f memberFields, valid, object bool) {
+	s := jsonScan{b: b}
+	s.ws()
+	if s.at('{') {
+		if !s.object(1, levelMember, nil, nil, &f) {
+			return memberFields{}, false, false
+		}
+		object = true
+	} else if !s.value(0) {
+		return memberFields{}, false, false
+	}
+	s.ws()
+	if s.i != len(b) {
+		return memberFields{}, false, false
+	}
+	return f, true, object
+}
+
+// appendUnquoted appends what encoding/json decodes from inner, the bytes
+// between the quotes of a JSON string that jsonScan.str accepted: escapes
+// decoded (a \u escape of a lone or mismatched surrogate as U+FFFD) and
+// invalid UTF-8 replaced by U+FFFD.
+func appendUnquoted(dst, inner []byte) []byte {
+	for i := 0; i < len(inner); {
+		c := inner[i]
+		switch {
+		case c == '\\':
+			switch e := inner[i+1]; e {
+			case 'b':
+				dst = append(dst, '\b')
+			case 'f':
+				dst = append(dst, '\f')
+			case 'n':
+				dst = append(dst, '\n')
+			case 'r':
+				dst = append(dst, '\r')
+			case 't':
+				dst = append(dst, '\t')
+			case 'u':
+				r := hex4(inner[i+2:])
+				i += 6
+				if utf16.IsSurrogate(r) {
+					if i+6 <= len(inner) && inner[i] == '\\' && inner[i+1] == 'u' {
+						if dec := utf16.DecodeRune(r, hex4(inner[i+2:])); dec != unicode.ReplacementChar {
+							dst = utf8.AppendRune(dst, dec)
+							i += 6
+							continue
+						}
+					}
+					r = unicode.ReplacementChar
+				}
+				dst = utf8.AppendRune(dst, r)
+				continue
+			default: // '"', '\\', '/'
+				dst = append(dst, e)
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			dst = append(dst, c)
+			i++
+		default:
+			r, n := utf8.DecodeRune(inner[i:])
+			if r == utf8.RuneError && n == 1 {
+				dst = utf8.AppendRune(dst, utf8.RuneError)
+			} else {
+				dst = append(dst, inner[i:i+n]...)
+			}
+			i += n
+		}
+	}
+	return dst
+}
+
+// hex4 decodes the four hex digits at the start of b (checked by str).
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		default:
+			c = c - 'A' + 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // jsonScan reads JSON from b at i.
@@ -126,9 +229,9 @@ func (s *jsonScan) ws() {
 }
 
 // object reads the object at s.i, at nesting depth depth, storing the
-// fields of level: into m (levelTop) or d (levelData, and the data object
-// of levelTop).
-func (s *jsonScan) object(depth, level int, m *clientMsg, d *dataFields) bool {
+// fields of level: into m (levelTop), d (levelData, and the data object of
+// levelTop) or u (levelMember).
+func (s *jsonScan) object(depth, level int, m *clientMsg, d *dataFields, u *memberFields) bool {
 	if depth > maxJSONDepth {
 		return false
 	}
@@ -160,7 +263,7 @@ func (s *jsonScan) object(depth, level int, m *clientMsg, d *dataFields) bool {
 			// The last data wins: its fields replace any before.
 			*d = dataFields{}
 			m.objOK = true
-			if !s.object(depth+1, levelData, nil, d) {
+			if !s.object(depth+1, levelData, nil, d, nil) {
 				return false
 			}
 		default:
@@ -190,6 +293,10 @@ func (s *jsonScan) object(depth, level int, m *clientMsg, d *dataFields) bool {
 			d.channelData = v
 		case fieldUserData:
 			d.userData = v
+		case fieldUserID:
+			u.userID = v
+		case fieldUserInfo:
+			u.userInfo = v
 		}
 		s.ws()
 		if s.at(',') {
@@ -399,8 +506,9 @@ var fieldNames = [...][]struct {
 	name string
 	f    int
 }{
-	levelTop:  {{"event", fieldEvent}, {"channel", fieldChannel}, {"data", fieldData}},
-	levelData: {{"channel", fieldChannel}, {"auth", fieldAuth}, {"channel_data", fieldChannelData}, {"user_data", fieldUserData}},
+	levelTop:    {{"event", fieldEvent}, {"channel", fieldChannel}, {"data", fieldData}},
+	levelData:   {{"channel", fieldChannel}, {"auth", fieldAuth}, {"channel_data", fieldChannelData}, {"user_data", fieldUserData}},
+	levelMember: {{"user_id", fieldUserID}, {"user_info", fieldUserInfo}},
 }
 
 // matchField returns the field a key (a JSON string, quotes included)

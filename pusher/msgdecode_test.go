@@ -178,17 +178,6 @@ func TestClientMsgDecode(t *testing.T) {
 	}
 }
 
-func TestJSONStringBytes(t *testing.T) {
-	for _, in := range []string{`"abc"`, ` "a b" `, `"é"`, `"\u00e9"`, `"a\"b"`, `"` + "\xff" + `"`, `"\ud800"`, `"`, `""`, `"a`, `a"`, `1`, `null`, `"a"b"`, "\"\x01\""} {
-		got, ok := jsonStringBytes([]byte(in))
-		var want string
-		wantOK := len(bytes.TrimSpace([]byte(in))) > 0 && bytes.TrimSpace([]byte(in))[0] == '"' && json.Unmarshal([]byte(in), &want) == nil
-		if ok != wantOK || (ok && string(got) != want) {
-			t.Errorf("jsonStringBytes(%q) = %q, %v; want %q, %v", in, got, ok, want, wantOK)
-		}
-	}
-}
-
 // Every cut of a message is decoded as encoding/json decodes it: as a
 // prefix, as a suffix, and with the parts swapped.
 func TestClientMsgDecodeSplit(t *testing.T) {
@@ -269,5 +258,99 @@ func BenchmarkDecodeSubscribe(b *testing.B) {
 				b.Fatal("auth")
 			}
 		}
+	})
+}
+
+// checkString compares jsonStringBytes with encoding/json on raw.
+func checkString(t *testing.T, raw []byte) {
+	t.Helper()
+	got, ok := jsonStringBytes(raw)
+	var want string
+	tr := bytes.TrimSpace(raw)
+	wantOK := len(tr) > 0 && tr[0] == '"' && json.Unmarshal(tr, &want) == nil
+	if ok != wantOK || (ok && string(got) != want) {
+		t.Fatalf("jsonStringBytes(%q) = %q, %v; encoding/json: %q, %v", raw, got, ok, want, wantOK)
+	}
+}
+
+var stringCases = []string{
+	`"abc"`, ` "a b" `, `"é"`, `"\u00e9"`, `"a\"b"`, `"` + "\xff" + `"`, `"a` + "\xe2\x82" + `b"`,
+	`"\ud800"`, `"\ud800x"`, `"\ud800\u0041"`, `"\ud83d\ude00"`, `"\ude00\ud83d"`, `"\ud83d\\ude00"`,
+	`"\b\f\n\r\t\/\\\""`, `"\u0000\u001f\uFFFF\uabcd"`, `"\u12"`, `"\x"`, `"\"`, `"\`,
+	`"`, `""`, `"a`, `a"`, `1`, `null`, `"a"b"`, "\"\x01\"", `"a" `, `"a" "b"`, "\u00a0\"a\"",
+}
+
+func TestJSONStringBytes(t *testing.T) {
+	for _, in := range stringCases {
+		checkString(t, []byte(in))
+	}
+}
+
+func FuzzJSONString(f *testing.F) {
+	for _, in := range stringCases {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkString(t, raw)
+		checkString(t, append(append([]byte{'"'}, raw...), '"'))
+	})
+}
+
+// checkChannelData compares scanChannelData with json.Valid and
+// json.Unmarshal into the member fields.
+func checkChannelData(t *testing.T, b []byte) {
+	t.Helper()
+	f, valid, object := scanChannelData(b)
+	if valid != json.Valid(b) {
+		t.Fatalf("scanChannelData(%q): valid %v, json.Valid %v", b, valid, !valid)
+	}
+	if !valid {
+		return
+	}
+	var cd struct {
+		UserID   json.RawMessage `json:"user_id"`
+		UserInfo json.RawMessage `json:"user_info"`
+	}
+	err := json.Unmarshal(b, &cd)
+	isObject := err == nil && bytes.TrimSpace(b)[0] == '{'
+	if object != isObject {
+		t.Fatalf("scanChannelData(%q): object %v, encoding/json %v (%v)", b, object, isObject, err)
+	}
+	if object && (trimmed(f.userID) != trimmed(cd.UserID) || trimmed(f.userInfo) != trimmed(cd.UserInfo)) {
+		t.Fatalf("scanChannelData(%q): %s %s, encoding/json %s %s", b, f.userID, f.userInfo, cd.UserID, cd.UserInfo)
+	}
+}
+
+var channelDataCases = []string{
+	`{"user_id":1}`, `{"user_id":"1","user_info":{"name":"a"}}`, ` {"USER_ID":"x","User_Info":[1,2]} `,
+	`{"user_id":1,"user_id":2}`, `{"user_\u0069d":3}`, `{"user_id":null}`, `{}`, `null`, `5`, `"x"`, `[]`,
+	`[{"user_id":1}]`, `{"user_id":1,}`, `{"user_id":1} x`, ``, ` `, `{"user_info":{"user_id":1}}`,
+	`{"a":` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `}`,
+	`{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
+	strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+}
+
+func TestScanChannelData(t *testing.T) {
+	for _, c := range channelDataCases {
+		checkChannelData(t, []byte(c))
+	}
+	for _, c := range channelDataCases[:17] {
+		for i := 0; i <= len(c); i++ {
+			checkChannelData(t, []byte(c[:i]))
+			checkChannelData(t, []byte(c[i:]))
+		}
+	}
+}
+
+func FuzzChannelData(f *testing.F) {
+	for _, c := range channelDataCases[:17] {
+		f.Add([]byte(c), uint16(len(c)/2))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {
+		checkChannelData(t, b)
+		i := int(cut) % (len(b) + 1)
+		checkChannelData(t, b[:i])
+		checkChannelData(t, b[i:])
 	})
 }

@@ -51,15 +51,23 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 	}
 	name, ok1 := jsonString(d.channel)
 	auth, ok2 := optString(d.auth)
-	channelData, ok3 := optString(d.channelData)
+	cdRaw, ok3 := optStringBytes(d.channelData)
 	if !ok1 || !ok2 || !ok3 {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	if channelData != "" && !json.Valid([]byte(channelData)) {
-		s.sendError(ErrInvalidMessage)
-		return
+	// channel_data is read once: checked here, its member fields kept for
+	// a presence channel.
+	var cd memberFields
+	cdObject := false
+	if len(cdRaw) > 0 {
+		var valid bool
+		if cd, valid, cdObject = scanChannelData(cdRaw); !valid {
+			s.sendError(ErrInvalidMessage)
+			return
+		}
 	}
+	channelData := string(cdRaw)
 	srv := s.shard.srv
 	if !validChannelName(name, srv.opts.MaxNameLength) {
 		s.subscriptionError(name, ErrInvalidChannel, 400)
@@ -100,7 +108,7 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 		}
 		if kind == KindPresence {
 			var e *Error
-			m, e = parseMember(channelData, srv.opts.MaxUserInfoSize)
+			m, e = parseMember(channelData, cd, cdObject, srv.opts.MaxUserInfoSize)
 			if e != nil {
 				s.subscriptionError(name, e, 400)
 				return
@@ -193,16 +201,14 @@ func (s *Session) sendSubscribed(name string, kind ChannelKind, presence []byte)
 	s.send(eventJSON(nil, "pusher_internal:subscription_succeeded", data, name))
 }
 
-// parseMember reads a presence channel_data: {"user_id": string|number, "user_info": any}.
-func parseMember(channelData string, maxInfo int) (*member, *Error) {
-	var cd struct {
-		UserID   json.RawMessage `json:"user_id"`
-		UserInfo json.RawMessage `json:"user_info"`
-	}
-	if channelData == "" || json.Unmarshal([]byte(channelData), &cd) != nil {
+// parseMember makes the member of a presence channel_data,
+// {"user_id": string|number, "user_info": any}, from its fields (read by
+// scanChannelData; object says it is an object).
+func parseMember(channelData string, cd memberFields, object bool, maxInfo int) (*member, *Error) {
+	if channelData == "" || !object {
 		return nil, &Error{4009, "Presence channels need channel_data with a user_id"}
 	}
-	id := bytes.TrimSpace(cd.UserID)
+	id := bytes.TrimSpace(cd.userID)
 	var key string
 	switch {
 	case len(id) > 0 && id[0] == '"':
@@ -213,7 +219,7 @@ func parseMember(channelData string, maxInfo int) (*member, *Error) {
 	if key == "" {
 		return nil, &Error{4009, "Presence channels need channel_data with a user_id"}
 	}
-	info := bytes.TrimSpace(cd.UserInfo)
+	info := bytes.TrimSpace(cd.userInfo)
 	if maxInfo > 0 && len(info) > maxInfo {
 		return nil, ErrUserInfoTooLarge
 	}
