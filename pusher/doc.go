@@ -48,6 +48,8 @@
 //
 //	dispatch.go     HandleMessage: activity, the app's rate limit, decoding,
 //	                routing of pusher:* events
+//	msgdecode.go    the one-pass decoding of a client message, its data
+//	                object and a presence channel_data
 //	subscribe.go    handleSubscribe: name, per-second and per-connection
 //	                limits, authorization, presence channel_data
 //	signature.go    the channel and user signatures
