@@ -545,7 +545,7 @@ func (h *hub) list(app *App, prefix string) []ChannelInfo {
 // count returns the number of channels of app with subscribers on this
 // node, visiting the stripes one at a time.
 func (h *hub) count(app *App) int {
-	n := 1024
+	n := 0
 	for i := range h.stripes {
 		s := &h.stripes[i]
 		s.mu.RLock()

@@ -254,3 +254,47 @@ func TestHubCacheRouteConcurrent(t *testing.T) {
 		t.Fatal("nothing cached")
 	}
 }
+
+// The app-wide views visit every stripe: count and list see each channel
+// with subscribers once, of their own app only.
+func TestHubCountAndList(t *testing.T) {
+	a, b := &App{ID: "1"}, &App{ID: "2"}
+	h := newHub([]*App{a, b}, 2, time.Now)
+	if n := h.count(a); n != 0 {
+		t.Fatalf("empty hub: count %d", n)
+	}
+	if l := h.list(a, ""); l == nil || len(l) != 0 {
+		t.Fatalf("empty hub: list %v", l)
+	}
+	const n = 300
+	for i := range n {
+		name := fmt.Sprintf("c-%03d", i)
+		if _, err := h.join(a, name, i%2, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			if _, err := h.join(b, "other-"+name, 0, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := h.count(a); got != n {
+		t.Fatalf("count(a) = %d, want %d", got, n)
+	}
+	if got := h.count(b); got != n/3 {
+		t.Fatalf("count(b) = %d, want %d", got, n/3)
+	}
+	l := h.list(a, "c-1")
+	if len(l) != 100 || l[0].Name != "c-100" || l[99].Name != "c-199" {
+		t.Fatalf("list(a, c-1): %d channels, %v ... %v", len(l), l[0], l[len(l)-1])
+	}
+	for i := range n {
+		h.leave(a, fmt.Sprintf("c-%03d", i), i%2, "", false)
+	}
+	if got := h.count(a); got != 0 {
+		t.Fatalf("after leaving, count(a) = %d", got)
+	}
+	if got := h.count(b); got != n/3 {
+		t.Fatalf("after a left, count(b) = %d, want %d", got, n/3)
+	}
+}
