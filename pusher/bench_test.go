@@ -101,3 +101,41 @@ func BenchmarkVerifyAPISignature(b *testing.B) {
 		}
 	}
 }
+
+// benchSubscribe handles, per op, a pusher:subscribe message and the
+// pusher:unsubscribe that undoes it, on one connection.
+func benchSubscribe(b *testing.B, channel, sub func(socketID string) string) {
+	srv, sh, _ := benchServer(b, func(o *Options) { o.SubscriptionsPerSecond = 1 << 30 })
+	conn := &discardConn{}
+	s := srv.Open(sh, conn, testKey, "")
+	msg := []byte(sub(s.id))
+	unsub := []byte(`{"event":"pusher:unsubscribe","data":{"channel":` + q(channel(s.id)) + `}}`)
+	before := conn.frames
+	b.ReportAllocs()
+	for b.Loop() {
+		s.HandleMessage(msg)
+		s.HandleMessage(unsub)
+	}
+	if conn.frames-before < b.N || len(s.subs) != 0 {
+		b.Fatalf("%d answers for %d subscribes", conn.frames-before, b.N)
+	}
+}
+
+func BenchmarkHandleSubscribePrivate(b *testing.B) {
+	benchSubscribe(b, func(string) string { return "private-chat" }, func(id string) string {
+		return `{"event":"pusher:subscribe","data":{"auth":"` + chanAuth(testKey, testSecret, id, "private-chat", "") + `","channel":"private-chat"}}`
+	})
+}
+
+func BenchmarkHandleSubscribePresence(b *testing.B) {
+	cd := `{"user_id":"42","user_info":{"name":"Joe Dixon"}}`
+	benchSubscribe(b, func(string) string { return "presence-room" }, func(id string) string {
+		return subMsg("presence-room", chanAuth(testKey, testSecret, id, "presence-room", cd), cd)
+	})
+}
+
+func BenchmarkHandleSubscribeStringData(b *testing.B) {
+	benchSubscribe(b, func(string) string { return "test-channel" }, func(string) string {
+		return `{"event":"pusher:subscribe","data":"{\"channel\":\"test-channel\"}"}`
+	})
+}

@@ -23,8 +23,10 @@ type Broker interface {
 	Publish(app *App, events []Outgoing) (done <-chan struct{}, err error)
 	// PresenceJoin tells the other nodes that this node now has a presence
 	// user on a channel (the user's first connection here). It, PresenceLeave
-	// and Interest are called with the server's channel registry locked, in
-	// the order the registry changed: they must only queue.
+	// and Interest are called in the order the registry changed (per
+	// channel), outside the registry's locks but before the next change of
+	// the channel's stripe is told: they must only queue, and must not call
+	// back into the server from the calling goroutine.
 	PresenceJoin(app *App, channel string, m PresenceMember)
 	// PresenceLeave tells the other nodes that the user's last connection on
 	// this node left the channel.

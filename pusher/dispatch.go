@@ -1,16 +1,6 @@
 package pusher
 
-import (
-	"encoding/json"
-	"strings"
-)
-
-// inbound is a client message before its fields are type-checked.
-type inbound struct {
-	Event   json.RawMessage `json:"event"`
-	Channel json.RawMessage `json:"channel"`
-	Data    json.RawMessage `json:"data"`
-}
+import "bytes"
 
 // HandleMessage processes one complete text (or binary) message from the
 // client. data is only valid during the call.
@@ -36,33 +26,33 @@ func (s *Session) HandleMessage(data []byte) {
 		s.writeFrame(framePong)
 		return
 	}
-	var m inbound
-	if err := json.Unmarshal(data, &m); err != nil {
+	var m clientMsg
+	if !m.parse(data) {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	event, ok := jsonString(m.Event)
-	if !ok || event == "" {
+	event, ok := jsonStringBytes(m.event)
+	if !ok || len(event) == 0 {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	switch event {
+	switch string(event) {
 	case "pusher:ping":
 		s.writeFrame(framePong)
 	case "pusher:pong":
 	case "pusher:subscribe":
-		s.handleSubscribe(m.Data)
+		s.handleSubscribe(&m)
 	case "pusher:unsubscribe":
-		s.handleUnsubscribe(m.Data)
+		s.handleUnsubscribe(&m)
 	case "pusher:signin":
-		s.handleSignin(m.Data)
+		s.handleSignin(&m)
 	default:
-		if strings.HasPrefix(event, "pusher:") || strings.HasPrefix(event, "pusher_internal:") {
+		if bytes.HasPrefix(event, []byte("pusher:")) || bytes.HasPrefix(event, []byte("pusher_internal:")) {
 			s.sendError(ErrInvalidMessage)
 			return
 		}
-		if strings.HasPrefix(event, "client-") {
-			s.handleClientEvent(event, m.Channel, m.Data)
+		if bytes.HasPrefix(event, []byte("client-")) {
+			s.handleClientEvent(string(event), m.channel, m.data)
 		}
 		// Anything else is ignored, as in Reverb.
 	}

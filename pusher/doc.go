@@ -19,8 +19,10 @@
 //
 // The Server's other exported methods are goroutine-safe: the HTTP API runs
 // on a worker pool, the broker calls in from its own goroutines. What they
-// share is the channel registry (the hub), behind one lock that is never held
-// across I/O (see the hub's type for its rules), and a few atomic counters.
+// share is the channel registry (the hub) and the subscription count state,
+// both split into stripes by channel, each stripe with its own lock that is
+// never held across I/O, broker or tracker calls (see the hub's type and
+// countTable for their rules), and a few atomic counters.
 // Apps and Options are immutable once the Server is built. Methods that wait
 // for the loops or the cluster (Stats, the HTTP API's gathering) must never
 // be called on a loop.
@@ -46,6 +48,8 @@
 //
 //	dispatch.go     HandleMessage: activity, the app's rate limit, decoding,
 //	                routing of pusher:* events
+//	msgdecode.go    the one-pass decoding of a client message, its data
+//	                object and a presence channel_data
 //	subscribe.go    handleSubscribe: name, per-second and per-connection
 //	                limits, authorization, presence channel_data
 //	signature.go    the channel and user signatures
@@ -74,9 +78,9 @@
 // 1 -> 0 (channel_vacated after Options.VacateDelay, unless held again
 // meanwhile); the same for a presence user's first and last local
 // connection to a channel (member_added, member_removed, user_id being the
-// member's key: the user_id as a string, a number as its text). Both happen
-// under the registry's lock, so a key's Hold and Release follow the
-// registry's order; occupied comes before member_added, member_removed
+// member's key: the user_id as a string, a number as its text). Both are
+// decided under the channel's stripe lock and made after it, in its
+// stripe's order, so a key's Hold and Release follow the registry's order; occupied comes before member_added, member_removed
 // before vacated. client_event is emitted once the event passed its checks
 // and was published (data: a string as sent, else the JSON text), cache_miss
 // where pusher:cache_miss is sent. Options.Webhooks' Enabled is asked first;

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/reverbgo/reverb/internal/jsonstr"
 )
@@ -39,41 +40,44 @@ func errorJSON(e *Error) []byte {
 
 // jsonString decodes a raw JSON value that must be a string.
 func jsonString(raw json.RawMessage) (string, bool) {
+	b, ok := jsonStringBytes(raw)
+	return string(b), ok
+}
+
+// jsonStringBytes decodes a raw JSON value that must be a string (white
+// space around it allowed), as encoding/json does (invalid UTF-8 replaced
+// by U+FFFD). Without escapes and with valid UTF-8 it returns the bytes
+// between the quotes, without copying.
+func jsonStringBytes(raw []byte) ([]byte, bool) {
 	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
+	if len(raw) < 2 || raw[0] != '"' {
+		return nil, false
 	}
-	var out string
-	if json.Unmarshal(raw, &out) != nil {
-		return "", false
+	s := jsonScan{b: raw}
+	esc, ok := s.str()
+	if !ok || s.i != len(raw) {
+		return nil, false
 	}
-	return out, true
+	inner := raw[1 : len(raw)-1]
+	if !esc && utf8.Valid(inner) {
+		return inner, true
+	}
+	return appendUnquoted(make([]byte, 0, len(inner)), inner), true
+}
+
+// optStringBytes decodes a field that must be a string or null/absent, as
+// jsonStringBytes.
+func optStringBytes(raw []byte) ([]byte, bool) {
+	if isNull(raw) {
+		return nil, true
+	}
+	return jsonStringBytes(raw)
 }
 
 // isNull reports whether raw is absent or JSON null.
 func isNull(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) == 0 || string(raw) == "null"
-}
-
-// objectData returns the data of a pusher:* message as a JSON object: either
-// an object as sent or a JSON string holding one.
-func objectData(raw json.RawMessage) (json.RawMessage, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return nil, false
-	}
-	if raw[0] == '"' {
-		str, ok := jsonString(raw)
-		if !ok {
-			return nil, false
-		}
-		raw = bytes.TrimSpace([]byte(str))
-	}
-	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
-		return nil, false
-	}
-	return raw, true
 }
 
 // optString decodes a field that must be a string or null/absent.

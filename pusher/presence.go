@@ -46,7 +46,10 @@ func (ch *channel) removeMember(m *member) {
 	delete(ch.members, m.key)
 	for i, o := range ch.order {
 		if o == m {
-			ch.order = append(ch.order[:i], ch.order[i+1:]...)
+			n := len(ch.order) - 1
+			copy(ch.order[i:], ch.order[i+1:])
+			ch.order[n] = nil // no reference kept
+			ch.order = ch.order[:n]
 			break
 		}
 	}
@@ -55,23 +58,25 @@ func (ch *channel) removeMember(m *member) {
 // remoteJoin records that node has user m on a channel. It reports whether
 // the user is new to the channel (member_added must be announced locally).
 func (h *hub) remoteJoin(node string, app *App, name string, m PresenceMember) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.remoteJoinLocked(node, app, name, m)
+	s := h.stripeOf(app, name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remoteJoinLocked(h, node, app, name, m)
 }
 
-func (h *hub) remoteJoinLocked(node string, app *App, name string, m PresenceMember) bool {
-	set := h.nodes[node]
+// remoteJoinLocked: the stripe of (app, name) is locked.
+func (s *stripe) remoteJoinLocked(h *hub, node string, app *App, name string, m PresenceMember) bool {
+	set := s.nodes[node]
 	if set == nil {
 		set = make(map[presenceKey]*member)
-		h.nodes[node] = set
+		s.nodes[node] = set
 	}
 	k := presenceKey{app, name, m.Key}
 	if set[k] != nil {
 		return false
 	}
 	set[k] = &member{key: m.Key, id: m.ID, info: m.Info, data: m.Data}
-	ch := h.channelLocked(app, name)
+	ch := s.channelLocked(h, app, name)
 	if ch.members == nil {
 		ch.members = make(map[string]*member)
 	}
@@ -90,18 +95,23 @@ func (h *hub) remoteJoinLocked(node string, app *App, name string, m PresenceMem
 // member when the user left the channel everywhere (member_removed must be
 // announced locally).
 func (h *hub) remoteLeave(node string, app *App, name, key string) *member {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.remoteLeaveLocked(node, presenceKey{app, name, key})
+	s := h.stripeOf(app, name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remoteLeaveLocked(node, presenceKey{app, name, key})
 }
 
-func (h *hub) remoteLeaveLocked(node string, k presenceKey) *member {
-	set := h.nodes[node]
+// remoteLeaveLocked: the stripe of k is locked.
+func (s *stripe) remoteLeaveLocked(node string, k presenceKey) *member {
+	set := s.nodes[node]
 	if set == nil || set[k] == nil {
 		return nil
 	}
 	delete(set, k)
-	ch := h.apps[k.app][k.channel]
+	if len(set) == 0 {
+		delete(s.nodes, node)
+	}
+	ch := s.apps[k.app][k.channel]
 	if ch == nil {
 		return nil
 	}
@@ -114,30 +124,39 @@ func (h *hub) remoteLeaveLocked(node string, k presenceKey) *member {
 		return nil
 	}
 	ch.removeMember(m)
-	h.releaseLocked(k.app, ch)
+	s.releaseLocked(k.app, ch)
 	return m
 }
 
 // replaceNode replaces everything known of node's presence members with
 // state, returning the users that appeared and those that left the cluster's
-// view as a result.
+// view as a result. It locks every stripe: the replacement is one change.
 func (h *hub) replaceNode(node string, state []PresenceChange) (added, removed []PresenceChange) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.lockAll()
+	defer h.unlockAll()
+	return h.replaceNodeLocked(node, state)
+}
+
+func (h *hub) replaceNodeLocked(node string, state []PresenceChange) (added, removed []PresenceChange) {
 	want := make(map[presenceKey]PresenceChange, len(state))
 	for _, c := range state {
 		want[presenceKey{c.App, c.Channel, c.Member.Key}] = c
 	}
-	for k := range h.nodes[node] {
-		if _, keep := want[k]; keep {
-			continue
+	var drop []presenceKey
+	for i := range h.stripes {
+		for k := range h.stripes[i].nodes[node] {
+			if _, keep := want[k]; !keep {
+				drop = append(drop, k)
+			}
 		}
-		if gone := h.remoteLeaveLocked(node, k); gone != nil {
+	}
+	for _, k := range drop {
+		if gone := h.stripeOf(k.app, k.channel).remoteLeaveLocked(node, k); gone != nil {
 			removed = append(removed, PresenceChange{App: k.app, Channel: k.channel, Member: gone.export()})
 		}
 	}
 	for _, c := range state {
-		if h.remoteJoinLocked(node, c.App, c.Channel, c.Member) {
+		if h.stripeOf(c.App, c.Channel).remoteJoinLocked(h, node, c.App, c.Channel, c.Member) {
 			added = append(added, c)
 		}
 	}
@@ -147,38 +166,45 @@ func (h *hub) replaceNode(node string, state []PresenceChange) (added, removed [
 // dropNode forgets a node that stopped answering; it returns the users that
 // left the cluster's view as a result.
 func (h *hub) dropNode(node string) []PresenceChange {
-	_, removed := h.replaceNode(node, nil)
-	h.mu.Lock()
-	delete(h.nodes, node)
-	h.mu.Unlock()
+	h.lockAll()
+	defer h.unlockAll()
+	_, removed := h.replaceNodeLocked(node, nil)
+	for i := range h.stripes {
+		delete(h.stripes[i].nodes, node)
+	}
 	return removed
 }
 
 // withLocalDigest calls fn with the digest of this node's presence users,
-// holding the registry's lock so that no join or leave envelope can be
-// queued while fn queues the digest.
+// holding every stripe's lock, once the envelopes of every change made
+// before were queued, so that no join or leave envelope can be queued while
+// fn queues the digest.
 func (h *hub) withLocalDigest(fn func(map[string]PresenceDigest)) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+	h.rlockAllIdle()
+	defer h.runlockAll()
 	fn(h.localDigestLocked())
 }
 
 // withLocalPresence calls fn with the presence members connected to this
-// node, holding the registry's lock so that no join or leave envelope can be
-// queued while fn queues the state.
+// node, holding every stripe's lock, once the envelopes of every change made
+// before were queued, so that no join or leave envelope can be queued while
+// fn queues the state.
 func (h *hub) withLocalPresence(fn func([]PresenceChange)) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+	h.rlockAllIdle()
+	defer h.runlockAll()
 	fn(h.localPresenceLocked())
 }
 
+// localPresenceLocked: every stripe is locked.
 func (h *hub) localPresenceLocked() []PresenceChange {
 	var out []PresenceChange
-	for app, chans := range h.apps {
-		for _, ch := range chans {
-			for _, m := range ch.order {
-				if m.local > 0 {
-					out = append(out, PresenceChange{App: app, Channel: ch.name, Member: m.export()})
+	for i := range h.stripes {
+		for app, chans := range h.stripes[i].apps {
+			for _, ch := range chans {
+				for _, m := range ch.order {
+					if m.local > 0 {
+						out = append(out, PresenceChange{App: app, Channel: ch.name, Member: m.export()})
+					}
 				}
 			}
 		}
@@ -209,35 +235,42 @@ func (d *PresenceDigest) add(app *App, channel, key string) {
 }
 
 // localDigestLocked is the digest of this node's own presence users, by
-// app id.
+// app id. Every stripe is locked.
 func (h *hub) localDigestLocked() map[string]PresenceDigest {
 	out := make(map[string]PresenceDigest)
-	for app, chans := range h.apps {
-		var d PresenceDigest
-		for _, ch := range chans {
-			for _, m := range ch.order {
-				if m.local > 0 {
-					d.add(app, ch.name, m.key)
+	for i := range h.stripes {
+		for app, chans := range h.stripes[i].apps {
+			d := out[app.ID]
+			for _, ch := range chans {
+				for _, m := range ch.order {
+					if m.local > 0 {
+						d.add(app, ch.name, m.key)
+					}
 				}
 			}
-		}
-		if d.Count > 0 {
-			out[app.ID] = d
+			if d.Count > 0 {
+				out[app.ID] = d
+			}
 		}
 	}
 	return out
 }
 
 // nodeDigest is the digest of what this node knows of another node's
-// presence users, by app id.
+// presence users, by app id. It holds every stripe's lock, so that the
+// digest is of one instant.
 func (h *hub) nodeDigest(node string) map[string]PresenceDigest {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+	for i := range h.stripes {
+		h.stripes[i].mu.RLock()
+	}
+	defer h.runlockAll()
 	out := make(map[string]PresenceDigest)
-	for k := range h.nodes[node] {
-		d := out[k.app.ID]
-		d.add(k.app, k.channel, k.user)
-		out[k.app.ID] = d
+	for i := range h.stripes {
+		for k := range h.stripes[i].nodes[node] {
+			d := out[k.app.ID]
+			d.add(k.app, k.channel, k.user)
+			out[k.app.ID] = d
+		}
 	}
 	return out
 }
@@ -245,9 +278,10 @@ func (h *hub) nodeDigest(node string) map[string]PresenceDigest {
 // localUsers returns this node's own presence users of a channel (user
 // key to user_id as sent), or nil.
 func (h *hub) localUsers(app *App, name string) map[string]json.RawMessage {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	ch := h.apps[app][name]
+	s := h.stripeOf(app, name)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ch := s.apps[app][name]
 	if ch == nil {
 		return nil
 	}
@@ -267,20 +301,22 @@ func (m *member) export() PresenceMember {
 	return PresenceMember{Key: m.key, ID: m.id, Info: m.info, Data: m.data}
 }
 
-// presenceJSON encodes {"presence":{"count":N,"ids":[...],"hash":{...}}}.
-func (ch *channel) presenceJSON() []byte {
-	b := make([]byte, 0, 64+len(ch.order)*48)
+// presenceJSON encodes {"presence":{"count":N,"ids":[...],"hash":{...}}}
+// from a copy of a channel's member order. It reads only the members'
+// fields that never change: no lock is needed.
+func presenceJSON(order []*member) []byte {
+	b := make([]byte, 0, 64+len(order)*48)
 	b = append(b, `{"presence":{"count":`...)
-	b = strconv.AppendInt(b, int64(len(ch.order)), 10)
+	b = strconv.AppendInt(b, int64(len(order)), 10)
 	b = append(b, `,"ids":[`...)
-	for i, m := range ch.order {
+	for i, m := range order {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, m.id...)
 	}
 	b = append(b, `],"hash":{`...)
-	for i, m := range ch.order {
+	for i, m := range order {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -297,41 +333,47 @@ func (ch *channel) presenceJSON() []byte {
 
 // users returns the user ids of a presence channel in first-seen order.
 func (h *hub) users(app *App, name string) ([]json.RawMessage, bool) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	ch := h.apps[app][name]
-	if ch == nil || len(ch.order) == 0 {
+	order := h.order(app, name, nil)
+	if len(order) == 0 {
 		return nil, false
 	}
-	ids := make([]json.RawMessage, len(ch.order))
-	for i, m := range ch.order {
+	ids := make([]json.RawMessage, len(order))
+	for i, m := range order {
 		ids[i] = m.id
 	}
 	return ids, true
 }
 
+// order appends a channel's presence members in first-seen order to buf.
+func (h *hub) order(app *App, name string, buf []*member) []*member {
+	s := h.stripeOf(app, name)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ch := s.apps[app][name]; ch != nil {
+		return append(buf, ch.order...)
+	}
+	return buf
+}
+
 // presenceOf returns the presence block of a channel.
 func (h *hub) presenceOf(app *App, name string) []byte {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	ch := h.apps[app][name]
-	if ch == nil {
-		return []byte(`{"presence":{"count":0,"ids":[],"hash":{}}}`)
-	}
-	return ch.presenceJSON()
+	var buf [16]*member
+	return presenceJSON(h.order(app, name, buf[:0]))
 }
 
 // members returns the presence members of a channel in first-seen order.
 func (h *hub) members(app *App, name string) []Member {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	ch := h.apps[app][name]
+	s := h.stripeOf(app, name)
+	s.mu.RLock()
+	ch := s.apps[app][name]
 	if ch == nil {
+		s.mu.RUnlock()
 		return nil
 	}
 	out := make([]Member, len(ch.order))
 	for i, m := range ch.order {
 		out[i] = Member{ID: m.id, Info: m.info}
 	}
+	s.mu.RUnlock()
 	return out
 }

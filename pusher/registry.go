@@ -1,9 +1,13 @@
 package pusher
 
 import (
+	"hash/maphash"
+	"math/bits"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,25 +15,105 @@ import (
 // many subscribers each shard holds, the presence members (of this node and,
 // in a cluster, of the others) and the cached events.
 //
-// Concurrency: the hub is goroutine-safe, behind the one lock mu. Every hub
-// method takes mu itself, except those named ...Locked and the methods of
-// channel, which expect the caller to hold it. mu is never held across I/O
-// nor while calling back into the server or a shard. The only calls made
-// under it are the broker's PresenceJoin, PresenceLeave and Interest, which
-// only queue: that way the envelopes leave in the order the registry
-// changed. The hooks (Tracker Hold and Release of channels and presence
-// users, for webhooks) are called under it for the same reason.
-// withLocalPresence and withLocalDigest call their fn under the read lock
-// for the same reason.
+// # Concurrency
+//
+// The hub is goroutine-safe and has no process-wide lock. It is split into
+// stripes (a power of two, at least 1024 and at least 4 x GOMAXPROCS); a
+// channel lives in the stripe picked by a hash of its app and name, with its
+// cached event and the other nodes' members of it. Each stripe has its own
+// lock (mu) and maps, so operations on different channels seldom meet.
+// Every hub method takes the locks it needs itself, except those named
+// ...Locked and the methods of channel, which expect the caller to hold the
+// channel's stripe lock.
+//
+// Under a stripe lock only the registry's own state is read and changed:
+// never I/O, allocation of frames, JSON encoding of presence blocks, calls
+// into the server, a shard, the Broker or the Tracker. What a change must
+// tell others (the Broker's PresenceJoin, PresenceLeave and Interest, the
+// Tracker's Hold and Release through the hooks) is recorded under the lock
+// as effects, in order, and run after the lock is released. To keep them in
+// the order the registry changed (a channel's Interest(true) before its
+// Interest(false), occupied before member_added, member_removed before
+// vacated), a change with effects takes a ticket from its stripe's sequencer
+// while it holds the lock and runs its effects when its ticket is served:
+// effects of one stripe run one batch at a time, in the order of the
+// changes. A caller's own effects have run when join or leave returns (the
+// Broker's Await relies on this Interest and PresenceJoin being queued).
+// A presence block is encoded from a copy of the member order taken under
+// the lock (the members' exported fields never change once made).
+//
+// Operations over a whole app (list, count) visit the stripes one at a
+// time. Operations that need the whole node at one instant (withLocalPresence,
+// withLocalDigest, replaceNode, dropNode) lock every stripe, in ascending
+// index order, and the first two then wait until every ticket handed out is
+// served, so that the state they pass on includes exactly the changes whose
+// envelopes were queued before it.
+//
+// Lock order: stripe locks in ascending index; a sequencer's turn is taken
+// after the stripe lock is released (or while holding stripe locks, only to
+// wait for the stripe to be idle). Effects never call into the hub; the
+// Broker and the Tracker never call back from the goroutine that called them
+// while it runs effects (their interfaces say so).
 type hub struct {
-	mu      sync.RWMutex
+	seed    maphash.Seed
+	mask    uint64
+	stripes []stripe
 	nShards int
-	apps    map[*App]map[string]*channel
-	caches  map[*App]map[string]cacheEntry
-	nodes   map[string]map[presenceKey]*member // other nodes' presence members
-	broker  Broker                             // told of this node's presence changes, under mu
-	hooks   hubHooks                           // told of the keys this node holds, under mu; nil: none
-	now     func() time.Time                   // the server's clock, for the age of cached events
+	broker  Broker           // told of this node's presence changes and interest, as effects
+	hooks   hubHooks         // told of the keys this node holds, as effects; nil: none
+	now     func() time.Time // the server's clock, for the age of cached events
+}
+
+// stripe is one part of the hub. Its fields are guarded by mu, but for the
+// sequencer's own.
+type stripe struct {
+	mu     sync.RWMutex
+	apps   map[*App]map[string]*channel
+	caches map[*App]map[string]cacheEntry
+	nodes  map[string]map[presenceKey]*member // other nodes' presence members
+	seq    sequencer
+	_      [64]byte // keeps the next stripe's lock off this cache line
+}
+
+// sequencer runs the effects of a stripe's changes in the order of the
+// changes: take (under the stripe's write lock) hands out tickets, wait
+// blocks until a ticket's turn, done ends it.
+type sequencer struct {
+	next    uint64 // tickets handed out; guarded by the stripe's mu
+	served  atomic.Uint64
+	waiting atomic.Int32
+	mu      sync.Mutex
+	cond    sync.Cond
+}
+
+func (q *sequencer) take() uint64 {
+	t := q.next
+	q.next++
+	return t
+}
+
+// wait returns once every ticket before t is done.
+func (q *sequencer) wait(t uint64) {
+	if q.served.Load() == t {
+		return
+	}
+	q.waiting.Add(1)
+	q.mu.Lock()
+	for q.served.Load() != t {
+		q.cond.Wait()
+	}
+	q.mu.Unlock()
+	q.waiting.Add(-1)
+}
+
+// done ends the current ticket's turn.
+func (q *sequencer) done() {
+	q.served.Add(1)
+	if q.waiting.Load() > 0 {
+		q.mu.Lock()
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	}
 }
 
 type channel struct {
@@ -41,25 +125,157 @@ type channel struct {
 	order    []*member // presence members in first-seen order
 }
 
-func newHub(apps []*App, nShards int, now func() time.Time) *hub {
+// hubStripes is the number of stripes: a power of two, at least 1024 and at
+// least 4 x GOMAXPROCS. With fewer, goroutines working on different
+// channels meet on the same stripes often enough that the stripes' cache
+// lines travel between cores (measured: with 64 stripes, 8 goroutines on 64
+// channels each took 2-3x longer per subscribe than one; with 1024, 1.2x).
+// A stripe is about 200 bytes; its maps are made when first needed.
+func hubStripes() int {
+	n := 1024
+	for n < 4*runtime.GOMAXPROCS(0) {
+		n <<= 1
+	}
+	return n
+}
+
+func newHub(_ []*App, nShards int, now func() time.Time) *hub {
+	n := hubStripes()
 	h := &hub{
+		seed:    maphash.MakeSeed(),
+		mask:    uint64(n - 1),
+		stripes: make([]stripe, n),
 		nShards: nShards,
 		now:     now,
-		apps:    make(map[*App]map[string]*channel, len(apps)),
-		caches:  make(map[*App]map[string]cacheEntry, len(apps)),
-		nodes:   make(map[string]map[presenceKey]*member),
 		broker:  NopBroker{},
 	}
-	for _, a := range apps {
-		h.apps[a] = make(map[string]*channel)
-		h.caches[a] = make(map[string]cacheEntry)
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		// An app's maps are made in a stripe when it first has a channel
+		// there: many apps times many stripes would be many empty maps.
+		s.apps = make(map[*App]map[string]*channel)
+		s.caches = make(map[*App]map[string]cacheEntry)
+		s.nodes = make(map[string]map[presenceKey]*member)
+		s.seq.cond.L = &s.seq.mu
 	}
 	return h
 }
 
+// stripeOf returns the stripe of a channel.
+func (h *hub) stripeOf(app *App, name string) *stripe {
+	x := maphash.String(h.seed, name)
+	if app != nil {
+		x ^= maphash.String(h.seed, app.ID) * 0x9e3779b97f4a7c15
+	}
+	return &h.stripes[x&h.mask]
+}
+
+// lockAll write-locks every stripe, in ascending order.
+func (h *hub) lockAll() {
+	for i := range h.stripes {
+		h.stripes[i].mu.Lock()
+	}
+}
+
+func (h *hub) unlockAll() {
+	for i := range h.stripes {
+		h.stripes[i].mu.Unlock()
+	}
+}
+
+// rlockAllIdle read-locks every stripe, in ascending order, and waits until
+// the effects of every change made before have run.
+func (h *hub) rlockAllIdle() {
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.RLock()
+		s.seq.wait(s.seq.next)
+	}
+}
+
+func (h *hub) runlockAll() {
+	for i := range h.stripes {
+		h.stripes[i].mu.RUnlock()
+	}
+}
+
+// effect is something a registry change must tell the Broker or the hooks,
+// run after the stripe lock is released (see hub).
+type effect struct {
+	op   effectOp
+	app  *App
+	name string
+	key  string  // the presence user (leave, memberHeld, memberFreed)
+	m    *member // the member that joined (presenceJoin); its exported fields never change
+}
+
+type effectOp uint8
+
+const (
+	fxPresenceJoin effectOp = iota
+	fxPresenceLeave
+	fxInterestOn
+	fxInterestOff
+	fxChannelHeld
+	fxChannelFreed
+	fxMemberHeld
+	fxMemberFreed
+)
+
+// effects is a change's effects, at most four (join and leave have four).
+type effects struct {
+	list [4]effect
+	n    int
+}
+
+func (e *effects) add(x effect) {
+	e.list[e.n] = x
+	e.n++
+}
+
+// take gives the change its ticket if it has effects. The stripe's write
+// lock is held.
+func (e *effects) take(s *stripe) (uint64, bool) {
+	if e.n == 0 {
+		return 0, false
+	}
+	return s.seq.take(), true
+}
+
+// run runs the effects in their ticket's turn. No stripe lock is held.
+func (h *hub) run(s *stripe, e *effects, ticket uint64) {
+	s.seq.wait(ticket)
+	defer s.seq.done()
+	for i := range e.list[:e.n] {
+		x := &e.list[i]
+		switch x.op {
+		case fxPresenceJoin:
+			h.broker.PresenceJoin(x.app, x.name, x.m.export())
+		case fxPresenceLeave:
+			h.broker.PresenceLeave(x.app, x.name, x.key)
+		case fxInterestOn:
+			h.broker.Interest(x.app, x.name, true)
+		case fxInterestOff:
+			h.broker.Interest(x.app, x.name, false)
+		case fxChannelHeld:
+			h.hooks.channelHeld(x.app, x.name)
+		case fxChannelFreed:
+			h.hooks.channelFreed(x.app, x.name)
+		case fxMemberHeld:
+			h.hooks.memberHeld(x.app, x.name, x.key)
+		case fxMemberFreed:
+			h.hooks.memberFreed(x.app, x.name, x.key)
+		}
+	}
+}
+
 // channelLocked returns the channel, creating it.
-func (h *hub) channelLocked(app *App, name string) *channel {
-	chans := h.apps[app]
+func (s *stripe) channelLocked(h *hub, app *App, name string) *channel {
+	chans := s.apps[app]
+	if chans == nil {
+		chans = make(map[string]*channel)
+		s.apps[app] = chans
+	}
 	ch := chans[name]
 	if ch == nil {
 		kind, _ := Classify(name)
@@ -70,9 +286,9 @@ func (h *hub) channelLocked(app *App, name string) *channel {
 }
 
 // releaseLocked deletes a channel nobody holds any more.
-func (h *hub) releaseLocked(app *App, ch *channel) {
+func (s *stripe) releaseLocked(app *App, ch *channel) {
 	if ch.subs <= 0 && len(ch.members) == 0 {
-		delete(h.apps[app], ch.name)
+		delete(s.apps[app], ch.name)
 	}
 }
 
@@ -86,12 +302,19 @@ type joinResult struct {
 
 // join registers a subscription of a connection on shard. For presence
 // channels m is the member joining. It fails with ErrPresenceFull when the
-// channel already has maxMembers distinct users and m is a new one.
+// channel already has maxMembers distinct users and m is a new one. The
+// Broker and the hooks have been told when it returns.
 func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) (joinResult, *Error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ch := h.channelLocked(app, name)
+	s := h.stripeOf(app, name)
 	var res joinResult
+	var fx effects
+	var now time.Time
+	_, cache := Classify(name)
+	if cache {
+		now = h.now()
+	}
+	s.mu.Lock()
+	ch := s.channelLocked(h, app, name)
 	if m != nil {
 		if ch.members == nil {
 			ch.members = make(map[string]*member)
@@ -99,7 +322,8 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 		cur := ch.members[m.key]
 		if cur == nil {
 			if maxMembers > 0 && len(ch.members) >= maxMembers {
-				h.releaseLocked(app, ch)
+				s.releaseLocked(app, ch)
+				s.mu.Unlock()
 				return res, ErrPresenceFull
 			}
 			cur = &member{key: m.key, id: m.id, info: m.info, data: m.data}
@@ -110,28 +334,41 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 		cur.local++
 		res.firstLocal = cur.local == 1
 		if res.firstLocal {
-			h.broker.PresenceJoin(app, name, cur.export())
+			fx.add(effect{op: fxPresenceJoin, app: app, name: name, m: cur})
 		}
 	}
 	ch.subs++
 	ch.perShard[shard]++
 	if ch.subs == 1 {
-		h.broker.Interest(app, name, true)
+		fx.add(effect{op: fxInterestOn, app: app, name: name})
 		if h.hooks != nil {
-			h.hooks.channelHeld(app, name)
+			fx.add(effect{op: fxChannelHeld, app: app, name: name})
 		}
 	}
 	// channel_occupied comes before member_added.
 	if m != nil && res.firstLocal && h.hooks != nil {
-		h.hooks.memberHeld(app, name, m.key)
+		fx.add(effect{op: fxMemberHeld, app: app, name: name, key: m.key})
 	}
-	if ch.kind == KindPresence {
-		res.presence = ch.presenceJSON()
+	// The members in order, copied (into a stack buffer for most
+	// channels), to be encoded once the lock is released.
+	var buf [16]*member
+	var order []*member
+	presence := ch.kind == KindPresence
+	if presence {
+		order = append(buf[:0], ch.order...)
 	}
-	if _, cache := Classify(name); cache {
-		if e, ok := h.caches[app][name]; ok && h.now().Sub(e.at) < cacheTTL {
+	if cache {
+		if e, ok := s.caches[app][name]; ok && now.Sub(e.at) < cacheTTL {
 			res.cached = e.msg
 		}
+	}
+	ticket, ok := fx.take(s)
+	s.mu.Unlock()
+	if ok {
+		h.run(s, &fx, ticket)
+	}
+	if presence {
+		res.presence = presenceJSON(order)
 	}
 	return res, nil
 }
@@ -143,27 +380,30 @@ type leaveResult struct {
 }
 
 // leave removes a subscription. userKey is the presence identity or "".
+// The Broker and the hooks have been told when it returns.
 func (h *hub) leave(app *App, name string, shard int, userKey string, presence bool) leaveResult {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ch := h.apps[app][name]
+	s := h.stripeOf(app, name)
+	var res leaveResult
+	var fx effects
+	s.mu.Lock()
+	ch := s.apps[app][name]
 	if ch == nil {
-		return leaveResult{}
+		s.mu.Unlock()
+		return res
 	}
 	ch.subs--
 	ch.perShard[shard]--
 	if ch.subs == 0 {
-		h.broker.Interest(app, name, false)
+		fx.add(effect{op: fxInterestOff, app: app, name: name})
 	}
-	var res leaveResult
 	if presence {
 		if m := ch.members[userKey]; m != nil && m.local > 0 {
 			m.local--
 			if m.local == 0 {
 				res.lastLocal = true
-				h.broker.PresenceLeave(app, name, userKey)
+				fx.add(effect{op: fxPresenceLeave, app: app, name: name, key: userKey})
 				if h.hooks != nil {
-					h.hooks.memberFreed(app, name, userKey)
+					fx.add(effect{op: fxMemberFreed, app: app, name: name, key: userKey})
 				}
 				if m.remote == 0 {
 					ch.removeMember(m)
@@ -174,28 +414,68 @@ func (h *hub) leave(app *App, name string, shard int, userKey string, presence b
 	}
 	// member_removed comes before channel_vacated.
 	if ch.subs == 0 && h.hooks != nil {
-		h.hooks.channelFreed(app, name)
+		fx.add(effect{op: fxChannelFreed, app: app, name: name})
 	}
-	h.releaseLocked(app, ch)
+	s.releaseLocked(app, ch)
+	ticket, ok := fx.take(s)
+	s.mu.Unlock()
+	if ok {
+		h.run(s, &fx, ticket)
+	}
 	return res
 }
 
 // route calls fn for every shard holding subscribers of the channel and,
 // when store is set and the channel is a cache channel, stores msg as its
-// cached event.
+// cached event (in the same critical section: an event stored is routed to
+// the subscribers the channel had when it was stored). fn is called after
+// the lock is released.
 func (h *hub) route(app *App, name string, msg []byte, store bool, fn func(shard int)) {
-	if store {
-		h.storeCache(app, name, msg)
+	s := h.stripeOf(app, name)
+	var sh shardSet
+	if store && cacheable(name, msg) {
+		at := h.now()
+		s.mu.Lock()
+		s.storeCacheLocked(app, name, msg, at)
+		s.shardsLocked(app, name, &sh)
+		s.mu.Unlock()
+	} else {
+		s.mu.RLock()
+		s.shardsLocked(app, name, &sh)
+		s.mu.RUnlock()
 	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	ch := h.apps[app][name]
+	sh.each(fn)
+}
+
+// shardSet is a set of shard indexes: a bit mask for the first 64, a list
+// beyond.
+type shardSet struct {
+	low  uint64
+	more []int
+}
+
+func (ss *shardSet) each(fn func(int)) {
+	for m := ss.low; m != 0; m &= m - 1 {
+		fn(bits.TrailingZeros64(m))
+	}
+	for _, i := range ss.more {
+		fn(i)
+	}
+}
+
+// shardsLocked adds the shards that hold subscribers of the channel.
+func (s *stripe) shardsLocked(app *App, name string, ss *shardSet) {
+	ch := s.apps[app][name]
 	if ch == nil {
 		return
 	}
 	for i, n := range ch.perShard {
 		if n > 0 {
-			fn(i)
+			if i < 64 {
+				ss.low |= 1 << i
+			} else {
+				ss.more = append(ss.more, i)
+			}
 		}
 	}
 }
@@ -218,14 +498,15 @@ type ChannelInfo struct {
 // info returns a channel's figures; ok is false when it has no subscribers
 // on this node.
 func (h *hub) info(app *App, name string) (ChannelInfo, bool) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+	s := h.stripeOf(app, name)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	kind, cache := Classify(name)
 	info := ChannelInfo{Name: name, Kind: kind, Cache: cache}
-	if e, ok := h.caches[app][name]; ok && cache {
+	if e, ok := s.caches[app][name]; ok && cache {
 		info.Cached = e.msg
 	}
-	ch := h.apps[app][name]
+	ch := s.apps[app][name]
 	if ch == nil {
 		return info, false
 	}
@@ -235,34 +516,45 @@ func (h *hub) info(app *App, name string) (ChannelInfo, bool) {
 }
 
 // list returns the channels with subscribers on this node whose names start
-// with prefix, sorted.
+// with prefix, sorted. It visits the stripes one at a time: a channel
+// subscribed or left meanwhile may or may not be listed.
 func (h *hub) list(app *App, prefix string) []ChannelInfo {
-	h.mu.RLock()
-	out := make([]ChannelInfo, 0, len(h.apps[app]))
-	for name, ch := range h.apps[app] {
-		if ch.subs > 0 && strings.HasPrefix(name, prefix) {
-			_, cache := Classify(name)
-			info := ChannelInfo{Name: name, Kind: ch.kind, Cache: cache, SubscriptionCount: ch.subs, UserCount: len(ch.members)}
-			if e, ok := h.caches[app][name]; ok && cache {
-				info.Cached = e.msg
+	var out []ChannelInfo
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.RLock()
+		for name, ch := range s.apps[app] {
+			if ch.subs > 0 && strings.HasPrefix(name, prefix) {
+				_, cache := Classify(name)
+				info := ChannelInfo{Name: name, Kind: ch.kind, Cache: cache, SubscriptionCount: ch.subs, UserCount: len(ch.members)}
+				if e, ok := s.caches[app][name]; ok && cache {
+					info.Cached = e.msg
+				}
+				out = append(out, info)
 			}
-			out = append(out, info)
 		}
+		s.mu.RUnlock()
 	}
-	h.mu.RUnlock()
+	if out == nil {
+		out = []ChannelInfo{}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// count returns the number of channels of app with subscribers on this node.
+// count returns the number of channels of app with subscribers on this
+// node, visiting the stripes one at a time.
 func (h *hub) count(app *App) int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
 	n := 0
-	for _, ch := range h.apps[app] {
-		if ch.subs > 0 {
-			n++
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.RLock()
+		for _, ch := range s.apps[app] {
+			if ch.subs > 0 {
+				n++
+			}
 		}
+		s.mu.RUnlock()
 	}
 	return n
 }

@@ -70,7 +70,7 @@ func NewServer(opts Options, nShards int) (*Server, error) {
 
 		countWindow: defaultCountWindow,
 	}
-	srv.counts.m = make(map[localKey]*countState)
+	srv.counts.init()
 	srv.users.signedIn = make(map[localKey]int)
 	srv.users.watched = make(map[localKey][]int32)
 	for i := range srv.watch {

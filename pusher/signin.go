@@ -2,18 +2,14 @@ package pusher
 
 import "encoding/json"
 
-func (s *Session) handleSignin(raw json.RawMessage) {
-	obj, ok := objectData(raw)
-	var d struct {
-		Auth     json.RawMessage `json:"auth"`
-		UserData json.RawMessage `json:"user_data"`
-	}
-	if !ok || json.Unmarshal(obj, &d) != nil {
+func (s *Session) handleSignin(msg *clientMsg) {
+	d, ok := msg.dataObject()
+	if !ok {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	auth, ok1 := jsonString(d.Auth)
-	userData, ok2 := jsonString(d.UserData)
+	auth, ok1 := jsonString(d.auth)
+	userData, ok2 := jsonString(d.userData)
 	if !ok1 || !ok2 {
 		s.sendError(ErrInvalidMessage)
 		return

@@ -1,6 +1,7 @@
 package pusher
 
 import (
+	"hash/maphash"
 	"strconv"
 	"sync"
 	"time"
@@ -27,9 +28,52 @@ const (
 )
 
 // countTable is the node's subscription count state, per channel.
+//
+// Concurrency: goroutine-safe, with no process-wide lock. The channels are
+// split into stripes (as many as the hub's: hubStripes) by a hash of app
+// and name; each stripe has its own lock and
+// map. Under a stripe lock only the count state is read and changed (and
+// timers armed): the Tracker's Count, deliveries of
+// pusher_internal:subscription_count and webhooks are decided under it and
+// made after it is released. Sends (deliveries and webhooks) take a ticket
+// of the stripe's sequencer under the lock and run in its turn, so that two
+// totals reach the shards (and the webhook sink) in the order they were
+// applied. Count calls need no order (one is in flight per channel, the
+// totals carry their seq) and are made right after the lock is released.
+// Lock order: a stripe lock, then nothing; a send's turn is waited for
+// without any lock held. Tracker callbacks come from other goroutines.
 type countTable struct {
-	mu sync.Mutex
-	m  map[localKey]*countState
+	seed    maphash.Seed
+	mask    uint64
+	stripes []countStripe
+}
+
+// countStripe is one part of the count table; m is guarded by mu.
+type countStripe struct {
+	mu  sync.Mutex
+	m   map[localKey]*countState
+	seq sequencer
+	_   [64]byte // keeps the next stripe's lock off this cache line
+}
+
+func (t *countTable) init() {
+	n := hubStripes()
+	t.seed = maphash.MakeSeed()
+	t.mask = uint64(n - 1)
+	t.stripes = make([]countStripe, n)
+	for i := range t.stripes {
+		cs := &t.stripes[i]
+		cs.m = make(map[localKey]*countState)
+		cs.seq.cond.L = &cs.seq.mu
+	}
+}
+
+func (t *countTable) stripeOf(k localKey) *countStripe {
+	x := maphash.String(t.seed, k.name)
+	if k.app != nil {
+		x ^= maphash.String(t.seed, k.app.ID) * 0x9e3779b97f4a7c15
+	}
+	return &t.stripes[x&t.mask]
 }
 
 // countState is one channel's count on this node: the coalescing of its
@@ -72,14 +116,13 @@ func (srv *Server) addCount(app *App, channel string, delta int64) {
 	if !srv.counting(app) {
 		return
 	}
-	t := &srv.counts
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	k := localKey{app, channel}
-	st := t.m[k]
+	cs := srv.counts.stripeOf(k)
+	cs.mu.Lock()
+	st := cs.m[k]
 	if st == nil {
 		st = &countState{}
-		t.m[k] = st
+		cs.m[k] = st
 	}
 	st.local += delta
 	if st.inflight {
@@ -88,16 +131,24 @@ func (srv *Server) addCount(app *App, channel string, delta int64) {
 			gen := st.gen
 			st.retry = time.AfterFunc(countRetry, func() { srv.retryCount(k, gen) })
 		}
+		cs.mu.Unlock()
 		return
 	}
-	srv.sendCountLocked(k, st, delta)
+	gen := startCountLocked(st)
+	cs.mu.Unlock()
+	srv.sendCount(k, gen, delta)
 }
 
-// sendCountLocked starts a Count of delta for the channel. t.mu is held.
-func (srv *Server) sendCountLocked(k localKey, st *countState, delta int64) {
+// startCountLocked marks a Count in flight for the channel and returns its
+// generation. The stripe lock is held; the caller then calls sendCount.
+func startCountLocked(st *countState) uint64 {
 	st.inflight = true
 	st.gen++
-	gen := st.gen
+	return st.gen
+}
+
+// sendCount makes the Count of generation gen. No lock is held.
+func (srv *Server) sendCount(k localKey, gen uint64, delta int64) {
 	srv.tracker.Count(k.app, keyCount(k.name), delta, func(total int64, seq uint64) {
 		srv.countReturned(k, gen)
 		srv.counted(k.app, k.name, total, seq)
@@ -107,11 +158,11 @@ func (srv *Server) sendCountLocked(k localKey, st *countState, delta int64) {
 // countReturned sends the deltas that waited for the Count of generation
 // gen, or ends the channel's Count in flight.
 func (srv *Server) countReturned(k localKey, gen uint64) {
-	t := &srv.counts
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.m[k]
+	cs := srv.counts.stripeOf(k)
+	cs.mu.Lock()
+	st := cs.m[k]
 	if st == nil || !st.inflight || st.gen != gen {
+		cs.mu.Unlock()
 		return // given up on (retryCount): a newer one is in flight
 	}
 	if st.retry != nil {
@@ -122,32 +173,37 @@ func (srv *Server) countReturned(k localKey, gen uint64) {
 	if st.pending != 0 {
 		d := st.pending
 		st.pending = 0
-		srv.sendCountLocked(k, st, d)
+		next := startCountLocked(st)
+		cs.mu.Unlock()
+		srv.sendCount(k, next, d)
 		return
 	}
-	srv.countIdleLocked(k, st)
+	cs.countIdleLocked(k, st)
+	cs.mu.Unlock()
 }
 
 // retryCount gives up on a Count that was not answered: the deltas that
 // wait behind it go with a new one.
 func (srv *Server) retryCount(k localKey, gen uint64) {
-	t := &srv.counts
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.m[k]
+	cs := srv.counts.stripeOf(k)
+	cs.mu.Lock()
+	st := cs.m[k]
 	if st == nil || !st.inflight || st.gen != gen {
+		cs.mu.Unlock()
 		return
 	}
 	st.retry = nil
 	d := st.pending
 	st.pending = 0
-	srv.sendCountLocked(k, st, d)
+	next := startCountLocked(st)
+	cs.mu.Unlock()
+	srv.sendCount(k, next, d)
 }
 
 // countIdleLocked forgets a channel's state once nothing refers to it.
-func (srv *Server) countIdleLocked(k localKey, st *countState) {
+func (cs *countStripe) countIdleLocked(k localKey, st *countState) {
 	if st.local == 0 && !st.inflight && st.pending == 0 && st.msgs.timer == nil && st.hooks.timer == nil {
-		delete(srv.counts.m, k)
+		delete(cs.m, k)
 	}
 }
 
@@ -164,19 +220,34 @@ func (srv *Server) counted(app *App, channel string, total int64, seq uint64) {
 	if !srv.hookEnabled(app, webhooks.SubscriptionCount) {
 		return
 	}
-	t := &srv.counts
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	k := localKey{app, channel}
-	st := t.m[k]
+	cs := srv.counts.stripeOf(k)
+	cs.mu.Lock()
+	st := cs.m[k]
 	if st == nil {
 		st = &countState{}
-		t.m[k] = st
+		cs.m[k] = st
 	}
-	srv.throttleLocked(k, st, &st.hooks, total, func(n int64) {
+	send := func(n int64) {
 		srv.emit(app, webhooks.Event{Name: webhooks.SubscriptionCount, Channel: channel, SubscriptionCount: int(max(n, 0))})
-	})
-	srv.countIdleLocked(k, st)
+	}
+	n, now := srv.throttleLocked(cs, k, st, &st.hooks, total, send)
+	var ticket uint64
+	if now {
+		ticket = cs.seq.take()
+	}
+	cs.countIdleLocked(k, st)
+	cs.mu.Unlock()
+	if now {
+		cs.inTurn(ticket, func() { send(n) })
+	}
+}
+
+// inTurn runs f in the turn of ticket (taken under cs.mu, now released).
+func (cs *countStripe) inTurn(ticket uint64, f func()) {
+	cs.seq.wait(ticket)
+	defer cs.seq.done()
+	f()
 }
 
 // DeliverCount implements Node: it applies a channel's cluster-wide
@@ -197,27 +268,37 @@ func (srv *Server) applyCount(app *App, channel string, total int64, seq uint64)
 	if kind, _ := Classify(channel); kind == KindPresence {
 		return
 	}
-	t := &srv.counts
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	k := localKey{app, channel}
-	st := t.m[k]
+	cs := srv.counts.stripeOf(k)
+	cs.mu.Lock()
+	st := cs.m[k]
 	if st == nil || (st.have && seq <= st.seq) {
+		cs.mu.Unlock()
 		return
 	}
 	st.have, st.seq, st.total = true, seq, total
-	// Delivered under t.mu, so that two totals reach the shards in the
-	// order they were applied.
-	srv.throttleLocked(k, st, &st.msgs, total, func(n int64) {
+	send := func(n int64) {
 		srv.countsSent.Add(1)
 		srv.deliver(app, channel, countJSON(channel, n), "", false)
-	})
+	}
+	n, now := srv.throttleLocked(cs, k, st, &st.msgs, total, send)
+	if !now {
+		cs.mu.Unlock()
+		return
+	}
+	// Delivered in the turn taken under the lock, so that two totals reach
+	// the shards in the order they were applied.
+	ticket := cs.seq.take()
+	cs.mu.Unlock()
+	cs.inTurn(ticket, func() { send(n) })
 }
 
-// throttleLocked sends total now or, on a busy channel within the window
-// of the last send, at the window's end (the latest total then). send is
-// called with t.mu held. t.mu is held.
-func (srv *Server) throttleLocked(k localKey, st *countState, th *throttle, total int64, send func(int64)) {
+// throttleLocked decides whether total goes now (then it returns it and
+// true: the caller sends it in a turn of the stripe's sequencer, taken
+// before releasing the lock) or, on a busy channel within the window of
+// the last send, at the window's end (the latest total then), when a timer
+// calls send in its own turn. cs.mu is held.
+func (srv *Server) throttleLocked(cs *countStripe, k localKey, st *countState, th *throttle, total int64, send func(int64)) (int64, bool) {
 	now := srv.opts.Now()
 	if total <= countBusy {
 		if th.timer != nil {
@@ -225,40 +306,42 @@ func (srv *Server) throttleLocked(k localKey, st *countState, th *throttle, tota
 			th.timer = nil
 		}
 		th.last = now
-		send(total)
-		return
+		return total, true
 	}
 	th.total = total
 	if th.timer != nil {
-		return // the trailing send carries it
+		return 0, false // the trailing send carries it
 	}
 	if since := now.Sub(th.last); since >= srv.countWindow || since < 0 {
 		th.last = now
-		send(total)
-		return
+		return total, true
 	}
 	th.gen++
 	gen := th.gen
 	th.timer = time.AfterFunc(srv.countWindow-now.Sub(th.last), func() {
-		t := &srv.counts
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		if t.m[k] != st || th.gen != gen || th.timer == nil {
+		cs.mu.Lock()
+		if cs.m[k] != st || th.gen != gen || th.timer == nil {
+			cs.mu.Unlock()
 			return
 		}
 		th.timer = nil
 		th.last = srv.opts.Now()
-		send(th.total)
-		srv.countIdleLocked(k, st)
+		n := th.total
+		ticket := cs.seq.take()
+		cs.countIdleLocked(k, st)
+		cs.mu.Unlock()
+		cs.inTurn(ticket, func() { send(n) })
 	})
+	return 0, false
 }
 
 // knownCount returns the last total applied for a channel, if any.
 func (srv *Server) knownCount(app *App, channel string) (int64, bool) {
-	t := &srv.counts
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.m[localKey{app, channel}]
+	k := localKey{app, channel}
+	cs := srv.counts.stripeOf(k)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	st := cs.m[k]
 	if st == nil || !st.have {
 		return 0, false
 	}

@@ -21,12 +21,6 @@ type subscription struct {
 	pending bool            // not answered yet: gets no events
 }
 
-type subscribeData struct {
-	Channel     json.RawMessage `json:"channel"`
-	Auth        json.RawMessage `json:"auth"`
-	ChannelData json.RawMessage `json:"channel_data"`
-}
-
 func (s *Session) findSub(name string) *subscription {
 	for _, sub := range s.subs {
 		if sub.name == name {
@@ -49,24 +43,31 @@ func (s *Session) subscriptionError(channel string, e *Error, status int) {
 	s.sendError(e)
 }
 
-func (s *Session) handleSubscribe(raw json.RawMessage) {
-	obj, ok := objectData(raw)
-	var d subscribeData
-	if !ok || json.Unmarshal(obj, &d) != nil {
+func (s *Session) handleSubscribe(msg *clientMsg) {
+	d, ok := msg.dataObject()
+	if !ok {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	name, ok1 := jsonString(d.Channel)
-	auth, ok2 := optString(d.Auth)
-	channelData, ok3 := optString(d.ChannelData)
+	name, ok1 := jsonString(d.channel)
+	auth, ok2 := optString(d.auth)
+	cdRaw, ok3 := optStringBytes(d.channelData)
 	if !ok1 || !ok2 || !ok3 {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	if channelData != "" && !json.Valid([]byte(channelData)) {
-		s.sendError(ErrInvalidMessage)
-		return
+	// channel_data is read once: checked here, its member fields kept for
+	// a presence channel.
+	var cd memberFields
+	cdObject := false
+	if len(cdRaw) > 0 {
+		var valid bool
+		if cd, valid, cdObject = scanChannelData(cdRaw); !valid {
+			s.sendError(ErrInvalidMessage)
+			return
+		}
 	}
+	channelData := string(cdRaw)
 	srv := s.shard.srv
 	if !validChannelName(name, srv.opts.MaxNameLength) {
 		s.subscriptionError(name, ErrInvalidChannel, 400)
@@ -107,7 +108,7 @@ func (s *Session) handleSubscribe(raw json.RawMessage) {
 		}
 		if kind == KindPresence {
 			var e *Error
-			m, e = parseMember(channelData, srv.opts.MaxUserInfoSize)
+			m, e = parseMember(channelData, cd, cdObject, srv.opts.MaxUserInfoSize)
 			if e != nil {
 				s.subscriptionError(name, e, 400)
 				return
@@ -200,16 +201,14 @@ func (s *Session) sendSubscribed(name string, kind ChannelKind, presence []byte)
 	s.send(eventJSON(nil, "pusher_internal:subscription_succeeded", data, name))
 }
 
-// parseMember reads a presence channel_data: {"user_id": string|number, "user_info": any}.
-func parseMember(channelData string, maxInfo int) (*member, *Error) {
-	var cd struct {
-		UserID   json.RawMessage `json:"user_id"`
-		UserInfo json.RawMessage `json:"user_info"`
-	}
-	if channelData == "" || json.Unmarshal([]byte(channelData), &cd) != nil {
+// parseMember makes the member of a presence channel_data,
+// {"user_id": string|number, "user_info": any}, from its fields (read by
+// scanChannelData; object says it is an object).
+func parseMember(channelData string, cd memberFields, object bool, maxInfo int) (*member, *Error) {
+	if channelData == "" || !object {
 		return nil, &Error{4009, "Presence channels need channel_data with a user_id"}
 	}
-	id := bytes.TrimSpace(cd.UserID)
+	id := bytes.TrimSpace(cd.userID)
 	var key string
 	switch {
 	case len(id) > 0 && id[0] == '"':
@@ -220,7 +219,7 @@ func parseMember(channelData string, maxInfo int) (*member, *Error) {
 	if key == "" {
 		return nil, &Error{4009, "Presence channels need channel_data with a user_id"}
 	}
-	info := bytes.TrimSpace(cd.UserInfo)
+	info := bytes.TrimSpace(cd.userInfo)
 	if maxInfo > 0 && len(info) > maxInfo {
 		return nil, ErrUserInfoTooLarge
 	}
@@ -234,20 +233,19 @@ func parseMember(channelData string, maxInfo int) (*member, *Error) {
 	return m, nil
 }
 
-func (s *Session) handleUnsubscribe(raw json.RawMessage) {
-	obj, ok := objectData(raw)
-	var d subscribeData
-	if !ok || json.Unmarshal(obj, &d) != nil {
+func (s *Session) handleUnsubscribe(msg *clientMsg) {
+	d, ok := msg.dataObject()
+	if !ok {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
-	name, ok := jsonString(d.Channel)
+	name, ok := jsonStringBytes(d.channel)
 	if !ok {
 		s.sendError(ErrInvalidMessage)
 		return
 	}
 	for i, sub := range s.subs {
-		if sub.name == name {
+		if sub.name == string(name) {
 			s.subs = append(s.subs[:i], s.subs[i+1:]...)
 			s.leave(sub)
 			if len(s.subs) == 0 {

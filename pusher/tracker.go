@@ -14,7 +14,8 @@ import "time"
 // Release when it goes 1 -> 0, in that order, never Hold twice in a row.
 //
 // Implementations are goroutine-safe and never wait: every method only
-// queues and returns, and may be called with the engine's registry locked.
+// queues and returns; the engine calls it outside its registry locks but
+// in the order of its changes (one change's calls at a time per stripe).
 // Results come through the callbacks, from any goroutine, never from the
 // calling one while it holds a lock of the caller's (so a callback may call
 // back into the engine). For one key, the operations take effect in the

@@ -16,7 +16,7 @@ import (
 // Every callback runs on the tracker's own goroutine (started when there is
 // something to call and ended when there is nothing left), in the order the
 // calls that produced them took effect, never on the caller's goroutine: the
-// engine calls it with its registry locked. A slow callback delays the ones
+// engine may call it while it orders its changes. A slow callback delays the ones
 // after it. All methods are goroutine-safe and never wait.
 type MemoryTracker struct {
 	mu       sync.Mutex

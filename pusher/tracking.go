@@ -33,8 +33,8 @@ func (srv *Server) vacateDelay() time.Duration {
 	return max(srv.opts.VacateDelay, 0)
 }
 
-// channelHeld: this node's first subscription to a channel. Called under
-// the hub lock.
+// channelHeld: this node's first subscription to a channel. Called from
+// the hub's effects (in its stripe's order, no lock held).
 func (srv *Server) channelHeld(app *App, name string) {
 	if !srv.hookEnabled(app, webhooks.ChannelOccupied) {
 		return
@@ -47,7 +47,7 @@ func (srv *Server) channelHeld(app *App, name string) {
 }
 
 // channelFreed: this node's last subscription to a channel left. Called
-// under the hub lock.
+// from the hub's effects (in its stripe's order, no lock held).
 func (srv *Server) channelFreed(app *App, name string) {
 	if !srv.hookEnabled(app, webhooks.ChannelVacated) {
 		return
@@ -60,7 +60,7 @@ func (srv *Server) channelFreed(app *App, name string) {
 }
 
 // memberHeld: a presence user's first connection to a channel on this node.
-// Called under the hub lock.
+// Called from the hub's effects (in its stripe's order, no lock held).
 func (srv *Server) memberHeld(app *App, channel, userKey string) {
 	if !srv.hookEnabled(app, webhooks.MemberAdded) {
 		return
@@ -73,7 +73,7 @@ func (srv *Server) memberHeld(app *App, channel, userKey string) {
 }
 
 // memberFreed: a presence user's last connection to a channel on this node
-// left. Called under the hub lock.
+// left. Called from the hub's effects (in its stripe's order, no lock held).
 func (srv *Server) memberFreed(app *App, channel, userKey string) {
 	if !srv.hookEnabled(app, webhooks.MemberRemoved) {
 		return
