@@ -60,6 +60,10 @@ func TestTLSHandshakeMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
+	// The listeners defer accepting until the first bytes arrive.
+	if _, err := silent.Write([]byte{0x16}); err != nil {
+		t.Fatal(err)
+	}
 	n.expectSamples(map[string]float64{
 		"reverb_tls_handshakes_in_progress":   1,
 		"reverb_tls_handshakes_failed_total":  0,
