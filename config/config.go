@@ -87,6 +87,10 @@ type Server struct {
 	// MaxOutboundBuffer caps the bytes queued for one slow connection before
 	// it is disconnected. Must be > 0. Default: 1048576 (1 MiB).
 	MaxOutboundBuffer int `toml:"max_outbound_buffer"`
+	// FanoutChunk is how many connections a loop writes a broadcast to
+	// before it reads requests and writes answers again; the fan-out goes
+	// on right after. Must be > 0. Default: 256.
+	FanoutChunk int `toml:"fanout_chunk"`
 	// PongTimeout is how many seconds a pinged connection may stay silent
 	// before it is closed with 4201. Must be > 0. Default: 30.
 	PongTimeout int `toml:"pong_timeout"`
@@ -428,6 +432,7 @@ func Default() *Config {
 			MaxRequestSize:      10000,
 			HandshakeTimeout:    10,
 			MaxOutboundBuffer:   1 << 20,
+			FanoutChunk:         256,
 			PongTimeout:         30,
 			AuthTimestampWindow: 600,
 			APIQueue:            1024,

@@ -94,6 +94,7 @@ func TestDefault(t *testing.T) {
 		{"server.loops", c.Server.Loops, 0},
 		{"server.handshake_timeout", c.Server.HandshakeTimeout, 10},
 		{"server.max_outbound_buffer", c.Server.MaxOutboundBuffer, 1048576},
+		{"server.fanout_chunk", c.Server.FanoutChunk, 256},
 		{"server.pong_timeout", c.Server.PongTimeout, 30},
 		{"server.auth_timestamp_window", c.Server.AuthTimestampWindow, 600},
 		{"server.api_workers", c.Server.APIWorkers, 0},

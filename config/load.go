@@ -334,6 +334,7 @@ func (c *Config) problems() []string {
 	v.nonNegative("server.loops", s.Loops)
 	v.positive("server.handshake_timeout", s.HandshakeTimeout)
 	v.positive("server.max_outbound_buffer", s.MaxOutboundBuffer)
+	v.positive("server.fanout_chunk", s.FanoutChunk)
 	v.positive("server.pong_timeout", s.PongTimeout)
 	v.nonNegative("server.auth_timestamp_window", s.AuthTimestampWindow)
 	v.nonNegative("server.api_workers", s.APIWorkers)

@@ -64,6 +64,7 @@ func (c *Config) Options() pusher.Options {
 		ClientEventsPerSecond:    l.ClientEventsPerSecond,
 		SubscriptionsPerSecond:   l.SubscriptionsPerSecond,
 		MaxOutboundBuffer:        c.Server.MaxOutboundBuffer,
+		FanoutChunk:              c.Server.FanoutChunk,
 		PongTimeout:              seconds(c.Server.PongTimeout),
 		VacateDelay:              vacateDelay(c.Webhooks.VacateDelayMS),
 	}
