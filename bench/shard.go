@@ -95,6 +95,7 @@ type shard struct {
 
 	stop     chan struct{}
 	stopSend chan struct{}
+	sendDone chan struct{} // closed when the client-event sender has returned
 	bg       sync.WaitGroup
 	rssStart int64
 	cpuStart time.Duration
@@ -434,9 +435,11 @@ func (s *shard) startSending() {
 		return
 	}
 	total := s.cfg.Rate * float64(len(live))
+	s.sendDone = make(chan struct{})
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
+		defer close(s.sendDone)
 		t0 := time.Now()
 		tk := time.NewTicker(5 * time.Millisecond)
 		defer tk.Stop()
@@ -475,6 +478,11 @@ func (s *shard) stopSending() {
 		default:
 			close(s.stopSend)
 		}
+	}
+	// Wait for the sender, so that the sent and expected counts read next
+	// include its last events.
+	if s.sendDone != nil {
+		<-s.sendDone
 	}
 }
 
