@@ -359,12 +359,18 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 	sh := s.shards[el]
 	if sh == nil {
 		sh = &shard{el: el, http: make(map[*connState]struct{})}
-		sh.px = s.px.NewShard(func(f func()) {
+		exec := func(f func()) {
 			_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				f()
 				return nil
 			}))
-		})
+		}
+		sh.px = s.px.NewShard(exec)
+		// gnet runs the tasks a task queues in the same pass, before it polls
+		// the sockets again: the rest of a chunked fan-out is queued from
+		// another goroutine, so that the loop reads requests and writes the
+		// answers queued meanwhile first.
+		sh.px.SetResume(func(f func()) { go exec(f) })
 		s.shards[el] = sh
 		s.list = append(s.list, sh)
 	}

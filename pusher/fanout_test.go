@@ -17,6 +17,7 @@ func queuedEnv(t *testing.T, chunk int) (*testEnv, *[]func()) {
 	}
 	q := new([]func())
 	sh := srv.NewShard(func(f func()) { *q = append(*q, f) })
+	sh.SetResume(func(f func()) { *q = append(*q, f) })
 	return &testEnv{t: t, srv: srv, sh: sh, app: app, clock: clock}, q
 }
 

@@ -126,7 +126,7 @@ func (srv *Server) NewShard(exec func(func())) *Shard {
 	if srv.nShard >= len(srv.shards) {
 		panic("pusher: more shards than declared")
 	}
-	sh := &Shard{srv: srv, idx: srv.nShard, exec: exec, local: make(map[localKey]*localChannel)}
+	sh := &Shard{srv: srv, idx: srv.nShard, exec: exec, resume: exec, local: make(map[localKey]*localChannel)}
 	srv.shards[srv.nShard] = sh
 	srv.nShard++
 	return sh

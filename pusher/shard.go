@@ -29,6 +29,8 @@ type Shard struct {
 	srv  *Server
 	idx  int
 	exec func(func()) // runs a function on the shard's loop; goroutine-safe
+	// resume runs the rest of a chunked fan-out on the loop (SetResume).
+	resume func(func())
 
 	mu    sync.Mutex
 	inbox []delivery
@@ -229,13 +231,21 @@ func (sh *Shard) drain() {
 		sh.stats.fanoutYields++
 		if !sh.continued {
 			sh.continued = true
-			sh.exec(sh.drain)
+			sh.resume(sh.drain)
 		}
 		return
 	}
 	sh.touched = sh.touched[:0]
 	sh.flushed = 0
 }
+
+// SetResume sets how the rest of a fan-out paused after FanoutChunk
+// connections is run on the shard's loop. It must run f on the loop after
+// the loop has polled its sockets and run its urgent tasks (gnet runs the
+// tasks queued by a task in the same pass, so the transport hands f over
+// from another goroutine). Default: the shard's exec. Call it before the
+// shard is used.
+func (sh *Shard) SetResume(resume func(func())) { sh.resume = resume }
 
 // addLocal records a subscription on this shard.
 func (sh *Shard) addLocal(sub *subscription) {
