@@ -134,6 +134,8 @@ type shard struct {
 	// gather in wbuf until onTraffic writes them at once.
 	batch *connState
 	wbuf  []byte
+
+	tlsConns []*tlsConn // the TLS connections past their handshake (tls.go)
 }
 
 // New creates a transport for px.
@@ -398,6 +400,7 @@ func (s *Server) onTick() (time.Duration, gnet.Action) {
 		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			sh.px.Sweep(now)
 			s.sweepHandshakes(sh, now)
+			shrinkIdleTLS(sh)
 			return nil
 		}))
 	}

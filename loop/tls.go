@@ -78,7 +78,7 @@ func (s *Server) tlsStats() TLSStats {
 // openTLS puts a new connection's state behind TLS. Runs on the loop, in
 // onOpen.
 func (s *Server) openTLS(st *connState, c gnet.Conn) {
-	t := &tlsConn{gc: c}
+	t := &tlsConn{gc: c, sh: st.sh, idx: -1}
 	t.tc = s.tls.NewConn(c.RemoteAddr(), t.out, t.done)
 	st.c = t
 	st.tls = t
@@ -112,6 +112,7 @@ func (s *Server) tlsInput(st *connState) (gnet.Action, bool) {
 	if t.plain == nil {
 		t.getPlain()
 	}
+	t.used = true
 	var err error
 	t.plain, err = t.tc.Decrypt(t.plain, buf)
 	if err != nil {
@@ -152,6 +153,9 @@ type tlsConn struct {
 	box    *[]byte // plainBufs entry plain came from
 	ready  bool    // the handshake ended and its records were written
 	closed bool    // onClose ran: nothing more goes to gc
+	used   bool    // a record went in or out since the last idle sweep
+	idx    int32   // position in sh.tlsConns; -1 when not listed
+	sh     *shard
 
 	mu sync.Mutex // guards hs
 	hs []byte     // handshake records from the worker, not written yet
@@ -210,6 +214,9 @@ func (t *tlsConn) done(err error) {
 			return
 		}
 		t.ready = true
+		t.used = true
+		t.idx = int32(len(t.sh.tlsConns))
+		t.sh.tlsConns = append(t.sh.tlsConns, t)
 		_ = t.gc.Wake(nil)
 	})
 }
@@ -227,6 +234,14 @@ func (t *tlsConn) onLoop(f func()) {
 // still hold a slice of it.
 func (t *tlsConn) release() {
 	t.closed = true
+	if i := t.idx; i >= 0 {
+		l := t.sh.tlsConns
+		last := l[len(l)-1]
+		l[i], last.idx = last, i
+		l[len(l)-1] = nil
+		t.sh.tlsConns = l[:len(l)-1]
+		t.idx = -1
+	}
 	t.tc.Close()
 	t.plain, t.box = nil, nil
 }
@@ -282,6 +297,7 @@ func (t *tlsConn) Write(b []byte) (int, error) {
 	if t.closed {
 		return 0, net.ErrClosed
 	}
+	t.used = true
 	if err := t.tc.Write(b); err != nil {
 		_ = t.gc.Close()
 		return 0, err
@@ -358,3 +374,17 @@ func (t *tlsConn) Wake(cb gnet.AsyncCallback) error { return t.gc.Wake(cb) }
 // Close closes the connection after what is buffered is written.
 // Goroutine-safe.
 func (t *tlsConn) Close() error { return t.gc.Close() }
+
+// shrinkIdleTLS frees the cipher state of the shard's TLS connections that
+// neither received nor sent a record since the previous sweep (a second or
+// two): an idle connection then keeps only its keys, and its next record
+// rebuilds the rest (looptls.Conn.Shrink). Runs on the loop, once a second.
+func shrinkIdleTLS(sh *shard) {
+	for _, t := range sh.tlsConns {
+		if t.used {
+			t.used = false
+			continue
+		}
+		t.tc.Shrink()
+	}
+}

@@ -922,3 +922,51 @@ func TestTLSHandshakePoolFull(t *testing.T) {
 		}
 	}
 }
+
+// shrinkAll runs the idle-TLS sweep on every loop and waits for it.
+func shrinkAll(t *testing.T, srv *Server) {
+	t.Helper()
+	srv.mu.Lock()
+	list := append([]*shard(nil), srv.list...)
+	srv.mu.Unlock()
+	for _, sh := range list {
+		done := make(chan struct{})
+		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			shrinkIdleTLS(sh)
+			close(done)
+			return nil
+		}))
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the sweep did not run")
+		}
+	}
+}
+
+// TestTLSIdleConnectionsShrink: connections idle across two sweeps drop
+// their cipher state, and then receive broadcasts, answer pings and take
+// subscriptions as before, in both directions; 20 rounds.
+func TestTLSIdleConnectionsShrink(t *testing.T) {
+	srv, addr, cc := startTLSServer(t, pusher.Options{}, Config{})
+	ws := connectTLS(t, dialTLS(t, addr, cc), addr)
+	ws.subscribe("quiet")
+	api := dialTLS(t, addr, cc)
+	r := bufio.NewReader(api)
+	for i := range 20 {
+		shrinkAll(t, srv) // marks them idle
+		shrinkAll(t, srv) // shrinks them
+		data := fmt.Sprintf("after idle %d", i)
+		fmt.Fprint(api, signedRequest("POST", "/apps/"+testAppID+"/events", `{"name":"e","channel":"quiet","data":"`+data+`"}`))
+		if code, body := readResponse(t, r); code != 200 {
+			t.Fatalf("round %d: trigger: %d %s", i, code, body)
+		}
+		if e := ws.expectEvent("e"); e.DataString() != data {
+			t.Fatalf("round %d: event %+v", i, e)
+		}
+		shrinkAll(t, srv)
+		shrinkAll(t, srv)
+		ws.send(`{"event":"pusher:ping","data":{}}`)
+		ws.expectEvent("pusher:pong")
+	}
+}

@@ -145,6 +145,13 @@ func TestRecordSuites(t *testing.T) {
 				}
 			}
 			exchange(100)
+			// Shrunk (idle) on both sides, the keys still work.
+			srv.shrink()
+			cli.shrink()
+			if srv.in.aead != nil || srv.out.aead != nil {
+				t.Fatal("shrink kept the cipher state")
+			}
+			exchange(100)
 			exchange(maxPlaintext13)
 			exchange(3*maxPlaintext13 + 7)
 			for _, req := range []byte{0, 1, 1, 0} {
@@ -159,6 +166,9 @@ func TestRecordSuites(t *testing.T) {
 				exchange(10) // client side: the server's KeyUpdate is handled by cli
 				if got := srv.out.secret; got != cli.in.secret {
 					t.Fatal("write secrets differ after KeyUpdate")
+				}
+				if req == 1 {
+					srv.shrink() // rebuilt from the updated keys
 				}
 			}
 		})

@@ -115,7 +115,8 @@ func expandLabel(h func() hash.Hash, secret []byte, label string, n int) []byte 
 // direction is one half of the record layer: the client's (read) or the
 // server's (write) traffic protection.
 type direction struct {
-	aead   cipher.AEAD
+	aead   cipher.AEAD // nil after shrink, rebuilt from key on next use
+	key    [32]byte    // the AEAD key, first suite keyLen bytes
 	iv     [ivLen]byte
 	nonce  [ivLen]byte // scratch: kept here so it does not escape per record
 	seq    uint64
@@ -125,15 +126,36 @@ type direction struct {
 // setSecret derives the key and IV from secret (RFC 8446 §7.3) and resets
 // the sequence number.
 func (d *direction) setSecret(s *suite13, secret []byte) error {
-	aead, err := s.aead(expandLabel(s.hash, secret, "key", s.keyLen))
+	key := expandLabel(s.hash, secret, "key", s.keyLen)
+	aead, err := s.aead(key)
 	if err != nil {
 		return err
 	}
 	d.aead = aead
+	copy(d.key[:], key)
 	copy(d.iv[:], expandLabel(s.hash, secret, "iv", ivLen))
 	copy(d.secret[:], secret)
 	d.seq = 0
 	return nil
+}
+
+// cipher returns the AEAD, rebuilding it after a shrink.
+func (d *direction) cipher(s *suite13) (cipher.AEAD, error) {
+	if d.aead == nil {
+		aead, err := s.aead(d.key[:s.keyLen])
+		if err != nil {
+			return nil, err
+		}
+		d.aead = aead
+	}
+	return d.aead, nil
+}
+
+// shrink drops the AEADs' expanded state (about 1.5 KB for AES-GCM); the
+// next record rebuilds it from the keys (well under a microsecond with AES
+// instructions).
+func (r *rec13) shrink() {
+	r.in.aead, r.out.aead = nil, nil
 }
 
 // update moves to the next traffic secret (RFC 8446 §7.2).
@@ -208,7 +230,7 @@ func (d *direction) opens(record []byte, seq uint64) bool {
 	d.seq = seq
 	nonce, _ := d.makeNonce()
 	d.seq = save
-	_, err := d.aead.Open(nil, nonce, record[recordHeaderLen:], record[:recordHeaderLen])
+	_, err := d.aead.Open(nil, nonce, record[recordHeaderLen:], record[:recordHeaderLen]) // aead is set: called right after setSecret
 	return err == nil
 }
 
@@ -339,7 +361,11 @@ func (r *rec13) open(dst, hdr, body []byte) ([]byte, error) {
 		return dst, r.fail(err)
 	}
 	start := len(dst)
-	out, err := r.in.aead.Open(slices.Grow(dst, len(body)), nonce, body, hdr)
+	aead, err := r.in.cipher(r.suite)
+	if err != nil {
+		return dst, r.fail(err)
+	}
+	out, err := aead.Open(slices.Grow(dst, len(body)), nonce, body, hdr)
 	if err != nil {
 		return dst, r.fail(errBadRecordMAC) // out may be nil
 	}
@@ -491,7 +517,14 @@ func (r *rec13) seal(typ byte, p []byte) error {
 	binary.BigEndian.PutUint16(b[3:], uint16(len(p)+1+aeadOverhead))
 	b = append(b, p...)
 	b = append(b, typ)
-	b = r.out.aead.Seal(b[:recordHeaderLen], nonce, b[recordHeaderLen:], b[:recordHeaderLen])
+	aead, err := r.out.cipher(r.suite)
+	if err != nil {
+		*bp = b[:0]
+		writePool.Put(bp)
+		r.werr = err
+		return err
+	}
+	b = aead.Seal(b[:recordHeaderLen], nonce, b[recordHeaderLen:], b[:recordHeaderLen])
 	r.send(b)
 	*bp = b[:0]
 	writePool.Put(bp)
