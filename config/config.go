@@ -14,6 +14,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"strings"
 
@@ -137,6 +138,21 @@ type TLS struct {
 	// HandshakeQueue caps the TLS handshakes waiting for a worker; past it
 	// new connections are closed (counted). Must be > 0. Default: 4096.
 	HandshakeQueue int `toml:"handshake_queue"`
+	// KeyExchanges are the key exchanges the server accepts, most preferred
+	// first, by name: "X25519MLKEM768" (post-quantum hybrid), "X25519",
+	// "P-256", "P-384", "P-521". Default: empty, Go's defaults (the hybrid
+	// first, then X25519 and the NIST curves).
+	KeyExchanges []string `toml:"key_exchanges"`
+}
+
+// KeyExchangeIDs maps the names allowed in TLS.KeyExchanges to their
+// crypto/tls identifiers.
+var KeyExchangeIDs = map[string]tls.CurveID{
+	"X25519MLKEM768": tls.X25519MLKEM768,
+	"X25519":         tls.X25519,
+	"P-256":          tls.CurveP256,
+	"P-384":          tls.CurveP384,
+	"P-521":          tls.CurveP521,
 }
 
 // Enabled reports whether TLS is configured.
@@ -437,7 +453,7 @@ func Default() *Config {
 			AuthTimestampWindow: 600,
 			APIQueue:            1024,
 			DrainTimeout:        10,
-			TLS:                 TLS{HandshakeWorkers: 256, HandshakeQueue: 4096},
+			TLS:                 TLS{HandshakeWorkers: 256, HandshakeQueue: 4096, KeyExchanges: []string{}},
 		},
 		Limits: Limits{
 			MaxChannelsPerEvent:      100,

@@ -1123,3 +1123,13 @@ func TestRedisTopologyProblems(t *testing.T) {
 	mustLoad(t, "[scaling]\npublish_timeout_ms = 0\n[scaling.redis]\nmode = \"ring\"\naddrs = [\"nohost\"]\n", nil)
 	mustLoad(t, "[scaling.redis]\nmode = \"sentinel\"\n", nil)
 }
+
+func TestTLSKeyExchanges(t *testing.T) {
+	c := mustLoad(t, "[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nkey_exchanges = [\"X25519\", \"P-256\"]\n", nil)
+	if got := c.Server.TLS.KeyExchanges; len(got) != 2 || got[0] != "X25519" || got[1] != "P-256" {
+		t.Fatalf("key_exchanges = %v", got)
+	}
+	if p := problemsOf(t, "[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nkey_exchanges = [\"X448\"]\n", nil); len(p) != 1 || !strings.Contains(p[0], "server.tls.key_exchanges") {
+		t.Fatalf("unknown key exchange: %v", p)
+	}
+}

@@ -343,6 +343,11 @@ func (c *Config) problems() []string {
 	v.nonNegative("server.max_connections", s.MaxConnections)
 	v.positive("server.tls.handshake_workers", s.TLS.HandshakeWorkers)
 	v.positive("server.tls.handshake_queue", s.TLS.HandshakeQueue)
+	for _, name := range s.TLS.KeyExchanges {
+		if _, ok := KeyExchangeIDs[name]; !ok {
+			v.add("server.tls.key_exchanges", fmt.Sprintf("unknown key exchange %q (X25519MLKEM768, X25519, P-256, P-384, P-521)", name))
+		}
+	}
 	if (s.TLS.Cert == "") != (s.TLS.Key == "") {
 		if s.TLS.Cert == "" {
 			v.add("server.tls.cert", "must be set when server.tls.key is")

@@ -141,6 +141,9 @@ func cmdStart(args []string) int {
 		}
 		lcfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		lcfg.TLSHandshakeWorkers = cfg.Server.TLS.HandshakeWorkers
+		for _, name := range cfg.Server.TLS.KeyExchanges {
+			lcfg.TLS.CurvePreferences = append(lcfg.TLS.CurvePreferences, config.KeyExchangeIDs[name])
+		}
 		lcfg.TLSHandshakeQueue = cfg.Server.TLS.HandshakeQueue
 	}
 	lcfg.MaxConnections = capacityCheck(cfg, log, lcfg.MaxConnections)
