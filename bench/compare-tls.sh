@@ -3,7 +3,8 @@
 #
 #   bench/compare-tls.sh            # from anywhere
 #
-# Both servers get the same self-signed ECDSA P-256 certificate (generated with openssl into $OUT) and
+# Ours runs twice: with the default key exchanges and with key_exchanges = ["X25519"], the one Soketi
+# negotiates with these clients. Both servers get the same self-signed ECDSA P-256 certificate (generated with openssl into $OUT) and
 # run on a fresh process each. The bench dials wss:// with a full TLS handshake per connection (no
 # session resumption, like distinct browsers; --tls-insecure since the certificate is self-signed),
 # paced, over public channels, then holds the connections idle. Measured from /proc/PID of the server
@@ -59,15 +60,21 @@ key = "app-key"
 secret = "app-secret"
 max_message_size = 100000
 EOF
+# The same with the key exchange Soketi negotiates with these clients
+# (X25519; ours offers the post-quantum hybrid X25519MLKEM768 by default).
+CONFX="$OUT/reverb-tls-x25519.toml"
+sed 's/^key = "\(.*\)"$/key = "\1"\nkey_exchanges = ["X25519"]/' "$CONF" >"$CONFX"
 
 timeout_s=$(( CONNS / RATE + HOLD + 120 ))
 for i in $(seq 1 "$RUNS"); do
-  order="ours soketi"
-  [ $((i % 2)) -eq 0 ] && order="soketi ours"
+  order="ours oursx soketi"
+  [ $((i % 2)) -eq 0 ] && order="soketi oursx ours"
   for s in $order; do
-    if [ "$s" = ours ]; then
-      start_ours "$CONF"
-      run "connect-tls-$i" ours "$OUR_PORT" "$OUR_PID" --scenario connect --tls --tls-insecure \
+    if [ "$s" = ours ] || [ "$s" = oursx ]; then
+      conf="$CONF"
+      [ "$s" = oursx ] && conf="$CONFX"
+      start_ours "$conf"
+      run "connect-tls-$i" "$s" "$OUR_PORT" "$OUR_PID" --scenario connect --tls --tls-insecure \
         --connections "$CONNS" --rate "$RATE" --channels "$CHANNELS" --duration "${HOLD}s" --timeout "${timeout_s}s"
       stop_ours
     else
@@ -86,16 +93,20 @@ med() {
   median "${vals[@]}"
 }
 row() { # label jq
-  local a b
+  local a x b
   a="$(med ours "$2")"
+  x="$(med oursx "$2")"
   b="$(med soketi "$2")"
-  printf '| %s | %s | %s | %s |\n' "$1" "${a:--}" "${b:--}" "$(ratio "$a" "$b")"
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "${a:--}" "${x:--}" "${b:--}" "$(ratio "$a" "$b")" "$(ratio "$x" "$b")"
 }
 {
   echo "TLS connect: $CONNS wss:// connections at $RATE/s over $CHANNELS channels, full handshakes, median of $RUNS run(s)"
   echo
-  echo "| metric | ours | soketi | ours/soketi |"
-  echo "|---|---|---|---|"
+  echo "ours: default key exchanges (X25519MLKEM768 hybrid negotiated); ours X25519: key_exchanges = [\"X25519\"],"
+  echo "what Soketi negotiates with the same clients"
+  echo
+  echo "| metric | ours | ours X25519 | soketi | ours/soketi | ours X25519/soketi |"
+  echo "|---|---|---|---|---|---|"
   row "connected" '.connected'
   row "RSS per idle subscribed TLS connection (bytes)" '.server_proc.rss_per_conn_bytes'
   row "CPU per TLS connect+subscribe (µs)" '.server_proc.cpu_per_op_us'
