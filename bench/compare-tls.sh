@@ -63,7 +63,7 @@ EOF
 # The same with the key exchange Soketi negotiates with these clients
 # (X25519; ours offers the post-quantum hybrid X25519MLKEM768 by default).
 CONFX="$OUT/reverb-tls-x25519.toml"
-sed 's/^key = "\(.*\)"$/key = "\1"\nkey_exchanges = ["X25519"]/' "$CONF" >"$CONFX"
+sed 's/^key = "\(.*\.pem\)"$/key = "\1"\nkey_exchanges = ["X25519"]/' "$CONF" >"$CONFX"
 
 timeout_s=$(( CONNS / RATE + HOLD + 120 ))
 for i in $(seq 1 "$RUNS"); do
