@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -54,30 +56,46 @@ func foreignListener(port int) (bool, error) {
 // listenerOn reports whether a listening TCP socket on port (any address)
 // satisfies match, given its inode number.
 func listenerOn(port int, match func(inode string) bool) (bool, error) {
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			return false, err
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fs := strings.Fields(line)
-			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
-				continue
-			}
-			i := strings.LastIndexByte(fs[1], ':')
-			p, err := strconv.ParseUint(fs[1][i+1:], 16, 16)
-			if err != nil || int(p) != port {
-				continue
-			}
-			if match(fs[9]) {
-				return true, nil
-			}
+	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		found, err := scanListeners(name, port, match)
+		if err != nil || found {
+			return found, err
 		}
 	}
 	return false, nil
+}
+
+// scanListeners reads one /proc/net/tcp file line by line (it lists every
+// socket of the network namespace, tens of thousands on a busy machine).
+func scanListeners(name string, port int, match func(inode string) bool) (bool, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan() // the header
+	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), []byte(" 0A ")) { // cheap pre-check, no allocation
+			continue
+		}
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
+			continue
+		}
+		i := strings.LastIndexByte(fs[1], ':')
+		p, err := strconv.ParseUint(fs[1][i+1:], 16, 16)
+		if err != nil || int(p) != port {
+			continue
+		}
+		if match(fs[9]) {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
 }
 
 // ownSockets returns the inode numbers of this process's sockets.
