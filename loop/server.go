@@ -116,6 +116,9 @@ type Server struct {
 	ticks   int          // onTick calls; touched only by the ticker goroutine
 	port    int          // the port the loops listen on (picked when Config.Port is 0)
 	bootErr error        // why onBoot refused to start
+	burst   burstState   // TLS handshake bursts (tls.go); ticker goroutine only
+
+	memReleases atomic.Int64 // memory returned to the OS after handshake bursts
 
 	tls *looptls.Server // nil without TLS; see tls.go
 
@@ -396,6 +399,7 @@ func (s *Server) onTick() (time.Duration, gnet.Action) {
 	if s.ticks++; s.ticks%60 == 0 {
 		s.px.SweepCaches(now)
 	}
+	s.releaseAfterBurst()
 	for _, sh := range list {
 		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			sh.px.Sweep(now)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -50,6 +51,9 @@ type TLSStats struct {
 	// Refused counts connections closed because every handshake worker was
 	// busy and the queue was full.
 	Refused int64
+	// MemoryReleases counts the times free memory was returned to the OS
+	// after a burst of handshakes (releaseAfterBurst).
+	MemoryReleases int64
 }
 
 // startTLS makes the looptls server when TLS is configured and returns the
@@ -72,7 +76,7 @@ func (s *Server) tlsStats() TLSStats {
 		return TLSStats{}
 	}
 	st := s.tls.Stats()
-	return TLSStats{InProgress: st.InProgress, Failed: st.Failed, TimedOut: st.TimedOut, Refused: st.Refused}
+	return TLSStats{InProgress: st.InProgress, Failed: st.Failed, TimedOut: st.TimedOut, Refused: st.Refused, MemoryReleases: s.memReleases.Load()}
 }
 
 // openTLS puts a new connection's state behind TLS. Runs on the loop, in
@@ -386,5 +390,49 @@ func shrinkIdleTLS(sh *shard) {
 			continue
 		}
 		t.tc.Shrink()
+	}
+}
+
+// After a burst of TLS handshakes (a deploy, a reconnect storm) the heap
+// holds the handshakes' garbage, about 65 KB each, and the cipher state the
+// idle sweep has since freed: Go keeps such memory for reuse, so the
+// process would stay at its peak size. Once a burst of at least
+// burstHandshakes is followed by burstQuiet seconds without a handshake, the
+// server returns the free memory to the OS, once per burst.
+var (
+	burstHandshakes int64 = 1000 // a variable for tests
+	burstQuiet            = 3
+)
+
+// burstState is touched only by the ticker goroutine (onTick).
+type burstState struct {
+	completed int64 // handshakes completed at the last tick
+	burst     int64 // handshakes since the last release
+	quiet     int   // ticks without a handshake
+}
+
+// releaseAfterBurst runs once a second on the ticker goroutine.
+func (s *Server) releaseAfterBurst() {
+	if s.tls == nil {
+		return
+	}
+	b := &s.burst
+	c := s.tls.Stats().Completed
+	d := c - b.completed
+	b.completed = c
+	if d > 0 {
+		b.burst += d
+		b.quiet = 0
+		return
+	}
+	b.quiet++
+	if b.burst >= burstHandshakes && b.quiet >= burstQuiet {
+		n := b.burst
+		b.burst = 0
+		s.memReleases.Add(1)
+		go func() {
+			debug.FreeOSMemory()
+			s.log.Debug("returned free memory to the OS after a burst of TLS handshakes", "handshakes", n)
+		}()
 	}
 }

@@ -970,3 +970,35 @@ func TestTLSIdleConnectionsShrink(t *testing.T) {
 		ws.expectEvent("pusher:pong")
 	}
 }
+
+// TestTLSMemoryReturnedAfterABurst: a burst of handshakes followed by quiet
+// seconds returns free memory to the OS once, not again without a new
+// burst.
+func TestTLSMemoryReturnedAfterABurst(t *testing.T) {
+	old := burstHandshakes
+	burstHandshakes = 5
+	t.Cleanup(func() { burstHandshakes = old })
+	srv, addr, cc := startTLSServer(t, pusher.Options{}, Config{})
+	for range 5 {
+		// A request answered: the server has completed the handshake.
+		c := dialTLS(t, addr, cc)
+		fmt.Fprint(c, "GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+		if code, _ := readResponse(t, bufio.NewReader(c)); code != 200 {
+			t.Fatalf("GET /up: %d", code)
+		}
+		c.Close()
+	}
+	waitFor(t, 10*time.Second, "one release after the burst", func() (bool, string) {
+		n := stats(srv).TLS.MemoryReleases
+		return n == 1, fmt.Sprintf("%d releases", n)
+	})
+	// Quiet with no new burst: no second release (a tick would have
+	// released by now, burstQuiet+1 ticks later).
+	deadline := time.Now().Add(time.Duration(burstQuiet+1) * time.Second)
+	for time.Now().Before(deadline) {
+		if n := stats(srv).TLS.MemoryReleases; n != 1 {
+			t.Fatalf("%d releases without a new burst", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

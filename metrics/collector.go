@@ -102,6 +102,7 @@ var (
 	descTLSInProgress   = desc("reverb_tls_handshakes_in_progress", "TLS handshakes under way (each is an open connection too).")
 	descTLSFailed       = desc("reverb_tls_handshakes_failed_total", "TLS handshakes that failed (not TLS, bad messages, alerts, too much input), timeouts excluded.")
 	descTLSTimedOut     = desc("reverb_tls_handshakes_timed_out_total", "TLS handshakes that did not finish within handshake_timeout.")
+	descTLSMemReleases  = desc("reverb_tls_memory_releases_total", "Times free memory was returned to the OS after a burst of TLS handshakes.")
 	descTLSRefused      = desc("reverb_tls_handshakes_refused_total", "Connections closed because every TLS handshake worker was busy and the queue was full.")
 	descDeflated        = desc("reverb_deflated_frames_total", "Outbound frames compressed for permessage-deflate (once per broadcast, shared by its subscribers).")
 )
@@ -116,7 +117,7 @@ var allDescs = []*prometheus.Desc{
 	descRedisRefused, descRedisQueued, descRedisBatches, descRedisResyncs, descRedisInterest,
 	descRedisDegraded, descClusterPeers, descTrackerOps, descTrackerErrors, descTrackerQueued, descReaped,
 	descCountEvents, descWatchlistEvents, descDeflated,
-	descTLSInProgress, descTLSFailed, descTLSTimedOut, descTLSRefused,
+	descTLSInProgress, descTLSFailed, descTLSTimedOut, descTLSRefused, descTLSMemReleases,
 }
 
 // collector turns one stats snapshot per scrape into const metrics.
@@ -173,6 +174,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTLSFailed, st.TLS.Failed)
 	counter(descTLSTimedOut, st.TLS.TimedOut)
 	counter(descTLSRefused, st.TLS.Refused)
+	counter(descTLSMemReleases, st.TLS.MemoryReleases)
 	gauge(descLoops, float64(st.Loops))
 	gauge(descDraining, b2f(st.Draining))
 	counter(descStatsTimeouts, c.s.timeouts.Load())
