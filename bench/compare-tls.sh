@@ -108,7 +108,8 @@ row() { # label jq
   echo "| metric | ours | ours X25519 | soketi | ours/soketi | ours X25519/soketi |"
   echo "|---|---|---|---|---|---|"
   row "connected" '.connected'
-  row "RSS per idle subscribed TLS connection (bytes)" '.server_proc.rss_per_conn_bytes'
+  row "RSS per subscribed TLS connection, 1 s after the ramp (bytes)" '.server_proc.rss_per_conn_bytes'
+  row "RSS per idle subscribed TLS connection, after the ${HOLD} s hold (bytes)" '.server_proc.rss_held_per_conn_bytes'
   row "CPU per TLS connect+subscribe (µs)" '.server_proc.cpu_per_op_us'
   row "server CPU over the ramp (s)" '.server_proc.cpu_s'
   row "connects/s" '.connects_per_s'

@@ -109,6 +109,9 @@ func tableRows(res *Result) [][2]string {
 		if s.RSSPerConnB > 0 {
 			add("server RSS per connection", fmt.Sprintf("%.0f B", s.RSSPerConnB))
 		}
+		if s.RSSHeldPerConnB > 0 {
+			add("server RSS per connection after the hold", fmt.Sprintf("%.0f B (%d KB)", s.RSSHeldPerConnB, s.RSSHeldKB))
+		}
 		add("server CPU", fmt.Sprintf("%.2f s = %.2f µs per %s", s.CPUSeconds, s.CPUPerOpUS, res.Op))
 	}
 	add("client CPU", fmt.Sprintf("%.2f s", res.ClientCPUS))

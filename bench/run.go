@@ -19,6 +19,11 @@ type ServerStats struct {
 	RSSBeforeKB int64   `json:"rss_before_kb"`
 	RSSAfterKB  int64   `json:"rss_after_kb"`
 	RSSPerConnB float64 `json:"rss_per_conn_bytes,omitempty"`
+	// RSSHeldKB and RSSHeldPerConnB are read at the end of the connect
+	// scenario's hold (--duration), the connections idle all along; the
+	// figures above are read 1 s after the ramp.
+	RSSHeldKB       int64   `json:"rss_held_kb,omitempty"`
+	RSSHeldPerConnB float64 `json:"rss_held_per_conn_bytes,omitempty"`
 	// CPUSeconds is the server's user+system CPU over the measured phase.
 	CPUSeconds float64 `json:"cpu_s"`
 	// CPUPerOpUS is CPUSeconds divided by the scenario's operations (see

@@ -120,6 +120,12 @@ func (r *runner) runWS(ctx context.Context) error {
 		r.serverCPU(srv0, srvConnected, st.Connected)
 		phase0 = srvIdle
 		sleepCtx(ctx, cfg.Duration)
+		if held := r.serverSample(); r.res.Server != nil && held.RSSKB > 0 {
+			r.res.Server.RSSHeldKB = held.RSSKB
+			if st.Connected > 0 {
+				r.res.Server.RSSHeldPerConnB = round1(float64((held.RSSKB-srv0.RSSKB)*1024) / float64(st.Connected))
+			}
+		}
 	case cfg.Scenario == ScenarioFanout || cfg.Scenario == ScenarioBurst:
 		r.res.Op = "delivery"
 		r.setCounters("deliveries", func() int64 { return total().Received }, nil)
