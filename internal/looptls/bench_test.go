@@ -145,6 +145,22 @@ func BenchmarkRecordWrite(b *testing.B) {
 	}
 }
 
+// BenchmarkRecordWriteAfterShrink is a 100-byte write by a connection the
+// idle sweep shrank: the cost of rebuilding the cipher state included.
+func BenchmarkRecordWriteAfterShrink(b *testing.B) {
+	c, _, _ := recordPair(b, false)
+	msg := make([]byte, 100)
+	b.ReportAllocs()
+	b.SetBytes(100)
+	b.ResetTimer()
+	for range b.N {
+		c.Shrink()
+		if err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // keep holds the conns of the last idle measurement, for heap profiles.
 var keep []any
 
