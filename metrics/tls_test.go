@@ -2,14 +2,8 @@ package metrics
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"testing"
@@ -22,24 +16,10 @@ import (
 // TestTLSHandshakeMetrics: handshakes in progress, failed and timed out are
 // exported.
 func TestTLSHandshakeMetrics(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "reverb test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, _ := testkit.SelfSigned(t)
 	const timeout = 500 * time.Millisecond
 	n := newNodeWith(t, Options{}, func(c *loop.Config) {
-		c.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+		c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 		c.HandshakeTimeout = timeout
 	})
 	n.wsAddr = testkit.Serve(t, n.srv)
