@@ -173,7 +173,11 @@ func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
 	if d.tlsErr != nil {
 		return nil, d.tlsErr
 	}
-	nd := net.Dialer{Timeout: d.timeout}
+	// No TCP keepalive: Go's default (probes after 15 s idle) would add a
+	// kernel probe round trip per idle connection every 15 s, a load
+	// browsers do not put on a server and one that swamps a 1M-connection
+	// run on one machine. Pusher's own pings keep the connections alive.
+	nd := net.Dialer{Timeout: d.timeout, KeepAlive: -1}
 	if len(d.ips) > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: d.ips[idx%len(d.ips)].AsSlice()}
 	}
