@@ -180,6 +180,7 @@ func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
 	nd := net.Dialer{Timeout: d.timeout, KeepAlive: -1}
 	if len(d.ips) > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: d.ips[idx%len(d.ips)].AsSlice()}
+		nd.Control = bindNoPort
 	}
 	nc, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err != nil || d.tls == nil {

@@ -1,0 +1,23 @@
+package bench
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// bindNoPort sets IP_BIND_ADDRESS_NO_PORT on a socket dialed from a chosen
+// source address, so that the kernel picks its port at connect time, by the
+// whole 4-tuple, instead of at bind time from the ports still free on that
+// address: the bind-time search scans the port range and grows slow as a
+// million-connection run fills it.
+func bindNoPort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
