@@ -21,3 +21,17 @@ func bindNoPort(_, _ string, c syscall.RawConn) error {
 	}
 	return serr
 }
+
+// reuseAddr sets SO_REUSEADDR on a socket about to bind a chosen source
+// port, so that a TIME_WAIT left on that port by an earlier run does not
+// refuse the bind (the kernel still refuses a 4-tuple in use).
+func reuseAddr(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}

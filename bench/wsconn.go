@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -160,6 +161,10 @@ type dialer struct {
 	tlsErr error
 }
 
+// firstSourcePort is the port of the first connection dialed from each
+// source address of --source-ips; the next ones take the ports above it.
+const firstSourcePort = 1024
+
 // newDialer returns a dialer of the WebSocket server of c.
 func newDialer(c *Config) *dialer {
 	d := &dialer{deflate: c.Deflate, addr: c.Addr(), hostHdr: c.Addr(), path: c.Path, key: c.Key, ips: c.SourceIPs, timeout: 10 * time.Second}
@@ -178,11 +183,30 @@ func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
 	// browsers do not put on a server and one that swamps a 1M-connection
 	// run on one machine. Pusher's own pings keep the connections alive.
 	nd := net.Dialer{Timeout: d.timeout, KeepAlive: -1}
+	var nc net.Conn
+	var err error
 	if len(d.ips) > 0 {
-		nd.LocalAddr = &net.TCPAddr{IP: d.ips[idx%len(d.ips)].AsSlice()}
-		nd.Control = bindNoPort
+		// Connection idx dials from source address idx%len(ips) and, when
+		// it fits, from its own port on that address, so that the kernel
+		// does not search for a free port: its connect-time search takes
+		// even ports first and, once a source address has used them all
+		// (~14,000 of them), scans every one of them on each connect, which
+		// stalls a million-connection run near 14,000 connections per source
+		// address. A port that is taken falls back to the kernel's choice.
+		ip := d.ips[idx%len(d.ips)].AsSlice()
+		if port := firstSourcePort + idx/len(d.ips); port <= 65535 {
+			nd.LocalAddr = &net.TCPAddr{IP: ip, Port: port}
+			nd.Control = reuseAddr
+			nc, err = nd.DialContext(ctx, "tcp", d.addr)
+		}
+		if nc == nil && (err == nil || errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EADDRNOTAVAIL)) {
+			nd.LocalAddr = &net.TCPAddr{IP: ip}
+			nd.Control = bindNoPort
+			nc, err = nd.DialContext(ctx, "tcp", d.addr)
+		}
+	} else {
+		nc, err = nd.DialContext(ctx, "tcp", d.addr)
 	}
-	nc, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err != nil || d.tls == nil {
 		return nc, err
 	}

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# The one-machine scale run: NODES server processes sharing one port with
+# reuse_port and one Redis, CONNS connections from `reverb bench` worker
+# processes over source addresses 127.0.0.2.., all subscribed to one channel,
+# then broadcasts to all of them through the HTTP API while the API's
+# cluster-wide reads are checked against the known totals.
+#
+#   bench/scale1m.sh                       # 55 nodes, 1,000,000 connections
+#   NODES=6 CONNS=100000 bench/scale1m.sh  # the 100k run
+#
+# Knobs (environment): NODES, CONNS, WORKERS, CONNECT_RATE, EVENT_RATE,
+# DURATION, ACTIVITY_TIMEOUT, SOURCE_IPS, PORT, REDIS_PORT, OUT, PRESENCE
+# (members of the presence check, 0 to skip), RESTART (nodes to drain and
+# replace during the broadcasts, 0 to skip).
+#
+# A process holds at most ~19,000 sockets here (RLIMIT_NOFILE 20,000), so a
+# million connections need 53+ nodes and as many bench workers; every
+# (source address, server address) pair has ~28,000 ephemeral ports, so a
+# million connections need 36+ source addresses.
+#
+# Everything it starts it stops by PID when it exits. Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NODES=${NODES:-55}
+CONNS=${CONNS:-1000000}
+WORKERS=${WORKERS:-$(((CONNS + 17999) / 18000))}
+CONNECT_RATE=${CONNECT_RATE:-5000}
+EVENT_RATE=${EVENT_RATE:-0.5}
+DURATION=${DURATION:-40s}
+# Pusher's own default, what a large deployment chooses: a connection that
+# hears nothing pings once every 120 s, on either side.
+ACTIVITY_TIMEOUT=${ACTIVITY_TIMEOUT:-120}
+SOURCE_IPS=${SOURCE_IPS:-127.0.0.2-127.0.0.$((2 + CONNS / 20000))}
+PORT=${PORT:-18300}
+REDIS_PORT=${REDIS_PORT:-16500}
+METRICS_BASE=${METRICS_BASE:-19300}
+PRESENCE=${PRESENCE:-100}
+RESTART=${RESTART:-0}
+OUT=${OUT:-/tmp/reverb-scale1m}
+KEY=app-key SECRET=app-secret APP_ID=app-id
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+go build -o bin/reverb ./cmd/reverb
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+log() { echo "[$(date +%T)] $*"; }
+
+log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
+log "nodes $NODES, connections $CONNS, bench workers $WORKERS, source addresses $SOURCE_IPS, activity_timeout/ping_interval $ACTIVITY_TIMEOUT s"
+for k in fs.file-max net.ipv4.ip_local_port_range net.core.somaxconn net.ipv4.tcp_mem; do
+  log "sysctl $k = $(sysctl -n "$k" | tr '\t' ' ')"
+done
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+# One configuration per node: they differ only in the metrics port, which is
+# how the script reads each node on its own (the WebSocket/API port is shared).
+for i in $(seq "$NODES"); do
+  cat >"$OUT/node$i.toml" <<TOML
+[server]
+host = "127.0.0.1"
+port = $PORT
+reuse_port = true
+pid_dir = "$OUT"
+api_queue = 4096
+
+[[apps]]
+app_id = "$APP_ID"
+key = "$KEY"
+secret = "$SECRET"
+activity_timeout = $ACTIVITY_TIMEOUT
+ping_interval = $ACTIVITY_TIMEOUT
+
+[scaling]
+enabled = true
+channel = "scale1m"
+
+[scaling.redis]
+port = $REDIS_PORT
+
+[metrics]
+enabled = true
+port = $((METRICS_BASE + i))
+TOML
+done
+
+metric() { # metric PORT NAME: the value of an unlabelled metric
+  curl -fs "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v n="$2" '$1 == n {print $2; exit}'
+}
+
+declare -A node_pid
+t_start=$(now_ms)
+start_node() {
+  ./bin/reverb start --config "$OUT/node$1.toml" >>"$OUT/node$1.log" 2>&1 &
+  pids+=($!); node_pid[$1]=$!
+}
+for i in $(seq "$NODES"); do start_node "$i"; done
+# In sync: every node answers and counts all the others as peers.
+synced() {
+  for i in $(seq "$NODES"); do
+    p=$(metric $((METRICS_BASE + i)) reverb_cluster_peers)
+    [[ -n "$p" && "$p" -ge $((NODES - 1)) ]] || return 1
+  done
+}
+for _ in $(seq 600); do synced && break; sleep 0.1; done
+synced || { log "nodes did not come into sync"; exit 1; }
+t_sync=$(now_ms)
+log "all $NODES nodes up and in sync $((t_sync - t_start)) ms after the first start"
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+server_pids() { local IFS=,; echo "${node_pid[*]}"; }
+total_rss_kb() { local s=0; for p in "${node_pid[@]}"; do s=$((s + $(rss_kb "$p"))); done; echo "$s"; }
+# The nodes share one binary: RSS counts its ~15 MB of mapped text in every
+# process, PSS (the kernel's proportional share) once in all, and RssAnon
+# not at all. Prints "rss pss anon" in KiB, summed over the nodes.
+mem_kb() {
+  local r=0 ps=0 a=0 x y z
+  for p in "${node_pid[@]}"; do
+    read -r x y z < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Pss_Anon:/ {a=$2} END {print r+0, p+0, a+0}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0 0 0)
+    r=$((r + x)) ps=$((ps + y)) a=$((a + z))
+  done
+  echo "$r $ps $a"
+}
+read -r rss_before pss_before anon_before < <(mem_kb)
+log "server memory before connections, summed over the nodes: RSS $((rss_before / 1024)) MiB, PSS $((pss_before / 1024)) MiB, anonymous $((anon_before / 1024)) MiB"
+redis_cpu() { redis-cli -p "$REDIS_PORT" info cpu | awk -F: '/used_cpu_(sys|user):/ {s+=$2} END {printf "%.2f", s}'; }
+redis_cpu0=$(redis_cpu)
+
+# Signed HTTP API GET through the shared port: prints "<body> <seconds>".
+api_get() { # api_get PATH [extra sorted query]
+  local path=$1 extra=${2:-} q sig
+  q="auth_key=$KEY&auth_timestamp=$(date +%s)&auth_version=1.0${extra:+&$extra}"
+  sig=$(printf 'GET\n%s\n%s' "$path" "$q" | openssl dgst -sha256 -hmac "$SECRET" | awk '{print $NF}')
+  curl -s -m 10 -w ' %{time_total}' "http://127.0.0.1:$PORT$path?$q&auth_signature=$sig"
+}
+
+# The cluster-wide reads, checked while the load runs: once /connections has
+# reached CONNS, every answer (each from whichever node the kernel picks)
+# must say CONNS connections and CONNS subscribers of the one channel.
+api_checks() {
+  local seen=0 ok=0 bad=0 out lat
+  while :; do
+    out=$(api_get "/apps/$APP_ID/connections" || true)
+    lat=${out##* }
+    if [[ "$out" == *"\"connections\":$CONNS"* ]]; then
+      [[ $seen -eq 0 ]] && echo "reached $CONNS at $(date +%T)"
+      seen=1
+    fi
+    if [[ $seen -eq 1 ]]; then
+      ch=$(api_get "/apps/$APP_ID/channels" "info=subscription_count" || true)
+      if [[ "$out" == *"\"connections\":$CONNS"* && "$ch" == *"\"subscription_count\":$CONNS"* ]]; then
+        ok=$((ok + 1))
+      else
+        bad=$((bad + 1)); echo "wrong answer: connections ${out% *} channels ${ch% *}"
+      fi
+      echo "connections ${lat}s channels ${ch##* }s"
+    fi
+    echo "ok=$ok bad=$bad" >"$OUT/api.result"
+    sleep 1
+  done
+}
+api_checks >"$OUT/api.log" 2>&1 &
+pids+=($!); api_pid=$!
+
+# Sample every node's RSS and the kernel's socket state every 2 s.
+( while :; do
+    echo "$(date +%s) $(mem_kb) $(awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat) $(cut -d' ' -f1-3 /proc/loadavg) $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)" >>"$OUT/samples"
+    sleep 2
+  done ) &
+pids+=($!); sampler=$!
+vmstat -n 5 >"$OUT/vmstat" &
+pids+=($!); vmstat_pid=$!
+
+presence_check() {
+  [[ "$PRESENCE" -gt 0 ]] || return 0
+  log "presence: $PRESENCE members on one channel, spread over the nodes"
+  ./bin/reverb bench --config "$OUT/node1.toml" --scenario presence --connections "$PRESENCE" \
+    --source-ips 127.0.0.200 --timeout 60s --progress off >"$OUT/presence.out" 2>&1 &&
+    log "presence: $(tail -n 3 "$OUT/presence.out" | tr '\n' ' ')" ||
+    { log "presence FAILED:"; cat "$OUT/presence.out"; return 1; }
+}
+
+log "ramping $CONNS connections at $CONNECT_RATE/s, then $EVENT_RATE broadcasts/s for $DURATION"
+set +e
+./bin/reverb bench --config "$OUT/node1.toml" --scenario fanout --connections "$CONNS" --channels 1 \
+  --rate "$EVENT_RATE" --payload 100 --duration "$DURATION" --workers "$WORKERS" \
+  --source-ips "$SOURCE_IPS" --connect-rate "$CONNECT_RATE" --ping-interval "${ACTIVITY_TIMEOUT}s" \
+  --timeout 9m --server-pid "$(server_pids)" --progress off \
+  --report "$OUT/fanout.html" 2>"$OUT/bench.err" | tee "$OUT/bench.out"
+status=${PIPESTATUS[0]}
+set -e
+
+kill "$api_pid" "$sampler" "$vmstat_pid" 2>/dev/null || true
+echo
+log "== results"
+read -r peak_rss peak_pss peak_anon < <(awk '$3 > m {m = $3; l = $2 " " $3 " " $4} END {print l}' "$OUT/samples")
+log "server memory at the peak, summed over the nodes: PSS $((peak_pss / 1024)) MiB (before: $((pss_before / 1024))), anonymous $((peak_anon / 1024)) MiB, RSS $((peak_rss / 1024)) MiB (counts the shared binary once per node)"
+log "growth per connection: PSS $(((peak_pss - pss_before) * 1024 / CONNS)) B, anonymous $(((peak_anon - anon_before) * 1024 / CONNS)) B"
+log "server RSS per node at the end (KiB): $(for p in "${node_pid[@]}"; do rss_kb "$p"; done | sort -n | awk '{a[NR]=$1} END {print "min", a[1], "median", a[int((NR+1)/2)], "max", a[NR]}')"
+log "kernel: peak TCP sockets in use $(awk '$5 > m {m = $5} END {print m}' "$OUT/samples"), peak TCP buffer memory $(awk '$6 > m {m = $6} END {printf "%d MiB", m * 4 / 1024}' "$OUT/samples"), peak load $(awk '$7 > m {m = $7} END {print m}' "$OUT/samples"), machine memory in use at the peak $(awk 'NR == 1 {f = $10} $10 < l || NR == 1 {l = $10} END {printf "%.1f GiB more than before", (f - l) / 1048576}' "$OUT/samples")"
+log "redis: $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_human:|^used_memory_peak_human:/ {gsub("\r",""); printf "%s=%s ", $1, $2}') CPU $(echo "$(redis_cpu) - $redis_cpu0" | bc) s during the run, $(redis-cli -p "$REDIS_PORT" info clients | awk -F: '/^connected_clients:/ {gsub("\r",""); print $2}') clients"
+log "API checks during the load: $(cat "$OUT/api.result" 2>/dev/null) ($(grep -c '^connections' "$OUT/api.log" || true) rounds; latencies in $OUT/api.log)"
+exit "$status"
