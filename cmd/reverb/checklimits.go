@@ -81,8 +81,10 @@ func checkLimits(args []string, stdout, stderr io.Writer, read func() (*limits.F
 }
 
 // wantFromConfig is what the configuration asks of the node: the node-wide
-// cap, the sum of the apps' caps when every app has one, and the loops the
-// server would start.
+// cap, the sum of the apps' caps when every app has one, the loops the
+// server would start, and the keepalive settings of the app whose idle
+// connections ping most often (the smallest min(ping_interval,
+// activity_timeout)), the conservative estimate of their CPU.
 func wantFromConfig(cfg *config.Config) limits.Want {
 	w := limits.Want{
 		MaxConnections: cfg.Server.MaxConnections,
@@ -97,5 +99,10 @@ func wantFromConfig(cfg *config.Config) limits.Want {
 		sum += a.MaxConnections
 	}
 	w.AppMaxConnections = sum
+	for _, a := range cfg.Apps {
+		if w.PingInterval == 0 || min(a.PingInterval, a.ActivityTimeout) < min(w.PingInterval, w.ActivityTimeout) {
+			w.PingInterval, w.ActivityTimeout = a.PingInterval, a.ActivityTimeout
+		}
+	}
 	return w
 }
