@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/reverbgo/reverb/config"
@@ -31,7 +32,7 @@ func capacityCheck(cfg *config.Config, log *slog.Logger, configured int) int {
 		"memory_capacity", report.MemoryCapacity, "max_connections", report.Target,
 		"keepalive_connections", k.Connections, "keepalive_interval_s", k.IntervalSeconds,
 		"keepalive_us_per_conn_min", math.Round(k.ServerMicrosPerConnMinute*10)/10,
-		"keepalive_cpu_cores", math.Round(k.ServerCores*1000)/1000, "cpus", report.CPUs)
+		"keepalive_cpu_cores", significant(k.ServerCores, 3), "cpus", report.CPUs)
 	for _, f := range report.Findings {
 		if f.Severity == limits.OK {
 			continue
@@ -51,4 +52,13 @@ func capacityCheck(cfg *config.Config, log *slog.Logger, configured int) int {
 		return budget
 	}
 	return configured
+}
+
+// significant rounds x to n significant digits, for log lines.
+func significant(x float64, n int) float64 {
+	y, err := strconv.ParseFloat(strconv.FormatFloat(x, 'g', n, 64), 64)
+	if err != nil {
+		return x
+	}
+	return y
 }
