@@ -15,8 +15,10 @@ const checkLimitsUsage = `Usage: reverb check-limits [--config FILE] [--json]
 
 Reads this machine's limits (open files, kernel queues, ephemeral ports,
 memory), compares them with the configured max_connections and prints the
-capacity and the changes to make. Exit status: 0 when the configuration can
-be met (warnings included), 1 when it cannot, 2 on bad usage or config.
+capacity, the CPU the keepalive pings of that many idle connections cost
+(at the apps' ping_interval and activity_timeout), and the changes to make.
+Exit status: 0 when the configuration can be met (warnings included), 1
+when it cannot, 2 on bad usage or config.
 
 Run it the way the server is started (e.g. ExecStartPre= in the systemd
 unit): the limits that count are those of the server's process.
