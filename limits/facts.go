@@ -3,7 +3,8 @@
 // ephemeral ports, memory) and plans a capacity from them.
 //
 // Read collects the facts, Plan compares them with the configuration and
-// says what to change, and FDBudget tells the transport how many
+// says what to change (EstimateKeepalive adds the CPU that the pings of
+// idle connections cost), and FDBudget tells the transport how many
 // connections it may accept before it must refuse new ones: gnet shuts its
 // whole engine down when accept(2) fails with EMFILE, so the server must
 // never get there.

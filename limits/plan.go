@@ -64,6 +64,12 @@ type Want struct {
 	// epoll and eventfd of each loop, log files, Redis, metrics and DNS.
 	// 0 means FDReserve(soft limit).
 	Reserve int `json:"fd_reserve"`
+	// PingInterval is the apps' ping_interval (seconds): the server pings a
+	// connection after that much silence. 0 means DefaultPingInterval.
+	PingInterval int `json:"ping_interval"`
+	// ActivityTimeout is the apps' activity_timeout (seconds): clients ping
+	// after that much silence. 0 means DefaultActivityTimeout.
+	ActivityTimeout int `json:"activity_timeout"`
 }
 
 // Target is the number of connections the configuration allows on the
@@ -88,6 +94,12 @@ func (w Want) withDefaults(f *Facts) Want {
 	}
 	if w.KernelBytesPerConn <= 0 {
 		w.KernelBytesPerConn = DefaultKernelBytesPerConn
+	}
+	if w.PingInterval <= 0 {
+		w.PingInterval = DefaultPingInterval
+	}
+	if w.ActivityTimeout <= 0 {
+		w.ActivityTimeout = DefaultActivityTimeout
 	}
 	return w
 }
@@ -194,7 +206,7 @@ type Fix struct {
 type Finding struct {
 	Severity Severity `json:"severity"`
 	// Check names what was checked: nofile, memory, file-max, somaxconn,
-	// syn-backlog, port-range, conntrack, tcp-mem, loops.
+	// syn-backlog, port-range, conntrack, tcp-mem, loops, keepalive.
 	Check   string `json:"check"`
 	Message string `json:"message"`
 	// Fixes are set for warnings and errors.
@@ -218,6 +230,12 @@ type Report struct {
 	// Capacity is min(FDBudget, MemoryCapacity) of those known; -1 if
 	// neither is.
 	Capacity int `json:"capacity"`
+	// CPUs is the number of CPUs the server can use: min(GOMAXPROCS,
+	// NumCPU) of those known; 0 if neither is.
+	CPUs int `json:"cpus"`
+	// Keepalive is the CPU estimate for the pings of the planned
+	// connections (the configured maximum, else Capacity) when idle.
+	Keepalive Keepalive `json:"keepalive"`
 	// Findings come in a fixed order, one per check that applies.
 	Findings []Finding `json:"findings"`
 	// Notes are caveats about the facts.
@@ -248,7 +266,7 @@ func Plan(f *Facts, want Want) Report {
 	}
 	want = want.withDefaults(f)
 	r := Report{Facts: f, Target: want.Target(), FDBudget: -1, MemoryCapacity: -1, Capacity: -1,
-		reserveSet: want.Reserve > 0}
+		CPUs: f.cpus(), reserveSet: want.Reserve > 0}
 	if f.NoFileSoft.Known {
 		if want.Reserve <= 0 {
 			want.Reserve = FDReserve(f.NoFileSoft.N)
@@ -291,6 +309,7 @@ func Plan(f *Facts, want Want) Report {
 	r.checkConntrack(planned)
 	r.checkTCPMem(planned)
 	r.checkLoops()
+	r.checkKeepalive(planned)
 
 	r.Notes = append(r.Notes,
 		"The limits are those of this process. The server gets those of whatever starts it "+

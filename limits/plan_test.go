@@ -364,7 +364,7 @@ func TestReportOutput(t *testing.T) {
 	}
 	// The fact rows form one aligned table: values start in one column.
 	col := -1
-	re := regexp.MustCompile(`^  (RLIMIT_NOFILE soft|fs\.nr_open|MemAvailable|fd budget|capacity) +`)
+	re := regexp.MustCompile(`^  (RLIMIT_NOFILE soft|fs\.nr_open|MemAvailable|fd budget|capacity|keepalive CPU) +`)
 	for _, line := range strings.Split(s, "\n") {
 		if m := re.FindString(line); m != "" {
 			if col == -1 {

@@ -62,6 +62,7 @@ func (r Report) String() string {
 		humanBytes(uint64(r.Want.UserBytesPerConn)), humanBytes(uint64(r.Want.KernelBytesPerConn))), "assumed, idle subscribed connection")
 	row("memory capacity", intOrUnknown(r.MemoryCapacity), "memory / per connection")
 	row("capacity", intOrUnknown(r.Capacity), r.bound())
+	row("keepalive CPU", r.keepaliveValue(), r.keepaliveSource())
 	tw.Flush()
 	table := sb.String()
 	sb.Reset()
@@ -145,6 +146,29 @@ func (r Report) bound() string {
 		return "min(fd budget, memory capacity): bound by file descriptors"
 	}
 	return "min(fd budget, memory capacity): bound by memory"
+}
+
+// keepaliveValue is the keepalive row's value: "0.411 cores (24.7 µs per
+// connection per minute)".
+func (r Report) keepaliveValue() string {
+	k := r.Keepalive
+	if k.Connections <= 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%s cores (%.1f µs per conn per min)", formatCores(k.ServerCores), k.ServerMicrosPerConnMinute)
+}
+
+// keepaliveSource says what the keepalive row assumes.
+func (r Report) keepaliveSource() string {
+	k := r.Keepalive
+	if k.Connections <= 0 {
+		return "no connections planned"
+	}
+	every := "no pings"
+	if k.IntervalSeconds > 0 {
+		every = fmt.Sprintf("a ping every %d s", k.IntervalSeconds)
+	}
+	return fmt.Sprintf("%d idle connections, %s (bench/keepalive.sh)", k.Connections, every)
 }
 
 func plural(n int, word string) string {

@@ -15,8 +15,10 @@ const checkLimitsUsage = `Usage: reverb check-limits [--config FILE] [--json]
 
 Reads this machine's limits (open files, kernel queues, ephemeral ports,
 memory), compares them with the configured max_connections and prints the
-capacity and the changes to make. Exit status: 0 when the configuration can
-be met (warnings included), 1 when it cannot, 2 on bad usage or config.
+capacity, the CPU the keepalive pings of that many idle connections cost
+(at the apps' ping_interval and activity_timeout), and the changes to make.
+Exit status: 0 when the configuration can be met (warnings included), 1
+when it cannot, 2 on bad usage or config.
 
 Run it the way the server is started (e.g. ExecStartPre= in the systemd
 unit): the limits that count are those of the server's process.
@@ -81,8 +83,10 @@ func checkLimits(args []string, stdout, stderr io.Writer, read func() (*limits.F
 }
 
 // wantFromConfig is what the configuration asks of the node: the node-wide
-// cap, the sum of the apps' caps when every app has one, and the loops the
-// server would start.
+// cap, the sum of the apps' caps when every app has one, the loops the
+// server would start, and the keepalive settings of the app whose idle
+// connections ping most often (the smallest min(ping_interval,
+// activity_timeout)), the conservative estimate of their CPU.
 func wantFromConfig(cfg *config.Config) limits.Want {
 	w := limits.Want{
 		MaxConnections: cfg.Server.MaxConnections,
@@ -97,5 +101,10 @@ func wantFromConfig(cfg *config.Config) limits.Want {
 		sum += a.MaxConnections
 	}
 	w.AppMaxConnections = sum
+	for _, a := range cfg.Apps {
+		if w.PingInterval == 0 || min(a.PingInterval, a.ActivityTimeout) < min(w.PingInterval, w.ActivityTimeout) {
+			w.PingInterval, w.ActivityTimeout = a.PingInterval, a.ActivityTimeout
+		}
+	}
 	return w
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,6 +58,24 @@ secret = "secret-two"
 max_connections = 400
 `
 
+// keepaliveApps are two apps with different keepalive settings; the second
+// one's connections ping more often.
+const keepaliveApps = `
+[[apps]]
+app_id = "100001"
+key = "key-one"
+secret = "secret-one"
+ping_interval = 120
+activity_timeout = 120
+
+[[apps]]
+app_id = "100002"
+key = "key-two"
+secret = "secret-two"
+ping_interval = 90
+activity_timeout = 45
+`
+
 func TestCheckLimits(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -73,6 +92,12 @@ func TestCheckLimits(t *testing.T) {
 		{"apps sum", twoApps, nil, 0, []string{"700 (sum of the apps)"}, nil},
 		{"server and apps", "[server]\nmax_connections = 500\n" + twoApps, nil, 0, []string{"500 (server 500, apps 700)"}, nil},
 		{"no max", "", nil, 0, []string{"not set", "capacity"}, nil},
+		{"keepalive defaults", "[server]\nmax_connections = 15000\n", nil, 0,
+			[]string{"keepalive CPU", "0.015 cores (59.6 µs per conn per min)", "15000 idle connections, a ping every 30 s",
+				"ok     keepalive: idle keepalive of 15000 connections", "min of ping_interval 60 and activity_timeout 30",
+				"0.4% of the 4 CPUs"}, []string{"warn   keepalive"}},
+		{"keepalive of the app pinging most often", "[server]\nmax_connections = 15000\n" + keepaliveApps, nil, 0,
+			[]string{"a ping every 45 s", "min of ping_interval 90 and activity_timeout 45"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,9 +128,11 @@ func TestCheckLimitsJSON(t *testing.T) {
 		t.Fatalf("exit %d, stderr %s", code, &stderr)
 	}
 	var rep struct {
-		Target   int `json:"target"`
-		FDBudget int `json:"fd_budget"`
-		Findings []struct {
+		Target    int              `json:"target"`
+		CPUs      int              `json:"cpus"`
+		Keepalive limits.Keepalive `json:"keepalive"`
+		FDBudget  int              `json:"fd_budget"`
+		Findings  []struct {
 			Severity string `json:"severity"`
 			Check    string `json:"check"`
 		} `json:"findings"`
@@ -115,6 +142,14 @@ func TestCheckLimitsJSON(t *testing.T) {
 	}
 	if rep.Target != 50000 || rep.FDBudget != 19800 || rep.Findings[0].Check != "nofile" || rep.Findings[0].Severity != "error" {
 		t.Errorf("report %+v", rep)
+	}
+	// 50,000 connections pinging every 30 s on 4 CPUs: 0.05 cores, fine.
+	if n := len(rep.Findings); rep.Findings[n-1].Check != "keepalive" || rep.Findings[n-1].Severity != "ok" {
+		t.Errorf("last finding %+v, want keepalive ok", rep.Findings[n-1])
+	}
+	if k := rep.Keepalive; rep.CPUs != 4 || k.Connections != 50000 || k.IntervalSeconds != 30 ||
+		math.Abs(k.ServerCores-50000*59.6/60e6) > 0.001 {
+		t.Errorf("keepalive %+v on %d CPUs", k, rep.CPUs)
 	}
 }
 
