@@ -59,9 +59,13 @@ func (r *Redis) expireNodes(now time.Time) {
 	}
 }
 
-// sendSync publishes this node's complete presence state, in parts that
-// fit the envelope limit.
-func (r *Redis) sendSync() {
+// sendSync publishes this node's complete presence state on channel, in
+// parts that fit the envelope limit: on the shared control channel when
+// this node's state may have changed unseen (it was cut off from Redis), on
+// one node's own channel when that node asked (its hello, its request), so
+// that a node joining a cluster of N costs N-1 syncs, not N-1 applied by
+// each of the N.
+func (r *Redis) sendSync(channel string) {
 	// One sync at a time: parts of two generations never interleave.
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
@@ -79,7 +83,7 @@ func (r *Redis) sendSync() {
 			for _, c := range state[start:end] {
 				body.Members = append(body.Members, syncMember{App: c.App.ID, Channel: c.Channel, Member: c.Member})
 			}
-			r.sendJSON(r.chCtl, &header{kind: kindSync}, &body)
+			r.sendJSON(channel, &header{kind: kindSync}, &body)
 			if body.Last {
 				return
 			}
@@ -186,10 +190,10 @@ func (r *Redis) control(h *header, body []byte) {
 	case kindLeave:
 		r.px.RemotePresenceLeave(node, app, string(h.channel), string(h.id))
 	case kindHello:
-		r.sendSync()
+		r.sendSync(r.nodeChannel(node))
 	case kindSyncReq:
 		if bytes.Equal(h.to, r.nodeB) {
-			r.sendSync()
+			r.sendSync(r.nodeChannel(node))
 		}
 	case kindSync:
 		var s syncBody

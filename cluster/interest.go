@@ -156,7 +156,7 @@ func (r *Redis) onAlive() {
 	}
 	r.mu.Unlock()
 	r.sendControl(r.chCtl, &header{kind: kindHello}, nil)
-	r.sendSync()
+	r.sendSync(r.chCtl)
 	r.trackReconnected()
 }
 

@@ -76,6 +76,7 @@ func (s *stripe) remoteJoinLocked(h *hub, node string, app *App, name string, m 
 		return false
 	}
 	set[k] = &member{key: m.Key, id: m.ID, info: m.Info, data: m.Data}
+	h.countRemote(node, 1)
 	ch := s.channelLocked(h, app, name)
 	if ch.members == nil {
 		ch.members = make(map[string]*member)
@@ -98,16 +99,17 @@ func (h *hub) remoteLeave(node string, app *App, name, key string) *member {
 	s := h.stripeOf(app, name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.remoteLeaveLocked(node, presenceKey{app, name, key})
+	return s.remoteLeaveLocked(h, node, presenceKey{app, name, key})
 }
 
 // remoteLeaveLocked: the stripe of k is locked.
-func (s *stripe) remoteLeaveLocked(node string, k presenceKey) *member {
+func (s *stripe) remoteLeaveLocked(h *hub, node string, k presenceKey) *member {
 	set := s.nodes[node]
 	if set == nil || set[k] == nil {
 		return nil
 	}
 	delete(set, k)
+	h.countRemote(node, -1)
 	if len(set) == 0 {
 		delete(s.nodes, node)
 	}
@@ -132,6 +134,12 @@ func (s *stripe) remoteLeaveLocked(node string, k presenceKey) *member {
 // state, returning the users that appeared and those that left the cluster's
 // view as a result. It locks every stripe: the replacement is one change.
 func (h *hub) replaceNode(node string, state []PresenceChange) (added, removed []PresenceChange) {
+	if len(state) == 0 && h.remoteCount(node) == 0 {
+		// Nothing held, nothing to hold: the common sync of a node without
+		// presence members. The node's own messages are applied one at a
+		// time, so no join of it can be in flight.
+		return nil, nil
+	}
 	h.lockAll()
 	defer h.unlockAll()
 	return h.replaceNodeLocked(node, state)
@@ -151,7 +159,7 @@ func (h *hub) replaceNodeLocked(node string, state []PresenceChange) (added, rem
 		}
 	}
 	for _, k := range drop {
-		if gone := h.stripeOf(k.app, k.channel).remoteLeaveLocked(node, k); gone != nil {
+		if gone := h.stripeOf(k.app, k.channel).remoteLeaveLocked(h, node, k); gone != nil {
 			removed = append(removed, PresenceChange{App: k.app, Channel: k.channel, Member: gone.export()})
 		}
 	}
@@ -161,6 +169,28 @@ func (h *hub) replaceNodeLocked(node string, state []PresenceChange) (added, rem
 		}
 	}
 	return added, removed
+}
+
+// countRemote adds d to the entries held for node. Safe from any goroutine.
+func (h *hub) countRemote(node string, d int) {
+	h.remoteMu.Lock()
+	if h.remote == nil {
+		h.remote = make(map[string]int)
+	}
+	if n := h.remote[node] + d; n > 0 {
+		h.remote[node] = n
+	} else {
+		delete(h.remote, node)
+	}
+	h.remoteMu.Unlock()
+}
+
+// remoteCount returns the presence entries held for node. Safe from any
+// goroutine.
+func (h *hub) remoteCount(node string) int {
+	h.remoteMu.Lock()
+	defer h.remoteMu.Unlock()
+	return h.remote[node]
 }
 
 // dropNode forgets a node that stopped answering; it returns the users that
@@ -260,6 +290,11 @@ func (h *hub) localDigestLocked() map[string]PresenceDigest {
 // presence users, by app id. It holds every stripe's lock, so that the
 // digest is of one instant.
 func (h *hub) nodeDigest(node string) map[string]PresenceDigest {
+	if h.remoteCount(node) == 0 {
+		// The digest of nothing, without locking every stripe for every
+		// peer's heartbeat.
+		return map[string]PresenceDigest{}
+	}
 	for i := range h.stripes {
 		h.stripes[i].mu.RLock()
 	}

@@ -62,6 +62,14 @@ type hub struct {
 	broker  Broker           // told of this node's presence changes and interest, as effects
 	hooks   hubHooks         // told of the keys this node holds, as effects; nil: none
 	now     func() time.Time // the server's clock, for the age of cached events
+
+	// remote counts the presence entries held for each other node (the
+	// sizes of every stripe's nodes[node] summed), so that replacing an
+	// empty state with an empty one skips locking every stripe: in a
+	// cluster without presence, every node's sync is empty. Guarded by
+	// remoteMu, taken inside a stripe's lock or alone.
+	remoteMu sync.Mutex
+	remote   map[string]int
 }
 
 // stripe is one part of the hub. Its fields are guarded by mu, but for the
