@@ -37,6 +37,8 @@ REDIS_PORT=${REDIS_PORT:-16500}
 METRICS_BASE=${METRICS_BASE:-19300}
 PRESENCE=${PRESENCE:-100}
 RESTART=${RESTART:-0}
+# GOMAXPROCS of each node and bench worker (and so their event loops).
+PROCS=${PROCS:-2}
 OUT=${OUT:-/tmp/reverb-scale1m}
 KEY=app-key SECRET=app-secret APP_ID=app-id
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -97,7 +99,7 @@ metric() { # metric PORT NAME: the value of an unlabelled metric
 declare -A node_pid
 t_start=$(now_ms)
 start_node() {
-  ./bin/reverb start --config "$OUT/node$1.toml" >>"$OUT/node$1.log" 2>&1 &
+  GOMAXPROCS=$PROCS ./bin/reverb start --config "$OUT/node$1.toml" >>"$OUT/node$1.log" 2>&1 &
   pids+=($!); node_pid[$1]=$!
 }
 for i in $(seq "$NODES"); do start_node "$i"; done
@@ -120,12 +122,9 @@ total_rss_kb() { local s=0; for p in "${node_pid[@]}"; do s=$((s + $(rss_kb "$p"
 # process, PSS (the kernel's proportional share) once in all, and RssAnon
 # not at all. Prints "rss pss anon" in KiB, summed over the nodes.
 mem_kb() {
-  local r=0 ps=0 a=0 x y z
-  for p in "${node_pid[@]}"; do
-    read -r x y z < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Pss_Anon:/ {a=$2} END {print r+0, p+0, a+0}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0 0 0)
-    r=$((r + x)) ps=$((ps + y)) a=$((a + z))
-  done
-  echo "$r $ps $a"
+  local files=() p
+  for p in "${node_pid[@]}"; do files+=("/proc/$p/smaps_rollup"); done
+  awk '/^Rss:/ {r += $2} /^Pss:/ {s += $2} /^Pss_Anon:/ {a += $2} END {print r + 0, s + 0, a + 0}' "${files[@]}" 2>/dev/null
 }
 read -r rss_before pss_before anon_before < <(mem_kb)
 log "server memory before connections, summed over the nodes: RSS $((rss_before / 1024)) MiB, PSS $((pss_before / 1024)) MiB, anonymous $((anon_before / 1024)) MiB"
@@ -168,9 +167,18 @@ api_checks() {
 api_checks >"$OUT/api.log" 2>&1 &
 pids+=($!); api_pid=$!
 
+# CPU seconds (user+system) of the nodes and of every other reverb process
+# (the bench and its workers): "servers bench".
+cpu_s() {
+  local sf=() bf=() p
+  for p in "${node_pid[@]}"; do sf+=("/proc/$p/stat"); done
+  for p in $(pgrep -f "reverb bench"); do bf+=("/proc/$p/stat"); done
+  echo "$(awk '{t += $14 + $15} END {print int(t / 100)}' "${sf[@]}" 2>/dev/null) $(awk '{t += $14 + $15} END {print int(t / 100)}' "${bf[@]}" /dev/null 2>/dev/null)"
+}
+
 # Sample every node's RSS and the kernel's socket state every 2 s.
 ( while :; do
-    echo "$(date +%s) $(mem_kb) $(awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat) $(cut -d' ' -f1-3 /proc/loadavg) $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)" >>"$OUT/samples"
+    echo "$(date +%s) $(mem_kb) $(awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat) $(cut -d' ' -f1-3 /proc/loadavg) $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) $(cpu_s)" >>"$OUT/samples"
     sleep 2
   done ) &
 pids+=($!); sampler=$!
@@ -188,7 +196,7 @@ presence_check() {
 
 log "ramping $CONNS connections at $CONNECT_RATE/s, then $EVENT_RATE broadcasts/s for $DURATION"
 set +e
-./bin/reverb bench --config "$OUT/node1.toml" --scenario fanout --connections "$CONNS" --channels 1 \
+GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanout --connections "$CONNS" --channels 1 \
   --rate "$EVENT_RATE" --payload 100 --duration "$DURATION" --workers "$WORKERS" \
   --source-ips "$SOURCE_IPS" --connect-rate "$CONNECT_RATE" --ping-interval "${ACTIVITY_TIMEOUT}s" \
   --timeout 9m --server-pid "$(server_pids)" --progress off \
