@@ -236,7 +236,8 @@ func (s *shard) open(ctx context.Context, i int, buf []byte) error {
 	recordLatency(s.connHist, now.Sub(t0))
 	s.connMu.Unlock()
 	_ = nc.SetDeadline(time.Time{})
-	c := &wsConn{sh: s, idx: gidx, channel: ch, leftover: bc.leftover(), nextPing: now.Add(s.cfg.PingInterval)}
+	c := &wsConn{sh: s, idx: gidx, channel: ch, leftover: bc.leftover()}
+	c.heard.Store(now.UnixNano())
 	if s.cfg.Scenario == ScenarioCross {
 		c.seen = &seqSet{}
 	}
@@ -391,7 +392,8 @@ func (s *shard) readLoop(c *wsConn, left []byte) {
 	}
 }
 
-// pinger sends pusher:ping on every connection every PingInterval.
+// pinger sends pusher:ping on every connection that has heard nothing from
+// the server for PingInterval, as pusher-js does with its activity timeout.
 func (s *shard) pinger() {
 	defer s.bg.Done()
 	t := time.NewTicker(time.Second)
@@ -402,8 +404,10 @@ func (s *shard) pinger() {
 			return
 		case now := <-t.C:
 			for _, c := range s.conns {
-				if c != nil && !c.closed.Load() && now.After(c.nextPing) {
-					c.nextPing = now.Add(s.cfg.PingInterval)
+				if c != nil && !c.closed.Load() && now.UnixNano()-c.heard.Load() >= int64(s.cfg.PingInterval) {
+					// The pong moves heard on; until then, one ping per
+					// interval.
+					c.heard.Store(now.UnixNano())
 					c.send(pingFrame)
 				}
 			}

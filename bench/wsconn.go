@@ -447,7 +447,11 @@ type wsConn struct {
 	tls      *tlsConn  // gnet runtime over TLS: the record layer on top of gc
 	wmu      sync.Mutex
 	leftover []byte
-	nextPing time.Time // pinger goroutine only
+	// heard is when the connection last received a message (unix ns): as
+	// pusher-js does, a connection pings only after --ping-interval of
+	// silence from the server. Written by the connection's loop, read by
+	// the pinger.
+	heard atomic.Int64
 	closed   atomic.Bool
 	// seen records the sequence numbers received (cross scenario only).
 	seen *seqSet
@@ -515,6 +519,7 @@ func (c *wsConn) consume(buf []byte, now time.Time, reply io.Writer) (int, error
 }
 
 func (c *wsConn) handle(p []byte, now time.Time, reply io.Writer) {
+	c.heard.Store(now.UnixNano())
 	if t, ok := sentAt(p); ok {
 		st := c.stats
 		st.mu.Lock()
