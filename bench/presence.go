@@ -52,6 +52,9 @@ import (
 // Late as well, so that a slow or degraded cluster (a barrier that timed
 // out) can be told from a lost join.
 //
+// The server refuses members past its limit on one presence channel
+// (limits.max_presence_members, 100 by default): raise it for a larger M.
+//
 // Once every member has subscribed, the bench waits (at most until
 // Config.Timeout) until every member knows all M users, then asks the
 // HTTP API Config.Queries times, each request on a new connection:
@@ -601,6 +604,8 @@ func (r *runner) runPresence(ctx context.Context) error {
 		lastSent = time.Now()
 		book.subscribing(i, lastSent)
 		if err := pm.subscribe(cfg, channel, book); err != nil {
+			ps.JoinS = round2(time.Since(j0).Seconds())
+			ps.SubscribeLatency = Summarize(subHist)
 			return end(fmt.Errorf("member u%d: subscribe: %w", i, err))
 		}
 		lastJoined = time.Now()
@@ -825,7 +830,7 @@ func presenceRows(res *Result, add func(k, v string)) {
 	}
 	add("presence", fmt.Sprintf("%s: %d members on %s", verdict, p.Members, p.Channel))
 	add("members", fmt.Sprintf("%d connected, %d failed, %d joined in %.2f s, %d lost", res.Connected, res.Failed, p.Joined, p.JoinS, p.ClosedEarly))
-	add("connect", fmt.Sprintf("%.2f s, %.0f connects/s", res.ConnectS, res.ConnectsPerSec))
+	add("connect phase", fmt.Sprintf("%.2f s, %.0f connects/s", res.ConnectS, res.ConnectsPerSec))
 	add("subscribe", fmtSummary(p.SubscribeLatency))
 	conv := "never"
 	if p.ConvergenceMS >= 0 {

@@ -61,7 +61,9 @@ func tableRows(res *Result) [][2]string {
 		add("connections", fmt.Sprintf("%d connected, %d failed, %d closed early (of %d)", res.Connected, res.Failed, res.ClosedEarly, res.Connections))
 		add("connect", fmt.Sprintf("%.2f s, %.0f connects/s", res.ConnectS, res.ConnectsPerSec))
 	}
-	if res.ConnectLatency.Count > 0 {
+	if res.ConnectLatency.Count > 0 && res.Presence != nil {
+		add("connect", fmtSummary(res.ConnectLatency))
+	} else if res.ConnectLatency.Count > 0 {
 		add("connect+subscribe", fmtSummary(res.ConnectLatency))
 	}
 	if res.Presence != nil {
