@@ -23,10 +23,11 @@ const (
 	ScenarioAPI          = "api"
 	ScenarioChurn        = "churn"
 	ScenarioCross        = "cross"
+	ScenarioPresence     = "presence"
 )
 
 // Scenarios lists every scenario in the order the usage text shows them.
-var Scenarios = []string{ScenarioConnect, ScenarioFanout, ScenarioBurst, ScenarioClientEvents, ScenarioAPI, ScenarioChurn, ScenarioCross}
+var Scenarios = []string{ScenarioConnect, ScenarioFanout, ScenarioBurst, ScenarioClientEvents, ScenarioAPI, ScenarioChurn, ScenarioCross, ScenarioPresence}
 
 // MaxConnsPerWorker is how many WebSocket connections one process holds at
 // most (one process may only have 20000 open files here).
@@ -65,6 +66,9 @@ type Config struct {
 	// 503, after its Retry-After (default 1 s, at most 10 s). Off by
 	// default: a 503 is a refusal and is counted, not retried.
 	Retry503 bool
+	// Queries is the number of HTTP API rounds of the presence scenario
+	// (one users and one user_count request each). Default: 20.
+	Queries int
 	// Channels is the number of public channels the connections are spread
 	// over (connect: default 100; fanout and burst: default 1, and each
 	// trigger goes to all of them, at most 100).
@@ -222,6 +226,17 @@ func (c *Config) Normalize() error {
 		defConns = 16
 	case ScenarioChurn:
 		defConns = 50
+	case ScenarioPresence:
+		defConns = 100
+		if c.Queries == 0 {
+			c.Queries = 20
+		}
+		if c.Workers > 0 {
+			errs = append(errs, "--workers: the presence scenario runs in one process")
+		}
+		if c.Connections > MaxConnsPerWorker {
+			errs = append(errs, fmt.Sprintf("--connections: the presence scenario holds at most %d members", MaxConnsPerWorker))
+		}
 	case ScenarioCross:
 		defConns = 100
 		if c.Channels > 1 {
@@ -243,7 +258,7 @@ func (c *Config) Normalize() error {
 		c.Rate = defRate
 	}
 	if c.Connections < 0 || c.Channels < 0 || c.Rate < 0 || c.Payload < 0 || c.Burst < 0 || c.Group < 0 ||
-		c.APIClients < 0 || c.Events < 0 {
+		c.APIClients < 0 || c.Events < 0 || c.Queries < 0 {
 		errs = append(errs, "counts and rates must not be negative")
 	}
 	if (c.Scenario == ScenarioFanout || c.Scenario == ScenarioBurst) && c.Channels > 100 {
@@ -385,6 +400,7 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.IntVar(&c.Connections, "connections", 0, "connections (api: HTTP clients, churn: lanes, cross: subscribers); 0 = scenario default")
 	fs.IntVar(&c.APIClients, "api-clients", 0, "keep-alive HTTP clients triggering the events (cross; default 16)")
 	fs.IntVar(&c.Events, "events", 0, "events to trigger (cross; 0 = as many as fit in --duration)")
+	fs.IntVar(&c.Queries, "queries", 0, "HTTP API rounds checking the users and user_count (presence; default 20)")
 	fs.BoolVar(&c.Retry503, "retry-503", false, "retry triggers answered 503 after their Retry-After (cross; default: count them, no retry)")
 	fs.IntVar(&c.Channels, "channels", 0, "public channels (connect: default 100; fanout/burst: default 1)")
 	fs.Float64Var(&c.Rate, "rate", 0, "connect: connects/s; fanout: triggers/s (4); burst: bursts/s (2); client-events: events/s per connection (2); api: requests/s; churn: cycles/s; cross: triggers/s; 0 = default/unlimited")

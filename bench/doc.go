@@ -20,6 +20,13 @@
 //     (counted, not retried unless --retry-503) and events lost (accepted
 //     but missed by some subscriber, checked per subscriber and event),
 //     with --server-pid A,B the CPU of both nodes per event.
+//   - presence: M members (--connections) join one presence channel one
+//     after another, each on its own connection (through a port the nodes
+//     of a cluster share, each lands on any node); every initial member
+//     list and member_added is checked (no duplicate, no member_removed, no
+//     unknown user), then the wait until all know all M, then --queries
+//     rounds of the HTTP API's users and user_count; ok or fail, time to
+//     convergence, member_added propagation and API latencies (presence.go).
 //
 // WebSocket connections are dialed and upgraded with blocking sockets (a
 // bounded number in flight), then handed to gnet's client event loops

@@ -52,6 +52,8 @@ func tableRows(res *Result) [][2]string {
 		add("HTTP clients", fmt.Sprint(res.Connections))
 	case ScenarioChurn:
 		add("lanes", fmt.Sprint(res.Connections))
+	case ScenarioPresence:
+		// See presenceRows.
 	case ScenarioCross:
 		add("subscribers", fmt.Sprintf("%d connected, %d failed, %d closed early (of %d) on %s", res.Connected, res.Failed, res.ClosedEarly, res.Connections, res.Target))
 		add("connect", fmt.Sprintf("%.2f s, %.0f connects/s", res.ConnectS, res.ConnectsPerSec))
@@ -59,10 +61,14 @@ func tableRows(res *Result) [][2]string {
 		add("connections", fmt.Sprintf("%d connected, %d failed, %d closed early (of %d)", res.Connected, res.Failed, res.ClosedEarly, res.Connections))
 		add("connect", fmt.Sprintf("%.2f s, %.0f connects/s", res.ConnectS, res.ConnectsPerSec))
 	}
-	if res.ConnectLatency.Count > 0 {
+	if res.ConnectLatency.Count > 0 && res.Presence != nil {
+		add("connect", fmtSummary(res.ConnectLatency))
+	} else if res.ConnectLatency.Count > 0 {
 		add("connect+subscribe", fmtSummary(res.ConnectLatency))
 	}
-	if c := res.Cross; c != nil {
+	if res.Presence != nil {
+		presenceRows(res, add)
+	} else if c := res.Cross; c != nil {
 		pace := "unpaced"
 		if res.Rate > 0 {
 			pace = fmt.Sprintf("paced at %.0f/s", res.Rate)
@@ -85,7 +91,7 @@ func tableRows(res *Result) [][2]string {
 		add("events", fmt.Sprintf("%d sent, %d deliveries expected, %d received", res.Events, res.Expected, res.Received))
 		add("loss", fmt.Sprintf("%d (%.2f%%)", res.Loss, res.LossPct))
 	}
-	if res.Scenario != ScenarioConnect && res.Scenario != ScenarioCross {
+	if res.Scenario != ScenarioConnect && res.Scenario != ScenarioCross && res.Scenario != ScenarioPresence {
 		add(plural(res.Op), fmt.Sprintf("%d in %.1f s = %.1f/s", res.Ops, res.DurationS, res.OpsPerSec))
 		add(res.Op+" latency", fmtSummary(res.Latency))
 	}

@@ -99,6 +99,8 @@ type Result struct {
 
 	// Cross holds the figures of the cross scenario.
 	Cross *CrossStats `json:"cross,omitempty"`
+	// Presence holds the figures of the presence scenario.
+	Presence *PresenceStats `json:"presence,omitempty"`
 
 	Server        *ServerStats `json:"server_proc,omitempty"`
 	ClientCPUS    float64      `json:"client_cpu_s"`
@@ -147,7 +149,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 		TLS: cfg.TLS, TLSResume: cfg.TLSResume && (cfg.TLS || cfg.apiTLS()),
 	}
 	switch cfg.Scenario {
-	case ScenarioFanout, ScenarioBurst, ScenarioAPI, ScenarioCross:
+	case ScenarioFanout, ScenarioBurst, ScenarioAPI, ScenarioCross, ScenarioPresence:
 		r.res.APITLS = cfg.apiTLS()
 	}
 	switch cfg.Scenario {
@@ -160,7 +162,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 	}
 	if cfg.APIAddr() != cfg.Addr() {
 		switch cfg.Scenario {
-		case ScenarioFanout, ScenarioBurst, ScenarioAPI, ScenarioCross:
+		case ScenarioFanout, ScenarioBurst, ScenarioAPI, ScenarioCross, ScenarioPresence:
 			r.res.APITarget = cfg.APIAddr()
 		}
 	}
@@ -193,6 +195,8 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 		err = r.runChurn(ctx)
 	case ScenarioCross:
 		err = r.runCross(ctx)
+	case ScenarioPresence:
+		err = r.runPresence(ctx)
 	default:
 		err = r.runWS(ctx)
 	}
