@@ -175,14 +175,24 @@ pids+=($!); sampler=$!
 vmstat -n 5 >"$OUT/vmstat" &
 pids+=($!); vmstat_pid=$!
 
+# Once the connections are held (the API counts 99% of them), the presence
+# check runs beside the broadcasts.
 presence_check() {
-  [[ "$PRESENCE" -gt 0 ]] || return 0
-  log "presence: $PRESENCE members on one channel, spread over the nodes"
-  ./bin/reverb bench --config "$OUT/node1.toml" --scenario presence --connections "$PRESENCE" \
-    --source-ips 127.0.0.200 --timeout 60s --progress off >"$OUT/presence.out" 2>&1 &&
-    log "presence: $(tail -n 3 "$OUT/presence.out" | tr '\n' ' ')" ||
-    { log "presence FAILED:"; cat "$OUT/presence.out"; return 1; }
+  while :; do
+    n=$(tail -n 1 "$OUT/api.log" 2>/dev/null | awk '{print $2}')
+    [[ "${n:-0}" -ge $((CONNS * 99 / 100)) ]] && break
+    sleep 2
+  done
+  log "presence: $PRESENCE members on one channel, spread over the nodes, while $n connections are held"
+  if ./bin/reverb bench --config "$OUT/node1.toml" --scenario presence --connections "$PRESENCE" \
+    --source-ips 127.0.0.250 --timeout 60s --progress off >"$OUT/presence.out" 2>&1; then
+    log "presence: $(grep -E '^(presence|converged|failures|HTTP API) ' "$OUT/presence.out" | tr -s ' ' | paste -sd ';')"
+  else
+    log "presence FAILED:"; cat "$OUT/presence.out"
+  fi
 }
+presence_pid=
+if [[ "$PRESENCE" -gt 0 ]]; then presence_check & presence_pid=$!; pids+=($!); fi
 
 log "ramping $CONNS connections at $CONNECT_RATE/s, then $EVENT_RATE broadcasts/s for $DURATION"
 set +e
@@ -194,6 +204,9 @@ GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanou
 status=${PIPESTATUS[0]}
 set -e
 
+if [[ -n "$presence_pid" ]] && [[ -s "$OUT/presence.out" || $(tail -n 1 "$OUT/api.log" | awk '{print $2}') -ge $((CONNS * 99 / 100)) ]]; then
+  wait "$presence_pid" || true
+fi
 kill "$api_pid" "$sampler" "$vmstat_pid" 2>/dev/null || true
 echo
 log "== results"
