@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -537,4 +538,26 @@ func (r *runner) accept(seq int64) {
 		r.accepted = append(r.accepted, false)
 	}
 	r.accepted[seq] = true
+}
+
+// reconnectCode reports whether msg is a pusher:error whose code, 4100 to
+// 4299, asks the client to reconnect.
+func reconnectCode(msg []byte) bool {
+	if !bytes.Contains(msg, []byte(`"pusher:error"`)) {
+		return false
+	}
+	i := bytes.Index(msg, []byte(`code`))
+	if i < 0 {
+		return false
+	}
+	j := i + len("code")
+	for k := 0; k < 4 && j < len(msg) && (msg[j] < '0' || msg[j] > '9'); k++ {
+		j++ // the quotes and colon between, escaped or not
+	}
+	code := 0
+	for k := 0; k < 5 && j < len(msg) && msg[j] >= '0' && msg[j] <= '9'; k++ {
+		code = code*10 + int(msg[j]-'0')
+		j++
+	}
+	return code >= 4100 && code <= 4299
 }

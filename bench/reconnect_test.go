@@ -318,7 +318,7 @@ func TestSmokeReconnectDrain(t *testing.T) {
 				c.ReconnectTime.Count != onB.Subscribed || c.ReconnectTime.Min < 50_000 {
 				t.Fatalf("dropped connections: %+v (loss %d)", c, res.Loss)
 			}
-			if res.Connected != conns || res.ClosedEarly != 0 {
+			if res.Connected != conns || res.ClosedEarly != 0 || res.ServerErrors != 0 {
 				t.Fatalf("result: %+v", res)
 			}
 			var tbl bytes.Buffer
@@ -333,6 +333,18 @@ func TestSmokeReconnectDrain(t *testing.T) {
 	}
 }
 
+// TestReconnectSpec checks that --reconnect reaches worker processes.
+func TestReconnectSpec(t *testing.T) {
+	b, err := json.Marshal(shardSpec{Config: Config{Reconnect: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec shardSpec
+	if err := json.Unmarshal(b, &spec); err != nil || !spec.Config.Reconnect {
+		t.Fatalf("spec %s: %v", b, err)
+	}
+}
+
 // TestReconnectOnlyFanout checks that --reconnect is refused elsewhere.
 func TestReconnectOnlyFanout(t *testing.T) {
 	cfg, err := ParseArgs(append([]string{"--port", "1", "--scenario", "burst", "--reconnect"}, testApp...), io.Discard)
@@ -342,4 +354,31 @@ func TestReconnectOnlyFanout(t *testing.T) {
 	if _, err := Run(context.Background(), cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--reconnect") {
 		t.Fatalf("burst with --reconnect: %v", err)
 	}
+}
+
+func TestReconnectCode(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want bool
+	}{
+		{`{"event":"pusher:error","data":"{\"code\":4200,\"message\":\"Server is shutting down; reconnect.\"}"}`, true},
+		{`{"event":"pusher:error","data":{"code":4100,"message":"over capacity"}}`, true},
+		{`{"event":"pusher:error","data":{"code":4299}}`, true},
+		{`{"event":"pusher:error","data":{"code":4009,"message":"unauthorized"}}`, false},
+		{`{"event":"pusher:error","data":{"code":4300}}`, false},
+		{`{"event":"pusher:error","data":{"code":42000}}`, false},
+		{`{"event":"pusher:error","data":{"code":}}`, false},
+		{`{"event":"pusher:error","data":{"code`, false},
+		{`{"event":"pusher:subscription_error","data":{"code":4200}}`, false},
+		{`{"event":"bench-event","data":"code 4200"}`, false},
+	} {
+		if got := reconnectCode([]byte(tc.msg)); got != tc.want {
+			t.Errorf("reconnectCode(%s) = %v", tc.msg, got)
+		}
+	}
+}
+
+func FuzzReconnectCode(f *testing.F) {
+	f.Add([]byte(`{"event":"pusher:error","data":"{\"code\":4200}"}`))
+	f.Fuzz(func(t *testing.T, b []byte) { _ = reconnectCode(b) })
 }

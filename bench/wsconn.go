@@ -545,6 +545,9 @@ func (c *wsConn) handle(p []byte, now time.Time, reply io.Writer) {
 	switch {
 	case bytes.Contains(p, []byte(`"pusher:ping"`)):
 		_, _ = reply.Write(pongFrame)
+	case c.track != nil && reconnectCode(p):
+		// The notice of a close to reconnect after (--reconnect): counted
+		// with the drop that follows, not as an error.
 	case bytes.Contains(p, []byte(`"pusher:error"`)), bytes.Contains(p, []byte(`"pusher:subscription_error"`)):
 		c.stats.errors.Add(1)
 		c.stats.lastErr.Store(string(p))
