@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"reflect"
 	"strconv"
 	"strings"
@@ -260,13 +261,20 @@ func (n *reuseNode) appStats() pusher.AppStats {
 // node), and the never-dropped clients miss nothing.
 func TestSmokeReconnectDrain(t *testing.T) {
 	rp := startRedis(t)
-	for _, client := range []string{"gnet", "goroutine"} {
-		t.Run(client, func(t *testing.T) {
+	for _, mode := range []string{"gnet", "goroutine", "workers"} {
+		t.Run(mode, func(t *testing.T) {
 			a := startReuseNode(t, rp, 0)
 			b := startReuseNode(t, rp, a.port)
 			const conns = 40
-			cfg, err := ParseArgs(fanoutArgs(a.port, "--connections", strconv.Itoa(conns), "--rate", "20", "--duration", "3s",
-				"--drain", "5s", "--client", client), io.Discard)
+			args := []string{"--connections", strconv.Itoa(conns), "--rate", "20", "--duration", "3s", "--drain", "5s"}
+			switch mode {
+			case "workers":
+				useTestWorkers(t)
+				args = append(args, "--workers", "2")
+			default:
+				args = append(args, "--client", mode)
+			}
+			cfg, err := ParseArgs(fanoutArgs(a.port, args...), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -323,6 +331,7 @@ func TestSmokeReconnectDrain(t *testing.T) {
 			}
 			var tbl bytes.Buffer
 			_ = WriteTable(&tbl, res)
+			_ = WriteJSON(&tbl, res)
 			t.Logf("\n%s", tbl.String())
 			for _, want := range []string{fmt.Sprintf("%d: %d of %d deliveries, 0 lost (0 events)", c.Undropped, c.UndroppedExpected, c.UndroppedExpected), "4200 x "} {
 				if !strings.Contains(tbl.String(), want) {
@@ -331,6 +340,18 @@ func TestSmokeReconnectDrain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// useTestWorkers makes worker processes run this test binary, as
+// TestSmokeWorkers does, until the test ends.
+func useTestWorkers(t *testing.T) {
+	old := workerCommand
+	workerCommand = func() (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWorkerProcess$")
+		cmd.Env = append(os.Environ(), "BENCH_WORKER_PROCESS=1")
+		return cmd, nil
+	}
+	t.Cleanup(func() { workerCommand = old })
 }
 
 // TestReconnectSpec checks that --reconnect reaches worker processes.
