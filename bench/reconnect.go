@@ -28,20 +28,27 @@ import (
 // 4200 of a draining node, other close codes and a plain EOF or reset
 // alike.
 //
-// Every event carries a sequence number, and each connection slot keeps
-// the set of numbers it received across its reconnects. A slot never
-// dropped must receive every accepted event: what it misses is lost, and
-// that is the figure that must stay 0. A dropped slot records a gap per
-// drop, from the last event it received before the drop to the first one
-// after its reconnect (open-ended while none came): the events it misses
-// inside its gaps are reported apart, those it misses outside them (while
-// connected) are lost as well.
+// Every event carries a sequence number and its send time, and each
+// connection slot keeps the set of numbers it received across its
+// reconnects. A slot never dropped must receive every accepted event: what
+// it misses is lost, and that is the figure that must stay 0. A dropped
+// slot records a gap per drop, from gapSlack before the close to the
+// moment it was subscribed again (open-ended while it is down): an event
+// it misses that was sent inside a gap is reported apart, one sent outside
+// them (while it was connected) is lost as well. Gaps are times, not
+// sequence numbers, because events reach the nodes of a cluster in
+// different orders. An event no connection of the process received has no
+// known send time: a dropped slot is excused it only while still down.
 const (
 	reconnectBase     = 100 * time.Millisecond
 	reconnectMax      = 5 * time.Second
 	reconnectInFlight = 8
 	// maxTrackSeq bounds the sequence numbers a slot records.
 	maxTrackSeq = 1 << 20
+	// gapSlack is how long before a close a missed event counts in the
+	// gap: an event in flight to the node (up to this delivery latency)
+	// may be cut off by the close.
+	gapSlack = 5 * time.Second
 )
 
 // closeError is a close frame received from the server.
@@ -86,12 +93,14 @@ func dropKey(err error) (key string, code int) {
 // reconnectable reports whether a close with code is re-opened.
 func reconnectable(code int) bool { return code < 4000 || code > 4099 }
 
-// seqGap is the sequence numbers a dropped slot may miss: those strictly
-// between lo (the last it received before the drop, -1 for none) and hi
-// (the first it received after reconnecting, -1 while none).
-type seqGap struct{ lo, hi int64 }
+// timeGap is when a dropped slot was closed: from the close (Unix
+// nanoseconds) to its resubscription (0 while down).
+type timeGap struct{ from, to int64 }
 
-func (g seqGap) holds(seq int64) bool { return seq > g.lo && (g.hi < 0 || seq < g.hi) }
+// holds reports whether an event sent at sent may be missed in g.
+func (g timeGap) holds(sent int64) bool {
+	return sent >= g.from-int64(gapSlack) && (g.to == 0 || sent <= g.to)
+}
 
 // connTrack is what one connection slot received across its reconnects.
 // Goroutine-safe.
@@ -99,7 +108,7 @@ type connTrack struct {
 	mu    sync.Mutex
 	top   int64 // highest sequence number received, -1 for none
 	words []uint64
-	gaps  []seqGap // one per drop; consecutive drops with no event between share one
+	gaps  []timeGap // one per drop; a drop while down extends the open one
 	drops int32
 	dups  int64
 }
@@ -125,21 +134,30 @@ func (t *connTrack) mark(seq int64) {
 	}
 	t.words[w] |= b
 	t.top = max(t.top, seq)
-	if n := len(t.gaps); n > 0 && t.gaps[n-1].hi < 0 && seq > t.gaps[n-1].lo {
-		t.gaps[n-1].hi = seq
-	}
 }
 
-// drop records that the slot's connection closed.
-func (t *connTrack) drop() {
+// drop records that the slot's connection closed at now (Unix ns).
+func (t *connTrack) drop(now int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.drops++
-	if n := len(t.gaps); n > 0 && t.gaps[n-1].hi < 0 {
-		return // still in the gap of the previous drop
+	if n := len(t.gaps); n > 0 && t.gaps[n-1].to == 0 {
+		return // still down
 	}
-	t.gaps = append(t.gaps, seqGap{lo: t.top, hi: -1})
+	t.gaps = append(t.gaps, timeGap{from: now})
 }
+
+// back records that the slot was subscribed again at now (Unix ns).
+func (t *connTrack) back(now int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := len(t.gaps); n > 0 && t.gaps[n-1].to == 0 {
+		t.gaps[n-1].to = now
+	}
+}
+
+// down reports whether the slot is closed now. Call with t.mu held.
+func (t *connTrack) down() bool { return len(t.gaps) > 0 && t.gaps[len(t.gaps)-1].to == 0 }
 
 // has reports whether seq was received. Call with t.mu held.
 func (t *connTrack) has(seq int64) bool {
@@ -147,10 +165,14 @@ func (t *connTrack) has(seq int64) bool {
 	return w < len(t.words) && t.words[w]&(1<<(seq&63)) != 0
 }
 
-// inGap reports whether seq falls in one of the gaps. Call with t.mu held.
-func (t *connTrack) inGap(seq int64) bool {
+// excused reports whether the slot may have missed an event sent at sent
+// (0: unknown) in one of its gaps. Call with t.mu held.
+func (t *connTrack) excused(sent int64) bool {
+	if sent == 0 {
+		return t.down()
+	}
 	for _, g := range t.gaps {
-		if g.holds(seq) {
+		if g.holds(sent) {
 			return true
 		}
 	}
@@ -169,6 +191,8 @@ type reconnector struct {
 	byCode  map[string]int64
 	hist    *hdrhistogram.Histogram // drop to resubscribed, µs
 	lastErr string
+	// sent maps the sequence numbers received to their send times.
+	sent sync.Map
 
 	drops, down, reconnects, failed atomic.Int64
 }
@@ -192,6 +216,21 @@ func (r *reconnector) track(i int) *connTrack {
 		r.tracks[i] = newConnTrack()
 	}
 	return r.tracks[i]
+}
+
+// seen records the send time of event seq (Unix ns), once.
+func (r *reconnector) seen(seq, sent int64) {
+	if _, ok := r.sent.Load(seq); !ok {
+		r.sent.Store(seq, sent)
+	}
+}
+
+// sentAt returns the send time of event seq, 0 if unknown.
+func (r *reconnector) sentAt(seq int64) int64 {
+	if v, ok := r.sent.Load(seq); ok {
+		return v.(int64)
+	}
+	return 0
 }
 
 // untrack forgets slot i, whose first connection failed after all.
@@ -229,7 +268,7 @@ func (s *shard) dropped(wc *wsConn, err error) bool {
 	r.byCode[key]++
 	r.drops.Add(1)
 	r.down.Add(1)
-	wc.track.drop()
+	wc.track.drop(time.Now().UnixNano())
 	if again {
 		r.wg.Add(1)
 	}
@@ -263,6 +302,7 @@ func (s *shard) reconnect(i int, since time.Time) {
 		err := s.open(r.ctx, i, buf, true)
 		<-r.sem
 		if err == nil {
+			r.track(i).back(time.Now().UnixNano())
 			r.reconnects.Add(1)
 			r.down.Add(-1)
 			r.mu.Lock()
@@ -304,9 +344,9 @@ type reconnectResult struct {
 	UndroppedGot []int64 `json:"undropped_got"`
 	DroppedGot   []int64 `json:"dropped_got"`
 	GapMissed    []int64 `json:"gap_missed"`
-	// OpenGaps counts the dropped slots that received nothing since their
-	// last drop: every event past the slices is inside their gap.
-	OpenGaps int64 `json:"open_gaps"`
+	// DownDropped counts the dropped slots still down at the end: every
+	// event past the slices is inside their gap.
+	DownDropped int64 `json:"down_dropped"`
 }
 
 // result digests the slots. Call it once the connections are closed.
@@ -326,6 +366,10 @@ func (r *reconnector) result() *reconnectResult {
 		}
 	}
 	res.UndroppedGot, res.DroppedGot, res.GapMissed = make([]int64, n), make([]int64, n), make([]int64, n)
+	sent := make([]int64, n)
+	for q := range n {
+		sent[q] = r.sentAt(q)
+	}
 	for _, t := range r.tracks {
 		if t == nil {
 			continue
@@ -344,12 +388,12 @@ func (r *reconnector) result() *reconnectResult {
 			for q := range n {
 				if t.has(q) {
 					res.DroppedGot[q]++
-				} else if t.inGap(q) {
+				} else if t.excused(sent[q]) {
 					res.GapMissed[q]++
 				}
 			}
-			if t.gaps[len(t.gaps)-1].hi < 0 {
-				res.OpenGaps++
+			if t.down() {
+				res.DownDropped++
 			}
 		}
 		t.mu.Unlock()
@@ -383,12 +427,10 @@ type ReconnectStats struct {
 	// DroppedReceived counts the deliveries of accepted events to dropped
 	// connections, MissedInGaps those they missed while closed (between
 	// the last event before a drop and the first after its reconnect), and
-	// DroppedLost those they missed while connected. OpenGaps counts the
-	// dropped connections that received no event after their last drop.
+	// DroppedLost those they missed while connected.
 	DroppedReceived int64 `json:"dropped_received"`
 	MissedInGaps    int64 `json:"missed_in_gaps"`
 	DroppedLost     int64 `json:"dropped_lost"`
-	OpenGaps        int64 `json:"open_gaps"`
 	Duplicates      int64 `json:"duplicates"`
 }
 
@@ -425,7 +467,6 @@ func combineReconnect(parts []*reconnectResult, accepted []bool) (st *ReconnectS
 		st.Reconnects += p.Reconnects
 		st.ReconnectFailures += p.Failed
 		st.DownAtEnd += p.Down
-		st.OpenGaps += p.OpenGaps
 		st.Duplicates += p.Dups
 		if p.LastErr != "" {
 			st.LastError = p.LastErr
@@ -438,7 +479,7 @@ func combineReconnect(parts []*reconnectResult, accepted []bool) (st *ReconnectS
 			ug, dg := at(p.UndroppedGot, q), at(p.DroppedGot, q)
 			gm := at(p.GapMissed, q)
 			if q >= len(p.GapMissed) {
-				gm = p.OpenGaps
+				gm = p.DownDropped
 			}
 			lostPer[q] += p.Undropped - ug
 			st.UndroppedReceived += ug
@@ -511,8 +552,8 @@ func reconnectRows(c *ReconnectStats) [][2]string {
 			c.Undropped, c.UndroppedReceived, c.UndroppedExpected, c.UndroppedLost, c.UndroppedLostEvents)},
 		{"dropped connections", fmt.Sprintf("%d, %d drops%s, %d reconnects, %d failed attempts, %d down at the end",
 			c.Dropped, c.Drops, by, c.Reconnects, c.ReconnectFailures, c.DownAtEnd)},
-		{"dropped: deliveries", fmt.Sprintf("%d received, %d missed in their gaps, %d lost while connected, %d with no event since their last drop",
-			c.DroppedReceived, c.MissedInGaps, c.DroppedLost, c.OpenGaps)},
+		{"dropped: deliveries", fmt.Sprintf("%d received, %d missed in their gaps, %d lost while connected",
+			c.DroppedReceived, c.MissedInGaps, c.DroppedLost)},
 	}
 	if c.ReconnectTime.Count > 0 {
 		rows = append(rows, [2]string{"time to reconnect", fmt.Sprintf("p50 %s  p99 %s  max %s  (n=%d)",
