@@ -69,6 +69,11 @@ type Config struct {
 	// Queries is the number of HTTP API rounds of the presence scenario
 	// (one users and one user_count request each). Default: 20.
 	Queries int
+	// Reconnect re-opens the connections the server closes during the
+	// measured phase of the fanout scenario (a rolling restart) and
+	// accounts for the connections never dropped apart from the others.
+	// See reconnect.go. Default: false.
+	Reconnect bool
 	// Channels is the number of public channels the connections are spread
 	// over (connect: default 100; fanout and burst: default 1, and each
 	// trigger goes to all of them, at most 100).
@@ -402,6 +407,7 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.IntVar(&c.Events, "events", 0, "events to trigger (cross; 0 = as many as fit in --duration)")
 	fs.IntVar(&c.Queries, "queries", 0, "HTTP API rounds checking the users and user_count (presence; default 20)")
 	fs.BoolVar(&c.Retry503, "retry-503", false, "retry triggers answered 503 after their Retry-After (cross; default: count them, no retry)")
+	fs.BoolVar(&c.Reconnect, "reconnect", false, "fanout: re-open connections the server closes during the run (4200-4299 close or EOF, backoff from 100 ms), check every event on the never-dropped ones, report the dropped ones apart")
 	fs.IntVar(&c.Channels, "channels", 0, "public channels (connect: default 100; fanout/burst: default 1)")
 	fs.Float64Var(&c.Rate, "rate", 0, "connect: connects/s; fanout: triggers/s (4); burst: bursts/s (2); client-events: events/s per connection (2); api: requests/s; churn: cycles/s; cross: triggers/s; 0 = default/unlimited")
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 0, "connects/s during the ramp of fanout, burst, client-events (0 = unpaced)")

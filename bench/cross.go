@@ -187,8 +187,8 @@ func (r *runner) runCross(ctx context.Context) error {
 		r.res.ClientRSSConn = round1(float64((selfRSSKB()-rssStart)*1024) / float64(st.Connected))
 	}
 	var subs []*wsConn
-	for _, c := range h.s.conns {
-		if c != nil {
+	for i := range h.s.conns {
+		if c := h.s.conns[i].Load(); c != nil {
 			subs = append(subs, c)
 		}
 	}

@@ -28,6 +28,16 @@
 //     rounds of the HTTP API's users and user_count; ok or fail, time to
 //     convergence, member_added propagation and API latencies (presence.go).
 //
+// With --reconnect the fanout scenario survives a rolling restart of the
+// nodes behind its port: a connection the server closes after the ramp
+// (the 4200 of a draining node, or a plain EOF) is dialed, upgraded and
+// subscribed again with a capped, jittered exponential backoff, a few
+// attempts at a time per process. Events carry sequence numbers, checked
+// per connection: the connections never dropped must receive every
+// accepted event (their losses must be 0), and the dropped ones report
+// their drops by close code, reconnects, time to reconnect and the events
+// missed while they were closed, apart (see reconnect.go).
+//
 // WebSocket connections are dialed and upgraded with blocking sockets (a
 // bounded number in flight), then handed to gnet's client event loops
 // (Client.Enroll) for the steady state, so an idle connection costs no

@@ -91,6 +91,9 @@ func tableRows(res *Result) [][2]string {
 		add("events", fmt.Sprintf("%d sent, %d deliveries expected, %d received", res.Events, res.Expected, res.Received))
 		add("loss", fmt.Sprintf("%d (%.2f%%)", res.Loss, res.LossPct))
 	}
+	if res.Reconnect != nil {
+		rows = append(rows, reconnectRows(res.Reconnect)...)
+	}
 	if res.Scenario != ScenarioConnect && res.Scenario != ScenarioCross && res.Scenario != ScenarioPresence {
 		add(plural(res.Op), fmt.Sprintf("%d in %.1f s = %.1f/s", res.Ops, res.DurationS, res.OpsPerSec))
 		add(res.Op+" latency", fmtSummary(res.Latency))

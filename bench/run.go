@@ -101,6 +101,11 @@ type Result struct {
 	Cross *CrossStats `json:"cross,omitempty"`
 	// Presence holds the figures of the presence scenario.
 	Presence *PresenceStats `json:"presence,omitempty"`
+	// Reconnect holds the figures of --reconnect; with it, Expected counts
+	// the deliveries due outside the dropped connections' gaps and
+	// Received each connection's deliveries of accepted events once, so
+	// that Loss is what connections missed while connected.
+	Reconnect *ReconnectStats `json:"reconnect,omitempty"`
 
 	Server        *ServerStats `json:"server_proc,omitempty"`
 	ClientCPUS    float64      `json:"client_cpu_s"`
@@ -122,6 +127,9 @@ type runner struct {
 	res    *Result
 	start  time.Time
 	// progress: what the progress sampler reads (see setCounters)
+	// accepted[q] says the trigger of sequence number q was accepted or
+	// unanswered (--reconnect).
+	accepted  []bool
 	cntMu     sync.Mutex
 	opCount   func() int64
 	connCount func() int64
@@ -137,6 +145,9 @@ type runner struct {
 func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, error) {
 	if cfg.worker {
 		return nil, fmt.Errorf("worker config")
+	}
+	if err := cfg.checkReconnect(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()

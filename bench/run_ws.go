@@ -130,7 +130,11 @@ func (r *runner) runWS(ctx context.Context) error {
 		r.res.Op = "delivery"
 		r.setCounters("deliveries", func() int64 { return total().Received }, nil)
 		runErr = r.trigger(ctx, perChan)
-		r.drain(ctx, total)
+		if cfg.Reconnect {
+			r.drainReconnect(ctx, total)
+		} else {
+			r.drain(ctx, total)
+		}
 	case cfg.Scenario == ScenarioClientEvents:
 		r.res.Op = "relay"
 		r.setCounters("relays", func() int64 { return total().Received }, nil)
@@ -155,9 +159,11 @@ func (r *runner) runWS(ctx context.Context) error {
 	connHist, delHist := newHist(), newHist()
 	var fin shardStatus
 	var cpu time.Duration
+	var recs []*reconnectResult
 	for _, h := range handles {
 		res, err := h.finish()
 		fin.add(res.Status)
+		recs = append(recs, res.Reconnect)
 		mergeSnapshot(connHist, res.Connect)
 		mergeSnapshot(delHist, res.Deliveries)
 		cpu += time.Duration(res.CPUNS)
@@ -194,6 +200,9 @@ func (r *runner) runWS(ctx context.Context) error {
 			r.res.Events = fin.Sent
 		}
 		r.res.Received = fin.Received
+		if cfg.Reconnect && cfg.Scenario == ScenarioFanout {
+			r.res.Reconnect, r.res.Expected, r.res.Received = combineReconnect(recs, r.accepted)
+		}
 		r.res.Ops = fin.Received
 		r.res.OpsPerSec = perSecond(fin.Received, measureDur)
 		r.res.Latency = Summarize(delHist)
@@ -253,7 +262,7 @@ func (r *runner) trigger(ctx context.Context, perChan []int64) error {
 		wg               sync.WaitGroup
 		firstErr         error
 	)
-	fire := func(c *apiClient) {
+	fire := func(c *apiClient, seq int64) {
 		defer func() { pool <- c; wg.Done() }()
 		for sent := 0; sent < perBurst; {
 			k := 1
@@ -272,7 +281,7 @@ func (r *runner) trigger(ctx context.Context, perChan []int64) error {
 				}
 				body, route = batchBody(chs, data), "batch_events"
 			} else {
-				body, route = triggerBody(channels, eventDataFor(cfg, time.Now())), "events"
+				body, route = triggerBody(channels, eventDataForSeq(cfg, time.Now(), seq)), "events"
 				exp = subs
 			}
 			t0 := time.Now()
@@ -294,11 +303,13 @@ func (r *runner) trigger(ctx context.Context, perChan []int64) error {
 					unconfirmed++
 					events += int64(k)
 					expected += exp
+					r.accept(seq)
 				}
 			} else {
 				triggers++
 				events += int64(k)
 				expected += exp
+				r.accept(seq)
 			}
 			mu.Unlock()
 			sent += k
@@ -323,8 +334,12 @@ func (r *runner) trigger(ctx context.Context, perChan []int64) error {
 		if c == nil {
 			break
 		}
+		seq := int64(-1)
+		if cfg.Reconnect {
+			seq = int64(i)
+		}
 		wg.Add(1)
-		go fire(c)
+		go fire(c, seq)
 	}
 	wg.Wait()
 	close(pool)

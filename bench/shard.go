@@ -37,6 +37,11 @@ type shardStatus struct {
 	Sent        int64 `json:"sent"`
 	Expected    int64 `json:"expected"`
 	Errors      int64 `json:"errors"`
+	// Drops, Down and Reconnects are the figures of --reconnect: server
+	// closes after the ramp, connections down now, successful reconnects.
+	Drops      int64 `json:"drops,omitempty"`
+	Down       int64 `json:"down,omitempty"`
+	Reconnects int64 `json:"reconnects,omitempty"`
 }
 
 func (s *shardStatus) add(o shardStatus) {
@@ -48,6 +53,9 @@ func (s *shardStatus) add(o shardStatus) {
 	s.Sent += o.Sent
 	s.Expected += o.Expected
 	s.Errors += o.Errors
+	s.Drops += o.Drops
+	s.Down += o.Down
+	s.Reconnects += o.Reconnects
 }
 
 // shardReady is what a shard reports when its connections are up.
@@ -67,6 +75,8 @@ type shardResult struct {
 	Deliveries *hdrhistogram.Snapshot `json:"deliveries"`
 	CPUNS      int64                  `json:"cpu_ns"`
 	Errs       []string               `json:"errs,omitempty"`
+	// Reconnect has the per-connection accounting of --reconnect.
+	Reconnect *reconnectResult `json:"reconnect,omitempty"`
 }
 
 // shard holds WebSocket connections in this process.
@@ -76,7 +86,9 @@ type shard struct {
 	cfg  *Config
 	d    *dialer
 
-	conns    []*wsConn
+	// conns holds the current connection of each slot; a reconnect
+	// replaces it.
+	conns    []atomic.Pointer[wsConn]
 	connHist *hdrhistogram.Histogram
 	connMu   sync.Mutex
 	perChan  []atomic.Int64
@@ -84,6 +96,11 @@ type shard struct {
 	connected, failed, closedEarly atomic.Int64
 	sent, expected                 atomic.Int64
 	finishing                      atomic.Bool
+	// ready is set once the ramp is over: from then on --reconnect
+	// re-opens what the server closes.
+	ready atomic.Bool
+	// rec is the state of --reconnect; nil without it.
+	rec *reconnector
 
 	errMu sync.Mutex
 	errs  []string
@@ -119,7 +136,7 @@ func newShard(spec shardSpec) (*shard, error) {
 	s := &shard{
 		spec:     spec,
 		cfg:      &spec.Config,
-		conns:    make([]*wsConn, spec.Count),
+		conns:    make([]atomic.Pointer[wsConn], spec.Count),
 		connHist: newHist(),
 		loops:    map[gnet.EventLoop]*loopStats{},
 		stop:     make(chan struct{}),
@@ -127,6 +144,9 @@ func newShard(spec shardSpec) (*shard, error) {
 		cpuStart: selfCPU(),
 	}
 	s.d = newDialer(s.cfg)
+	if s.cfg.Reconnect {
+		s.rec = newReconnector(spec.Count, s.cfg.ConnectConcurrency)
+	}
 	s.perChan = make([]atomic.Int64, max(1, s.cfg.Channels))
 	if s.cfg.Client == "gnet" {
 		cli, err := gnet.NewClient(s,
@@ -180,7 +200,7 @@ func (s *shard) connect(ctx context.Context) shardReady {
 				if lim != nil && lim.Wait(ctx) != nil {
 					return
 				}
-				if err := s.open(ctx, i, buf); err != nil {
+				if err := s.open(ctx, i, buf, false); err != nil {
 					s.failed.Add(1)
 					s.addErr(err.Error())
 				}
@@ -198,13 +218,17 @@ func (s *shard) connect(ctx context.Context) shardReady {
 	if ctx.Err() != nil {
 		r.Err = ctx.Err().Error()
 	}
+	s.ready.Store(true)
 	s.bg.Add(1)
 	go s.pinger()
 	return r
 }
 
-// open dials, upgrades and subscribes local connection i.
-func (s *shard) open(ctx context.Context, i int, buf []byte) error {
+// open dials, upgrades and subscribes local connection i; again says it
+// re-opens a connection the server closed (--reconnect), which is not
+// counted as connected again nor recorded in the connect latencies.
+// Cancelling ctx aborts the handshake.
+func (s *shard) open(ctx context.Context, i int, buf []byte, again bool) error {
 	gidx := s.spec.First + i
 	ch := channelName(s.cfg, s.spec.Tag, gidx)
 	t0 := time.Now()
@@ -213,6 +237,9 @@ func (s *shard) open(ctx context.Context, i int, buf []byte) error {
 		return err
 	}
 	_ = nc.SetDeadline(t0.Add(15 * time.Second))
+	// A past deadline aborts the blocking reads and writes below.
+	abort := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer abort()
 	bc := &blockConn{c: nc, buf: buf}
 	if err := bc.upgrade(s.d); err != nil {
 		nc.Close()
@@ -231,23 +258,40 @@ func (s *shard) open(ctx context.Context, i int, buf []byte) error {
 		nc.Close()
 		return err
 	}
+	if !abort() {
+		nc.Close()
+		return ctx.Err()
+	}
 	now := time.Now()
-	s.connMu.Lock()
-	recordLatency(s.connHist, now.Sub(t0))
-	s.connMu.Unlock()
+	if !again {
+		s.connMu.Lock()
+		recordLatency(s.connHist, now.Sub(t0))
+		s.connMu.Unlock()
+	}
 	_ = nc.SetDeadline(time.Time{})
 	c := &wsConn{sh: s, idx: gidx, channel: ch, leftover: bc.leftover()}
 	c.heard.Store(now.UnixNano())
 	if s.cfg.Scenario == ScenarioCross {
 		c.seen = &seqSet{}
 	}
+	if s.rec != nil {
+		c.track = s.rec.track(i)
+	}
+	// The slot is set before the connection runs: it may close (and be
+	// re-opened) before EnrollContext returns.
 	if s.cli != nil {
 		if tc, ok := nc.(*tlsConn); ok {
 			// The record layer stays with tc, over gnet (see tls.go).
 			c.tls = tc
 			nc = tc.t.detach()
 		}
+		s.conns[i].Store(c)
 		if _, err := s.cli.EnrollContext(nc, c); err != nil {
+			c.closed.Store(true)
+			s.conns[i].CompareAndSwap(c, nil)
+			if s.rec != nil && !again {
+				s.rec.untrack(i)
+			}
 			return err
 		}
 	} else {
@@ -255,10 +299,13 @@ func (s *shard) open(ctx context.Context, i int, buf []byte) error {
 		c.stats = s.gstats[gidx%len(s.gstats)]
 		left := c.leftover
 		c.leftover = nil
+		s.conns[i].Store(c)
 		s.bg.Add(1)
 		go s.readLoop(c, left)
 	}
-	s.conns[i] = c
+	if again {
+		return nil
+	}
 	s.connected.Add(1)
 	if s.cfg.Scenario == ScenarioFanout || s.cfg.Scenario == ScenarioBurst || s.cfg.Scenario == ScenarioCross {
 		s.perChan[gidx%len(s.perChan)].Add(1)
@@ -275,6 +322,7 @@ func (s *shard) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		wc.tls.t.attach(c)
 		// Records read with the upgrade may wait in crypto/tls.
 		if err := wc.tlsTraffic(nil, time.Now()); err != nil {
+			wc.closeErr = err
 			return nil, gnet.Close
 		}
 		return nil, gnet.None
@@ -282,6 +330,7 @@ func (s *shard) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if len(wc.leftover) > 0 {
 		n, err := wc.consume(wc.leftover, time.Now(), c)
 		if err != nil {
+			wc.closeErr = err
 			return nil, gnet.Close
 		}
 		wc.leftover = wc.leftover[n:]
@@ -299,6 +348,7 @@ func (s *shard) OnTraffic(c gnet.Conn) gnet.Action {
 	if wc.tls != nil {
 		buf, _ := c.Next(-1)
 		if err := wc.tlsTraffic(buf, now); err != nil {
+			wc.closeErr = err
 			return gnet.Close
 		}
 		return gnet.None
@@ -308,6 +358,7 @@ func (s *shard) OnTraffic(c gnet.Conn) gnet.Action {
 		wc.leftover = append(wc.leftover, more...)
 		n, err := wc.consume(wc.leftover, now, c)
 		if err != nil {
+			wc.closeErr = err
 			return gnet.Close
 		}
 		wc.leftover = append([]byte(nil), wc.leftover[n:]...)
@@ -320,6 +371,7 @@ func (s *shard) OnTraffic(c gnet.Conn) gnet.Action {
 	n, err := wc.consume(buf, now, c)
 	_, _ = c.Discard(n)
 	if err != nil {
+		wc.closeErr = err
 		return gnet.Close
 	}
 	return gnet.None
@@ -328,6 +380,9 @@ func (s *shard) OnTraffic(c gnet.Conn) gnet.Action {
 // OnClose runs on the gnet loop when a connection closes.
 func (s *shard) OnClose(c gnet.Conn, err error) gnet.Action {
 	if wc, ok := c.Context().(*wsConn); ok {
+		if wc.closeErr != nil {
+			err = wc.closeErr // what consume saw, e.g. the close frame
+		}
 		s.lost(wc, err)
 	}
 	return gnet.None
@@ -335,6 +390,9 @@ func (s *shard) OnClose(c gnet.Conn, err error) gnet.Action {
 
 func (s *shard) lost(wc *wsConn, err error) {
 	if wc.closed.Swap(true) || s.finishing.Load() {
+		return
+	}
+	if s.rec != nil && s.dropped(wc, err) {
 		return
 	}
 	s.closedEarly.Add(1)
@@ -403,7 +461,8 @@ func (s *shard) pinger() {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			for _, c := range s.conns {
+			for i := range s.conns {
+				c := s.conns[i].Load()
 				if c != nil && !c.closed.Load() && now.UnixNano()-c.heard.Load() >= int64(s.cfg.PingInterval) {
 					// The pong moves heard on; until then, one ping per
 					// interval.
@@ -425,8 +484,8 @@ func (s *shard) startSending() {
 	var live []*wsConn
 	var peers []int64
 	alive := map[string]int64{}
-	for _, c := range s.conns {
-		if c != nil {
+	for i := range s.conns {
+		if c := s.conns[i].Load(); c != nil {
 			live = append(live, c)
 			alive[c.channel]++
 		}
@@ -499,6 +558,9 @@ func (s *shard) status() shardStatus {
 		Sent:        s.sent.Load(),
 		Expected:    s.expected.Load(),
 	}
+	if s.rec != nil {
+		st.Drops, st.Down, st.Reconnects = s.rec.drops.Load(), s.rec.down.Load(), s.rec.reconnects.Load()
+	}
 	for _, ls := range s.allStats() {
 		st.Received += ls.received.Load()
 		st.WireBytes += ls.wire.Load()
@@ -522,11 +584,16 @@ func (s *shard) allStats() []*loopStats {
 
 // finish closes every connection and returns the shard's results.
 func (s *shard) finish() shardResult {
-	s.finishing.Store(true)
+	if s.rec != nil {
+		s.rec.stopAll(&s.finishing)
+	} else {
+		s.finishing.Store(true)
+	}
 	s.stopSending()
 	close(s.stop)
 	st := s.status()
-	for _, c := range s.conns {
+	for i := range s.conns {
+		c := s.conns[i].Load()
 		if c == nil {
 			continue
 		}
@@ -556,6 +623,9 @@ func (s *shard) finish() shardResult {
 		}
 	}
 	res.Deliveries = all.Export()
+	if s.rec != nil {
+		res.Reconnect = s.rec.result()
+	}
 	s.errMu.Lock()
 	res.Errs = append(res.Errs, s.errs...)
 	s.errMu.Unlock()

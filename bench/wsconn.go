@@ -90,6 +90,31 @@ func eventDataFor(cfg *Config, now time.Time) []byte {
 	return append(b, "]}"...)
 }
 
+// eventDataForSeq is eventDataFor with the sequence number seq after the
+// send time; a negative seq gives eventDataFor.
+func eventDataForSeq(cfg *Config, now time.Time, seq int64) []byte {
+	if seq < 0 {
+		return eventDataFor(cfg, now)
+	}
+	if !cfg.JSONPayload {
+		return eventDataSeq(now, seq, cfg.Payload)
+	}
+	b := eventDataFor(cfg, now)
+	// The send time is the first string of the document: put the number
+	// inside it.
+	i := bytes.Index(b, tsMarkerB)
+	j := i + len(tsMarker)
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	out := make([]byte, 0, len(b)+24)
+	out = append(out, b[:j]...)
+	out = append(out, ';')
+	out = append(out, seqMarker...)
+	out = strconv.AppendInt(out, seq, 10)
+	return append(out, b[j:]...)
+}
+
 // eventDataSeq is eventData with the event's sequence number after the
 // timestamp.
 func eventDataSeq(now time.Time, seq int64, size int) []byte {
@@ -457,6 +482,12 @@ type wsConn struct {
 	seen *seqSet
 	// probed is set when a probe event arrived (cross scenario only).
 	probed atomic.Bool
+	// track is the accounting of the connection's slot across reconnects
+	// (--reconnect only).
+	track *connTrack
+	// closeErr is why consume asked to close the connection (gnet loop
+	// only), for OnClose.
+	closeErr error
 }
 
 // send writes a masked frame from any goroutine. b must not be modified
@@ -513,7 +544,7 @@ func (c *wsConn) consume(buf []byte, now time.Time, reply io.Writer) (int, error
 		case ws.OpPing:
 			_, _ = reply.Write(wsproto.AppendClientFrame(nil, ws.OpPong, true, p, clientMask))
 		case ws.OpClose:
-			return done, errors.New("close frame")
+			return done, closeFrameErr(p)
 		}
 	}
 }
@@ -526,9 +557,14 @@ func (c *wsConn) handle(p []byte, now time.Time, reply io.Writer) {
 		recordLatency(st.hist, now.Sub(t))
 		st.mu.Unlock()
 		st.received.Add(1)
-		if c.seen != nil {
+		if c.seen != nil || c.track != nil {
 			if seq, ok := seqOf(p); ok {
-				c.seen.mark(seq)
+				if c.seen != nil {
+					c.seen.mark(seq)
+				} else {
+					c.track.mark(seq)
+					c.sh.rec.seen(seq, t.UnixNano())
+				}
 			}
 		}
 		return
@@ -540,6 +576,9 @@ func (c *wsConn) handle(p []byte, now time.Time, reply io.Writer) {
 	switch {
 	case bytes.Contains(p, []byte(`"pusher:ping"`)):
 		_, _ = reply.Write(pongFrame)
+	case c.track != nil && reconnectCode(p):
+		// The notice of a close to reconnect after (--reconnect): counted
+		// with the drop that follows, not as an error.
 	case bytes.Contains(p, []byte(`"pusher:error"`)), bytes.Contains(p, []byte(`"pusher:subscription_error"`)):
 		c.stats.errors.Add(1)
 		c.stats.lastErr.Store(string(p))

@@ -1,0 +1,426 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reverbgo/reverb/cluster"
+	"github.com/reverbgo/reverb/loop"
+	"github.com/reverbgo/reverb/pusher"
+)
+
+func TestDropKey(t *testing.T) {
+	for _, tc := range []struct {
+		err       error
+		key       string
+		code      int
+		reconnect bool
+	}{
+		{closeFrameErr([]byte{0x10, 0x68, 'b', 'y', 'e'}), "4200", 4200, true},
+		{closeFrameErr([]byte{0x10, 0xcc}), "4300", 4300, true},
+		{closeFrameErr([]byte{0x0f, 0xa1}), "4001", 4001, false},
+		{closeFrameErr([]byte{0x03, 0xe9}), "1001", 1001, true},
+		{closeFrameErr(nil), "close", 0, true},
+		{io.EOF, "eof", 0, true},
+		{nil, "eof", 0, true},
+		{fmt.Errorf("read: %w", io.EOF), "eof", 0, true},
+		{errors.New("connection reset by peer"), "error", 0, true},
+	} {
+		key, code := dropKey(tc.err)
+		if key != tc.key || code != tc.code || reconnectable(code) != tc.reconnect {
+			t.Errorf("dropKey(%v) = %q %d (reconnect %v), want %q %d %v", tc.err, key, code, reconnectable(code), tc.key, tc.code, tc.reconnect)
+		}
+	}
+	if msg := closeFrameErr([]byte{0x10, 0x68, 'b', 'y', 'e'}).Error(); msg != "close frame 4200 bye" {
+		t.Errorf("message %q", msg)
+	}
+}
+
+func TestEventDataForSeq(t *testing.T) {
+	now := time.Unix(1700000000, 7)
+	for _, jsonPayload := range []bool{false, true} {
+		cfg := &Config{Payload: 300, JSONPayload: jsonPayload}
+		d := eventDataForSeq(cfg, now, 42)
+		if seq, ok := seqOf(d); !ok || seq != 42 {
+			t.Errorf("json %v: seqOf %d %v in %s", jsonPayload, seq, ok, d)
+		}
+		if ts, ok := sentAt(d); !ok || !ts.Equal(now) {
+			t.Errorf("json %v: sentAt %v %v", jsonPayload, ts, ok)
+		}
+		if jsonPayload && !json.Valid(d) {
+			t.Errorf("invalid JSON %s", d)
+		}
+		if _, ok := seqOf(eventDataForSeq(cfg, now, -1)); ok {
+			t.Errorf("json %v: a sequence number without one", jsonPayload)
+		}
+	}
+}
+
+// op is one step of a slot in tracked: receive event q, drop or be back
+// at the send time of event x.
+type op struct {
+	kind byte // 'm', 'd' or 'b'
+	x    float64
+}
+
+func m(q int64) op    { return op{'m', float64(q)} }
+func d(x float64) op  { return op{'d', x} }
+func bk(x float64) op { return op{'b', x} }
+
+// sendTime is when event x was sent in tracked: 10 s apart, so that only
+// the gapSlack before a drop reaches back to an earlier event.
+func sendTime(x float64) int64 { return int64((100 + 10*x) * float64(time.Second)) }
+
+// tracked returns a reconnector whose slots went through the steps given.
+func tracked(slots ...[]op) *reconnector {
+	r := newReconnector(len(slots), 8)
+	for i, steps := range slots {
+		tr := r.track(i)
+		for _, o := range steps {
+			switch o.kind {
+			case 'm':
+				tr.mark(int64(o.x))
+				r.seen(int64(o.x), sendTime(o.x))
+			case 'd':
+				tr.drop(sendTime(o.x))
+				r.drops.Add(1)
+			case 'b':
+				tr.back(sendTime(o.x))
+			}
+		}
+	}
+	return r
+}
+
+// TestReconnectAccounting checks the per-event accounting: a never
+// dropped connection that misses an event counts it lost, a dropped one
+// is excused what was sent inside its gaps only, whatever the order the
+// events came in. The shards' results go through JSON, as from worker
+// processes.
+func TestReconnectAccounting(t *testing.T) {
+	a := tracked(
+		[]op{m(0), m(1), m(2), m(3), m(4)},                               // undropped: misses 5 and 7
+		[]op{m(0), m(1), m(3), m(4), m(4)},                               // undropped: misses 2, 5, 7; a duplicate
+		[]op{m(0), m(1), d(1.5), bk(2.5), m(3), m(4)},                    // gap: 2; lost: 5, 7
+		[]op{m(0), d(0.5), bk(2.5), m(2), m(4)},                          // gap: 1; lost: 3, 5, 7
+		[]op{m(0), d(0.5), bk(3.5), m(4), m(2), m(3)},                    // out of order; gap: 1; lost: 5, 7
+		[]op{m(0), d(0.5), d(0.6), bk(1.5), m(2), d(2.5), bk(3.5), m(4)}, // gaps: 1 and 3; lost: 5, 7
+	)
+	b := tracked(
+		[]op{m(0)},                  // undropped: misses 1-5 and 7
+		[]op{m(0), d(0.5)},          // still down: 1-5 and 7 in its gap
+		[]op{m(0), d(0.5), bk(0.8)}, // back, then nothing: 1-5 and 7 lost
+	)
+	var parts []*reconnectResult
+	for _, r := range []*reconnector{a, b} {
+		js, err := json.Marshal(r.result())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p reconnectResult
+		if err := json.Unmarshal(js, &p); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, &p)
+	}
+	// Events 0-5 and 7 were accepted; 6 was refused.
+	accepted := []bool{true, true, true, true, true, true, false, true}
+	st, expected, received := combineReconnect(parts, accepted)
+	want := ReconnectStats{
+		Undropped: 3, UndroppedExpected: 21, UndroppedReceived: 5 + 4 + 1, UndroppedLost: 2 + 3 + 6, UndroppedLostEvents: 6,
+		Dropped: 6, Drops: 8, DroppedReceived: 4 + 3 + 4 + 3 + 1 + 1, MissedInGaps: 1 + 1 + 1 + 2 + 6 + 0,
+		DroppedLost: 2 + 3 + 2 + 2 + 0 + 6, Duplicates: 1,
+	}
+	if !reflect.DeepEqual(*st, want) {
+		t.Fatalf("stats\n got %+v\nwant %+v", *st, want)
+	}
+	if expected != 9*7-want.MissedInGaps || received != want.UndroppedReceived+want.DroppedReceived ||
+		expected-received != want.UndroppedLost+want.DroppedLost {
+		t.Fatalf("expected %d received %d", expected, received)
+	}
+	// Everything received: nothing lost.
+	st, expected, received = combineReconnect([]*reconnectResult{tracked([]op{m(0), m(1)}, []op{m(1), m(0)}).result()}, []bool{true, true})
+	if st.UndroppedLost != 0 || st.UndroppedReceived != 4 || expected != 4 || received != 4 {
+		t.Fatalf("complete: %+v %d %d", st, expected, received)
+	}
+}
+
+// fanoutArgs are the flags of a small fanout with --reconnect against
+// port.
+func fanoutArgs(port int, extra ...string) []string {
+	return append([]string{"--port", strconv.Itoa(port), "--scenario", "fanout", "--reconnect", "--progress", "off",
+		"--timeout", "30s", "--server-pid", strconv.Itoa(os.Getpid())}, append(testApp, extra...)...)
+}
+
+// TestReconnectCountsLoss runs --reconnect with an HTTP API in front of
+// the server that answers every trigger but passes only every other one
+// on: the connections, none dropped, miss half the events, and that must
+// show as loss.
+func TestReconnectCountsLoss(t *testing.T) {
+	port := startReuseNode(t, 0, 0).port
+	var mu sync.Mutex
+	n := 0
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		n++
+		pass := n%2 == 0
+		mu.Unlock()
+		if pass {
+			resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d%s", port, r.URL.RequestURI()), "application/json", bytes.NewReader(body))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			resp.Body.Close()
+		}
+		_, _ = io.WriteString(w, "{}")
+	}))
+	defer fake.Close()
+	_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(fake.URL, "http://"))
+	cfg, err := ParseArgs(fanoutArgs(port, "--api-port", apiPort, "--connections", "10", "--rate", "20", "--duration", "500ms",
+		"--drain", "1s"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	c := res.Reconnect
+	if c == nil || res.Triggers != 10 || c.Undropped != 10 || c.Dropped != 0 || c.UndroppedExpected != 100 ||
+		c.UndroppedReceived != 50 || c.UndroppedLost != 50 || c.UndroppedLostEvents != 5 ||
+		res.Expected != 100 || res.Received != 50 || res.Loss != 50 {
+		t.Fatalf("loss not counted: %+v %+v", c, res)
+	}
+	var tbl bytes.Buffer
+	_ = WriteTable(&tbl, res)
+	if want := "10: 50 of 100 deliveries, 50 lost (5 events)"; !strings.Contains(tbl.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, tbl.String())
+	}
+}
+
+// reuseNode is one in-process node of a cluster over Redis sharing its
+// port with the others (SO_REUSEPORT). With ReusePort the server does not
+// scan /proc/net/tcp for other listeners at start, which takes seconds on
+// a machine holding a million connections.
+type reuseNode struct {
+	srv  *loop.Server
+	px   *pusher.Server
+	port int
+}
+
+// startReuseNode starts a node on port (0: a free one) over the Redis on
+// redisPort (0: alone). It stops when the test ends.
+func startReuseNode(t *testing.T, redisPort, port int) *reuseNode {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	app := &pusher.App{ID: "app-id", Key: "app-key", Secret: "app-secret", MaxMessageSize: 10000}
+	px, err := pusher.NewServer(pusher.Options{Apps: []*pusher.App{app}, Logger: quiet}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeBroker := func() {}
+	if redisPort > 0 {
+		broker, err := cluster.NewRedis(cluster.Config{Host: "127.0.0.1", Port: redisPort, Channel: "bench-test",
+			HeartbeatInterval: time.Second, Logger: quiet}, px)
+		if err != nil {
+			t.Fatal(err)
+		}
+		px.SetBroker(broker)
+		broker.Start()
+		closeBroker = broker.Close
+	}
+	srv := loop.New(px, loop.Config{Host: "127.0.0.1", Port: port, Loops: 2, ReusePort: true, Logger: quiet})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run() }()
+	select {
+	case <-srv.Ready():
+	case err := <-errc:
+		t.Fatalf("node did not start: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("node did not start in 5 s")
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+		<-errc
+		closeBroker()
+	})
+	_, p, _ := net.SplitHostPort(srv.Addr())
+	n, _ := strconv.Atoi(p)
+	return &reuseNode{srv: srv, px: px, port: n}
+}
+
+// appStats returns the node's figures of the test app.
+func (n *reuseNode) appStats() pusher.AppStats {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return n.px.Stats(ctx).Apps[0]
+}
+
+// TestSmokeReconnectDrain runs a fanout with --reconnect over two nodes
+// sharing a port and Redis, and drains one of them (4200 to its clients,
+// then it stops) while events flow: its clients reconnect (to the other
+// node), and the never-dropped clients miss nothing.
+func TestSmokeReconnectDrain(t *testing.T) {
+	rp := startRedis(t)
+	for _, mode := range []string{"gnet", "goroutine", "workers"} {
+		t.Run(mode, func(t *testing.T) {
+			a := startReuseNode(t, rp, 0)
+			b := startReuseNode(t, rp, a.port)
+			const conns = 40
+			args := []string{"--connections", strconv.Itoa(conns), "--rate", "20", "--duration", "3s", "--drain", "5s"}
+			switch mode {
+			case "workers":
+				useTestWorkers(t)
+				args = append(args, "--workers", "2")
+			default:
+				args = append(args, "--client", mode)
+			}
+			cfg, err := ParseArgs(fanoutArgs(a.port, args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type out struct {
+				res *Result
+				err error
+			}
+			done := make(chan out, 1)
+			go func() {
+				res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
+				done <- out{res, err}
+			}()
+			// Wait until every connection is subscribed and events reach
+			// b's subscribers (established, subscribed, then events).
+			var onB pusher.AppStats
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				sa, sb := a.appStats(), b.appStats()
+				if sa.Subscribed+sb.Subscribed == conns && sb.MessagesSent >= 3*sb.Subscribed && sa.MessagesSent >= 3*sa.Subscribed {
+					onB = sb
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no events flowing: a %+v b %+v", sa, sb)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if onB.Subscribed == 0 {
+				t.Skip("every connection went to the first node")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := b.srv.Drain(ctx, time.Second); err != nil {
+				t.Fatalf("drain: %v", err)
+			}
+			o := <-done
+			if o.err != nil {
+				t.Fatalf("Run: %v (%+v)", o.err, o.res)
+			}
+			res, c := o.res, o.res.Reconnect
+			if c == nil || c.Dropped != onB.Subscribed || c.Undropped != conns-onB.Subscribed || c.Drops != onB.Subscribed ||
+				c.DropsByCode["4200"] != onB.Subscribed || c.Reconnects != onB.Subscribed || c.DownAtEnd != 0 {
+				t.Fatalf("drops: %d on b, %+v", onB.Subscribed, c)
+			}
+			if c.UndroppedLost != 0 || c.UndroppedReceived != c.UndroppedExpected || c.UndroppedExpected == 0 {
+				t.Fatalf("undropped connections lost events: %+v", c)
+			}
+			if c.DroppedLost != 0 || c.DroppedReceived == 0 || res.Loss != 0 ||
+				c.ReconnectTime.Count != onB.Subscribed || c.ReconnectTime.Min < 50_000 {
+				t.Fatalf("dropped connections: %+v (loss %d)", c, res.Loss)
+			}
+			if res.Connected != conns || res.ClosedEarly != 0 || res.ServerErrors != 0 {
+				t.Fatalf("result: %+v", res)
+			}
+			var tbl bytes.Buffer
+			_ = WriteTable(&tbl, res)
+			_ = WriteJSON(&tbl, res)
+			t.Logf("\n%s", tbl.String())
+			for _, want := range []string{fmt.Sprintf("%d: %d of %d deliveries, 0 lost (0 events)", c.Undropped, c.UndroppedExpected, c.UndroppedExpected), "4200 x "} {
+				if !strings.Contains(tbl.String(), want) {
+					t.Errorf("table lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+// useTestWorkers makes worker processes run this test binary, as
+// TestSmokeWorkers does, until the test ends.
+func useTestWorkers(t *testing.T) {
+	old := workerCommand
+	workerCommand = func() (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWorkerProcess$")
+		cmd.Env = append(os.Environ(), "BENCH_WORKER_PROCESS=1")
+		return cmd, nil
+	}
+	t.Cleanup(func() { workerCommand = old })
+}
+
+// TestReconnectSpec checks that --reconnect reaches worker processes.
+func TestReconnectSpec(t *testing.T) {
+	b, err := json.Marshal(shardSpec{Config: Config{Reconnect: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec shardSpec
+	if err := json.Unmarshal(b, &spec); err != nil || !spec.Config.Reconnect {
+		t.Fatalf("spec %s: %v", b, err)
+	}
+}
+
+// TestReconnectOnlyFanout checks that --reconnect is refused elsewhere.
+func TestReconnectOnlyFanout(t *testing.T) {
+	cfg, err := ParseArgs(append([]string{"--port", "1", "--scenario", "burst", "--reconnect"}, testApp...), io.Discard)
+	if err != nil || !cfg.Reconnect {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--reconnect") {
+		t.Fatalf("burst with --reconnect: %v", err)
+	}
+}
+
+func TestReconnectCode(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want bool
+	}{
+		{`{"event":"pusher:error","data":"{\"code\":4200,\"message\":\"Server is shutting down; reconnect.\"}"}`, true},
+		{`{"event":"pusher:error","data":{"code":4100,"message":"over capacity"}}`, true},
+		{`{"event":"pusher:error","data":{"code":4299}}`, true},
+		{`{"event":"pusher:error","data":{"code":4009,"message":"unauthorized"}}`, false},
+		{`{"event":"pusher:error","data":{"code":4300}}`, false},
+		{`{"event":"pusher:error","data":{"code":42000}}`, false},
+		{`{"event":"pusher:error","data":{"code":}}`, false},
+		{`{"event":"pusher:error","data":{"code`, false},
+		{`{"event":"pusher:subscription_error","data":{"code":4200}}`, false},
+		{`{"event":"bench-event","data":"code 4200"}`, false},
+	} {
+		if got := reconnectCode([]byte(tc.msg)); got != tc.want {
+			t.Errorf("reconnectCode(%s) = %v", tc.msg, got)
+		}
+	}
+}
+
+func FuzzReconnectCode(f *testing.F) {
+	f.Add([]byte(`{"event":"pusher:error","data":"{\"code\":4200}"}`))
+	f.Fuzz(func(t *testing.T, b []byte) { _ = reconnectCode(b) })
+}
