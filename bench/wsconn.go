@@ -476,8 +476,8 @@ type wsConn struct {
 	// pusher-js does, a connection pings only after --ping-interval of
 	// silence from the server. Written by the connection's loop, read by
 	// the pinger.
-	heard atomic.Int64
-	closed   atomic.Bool
+	heard  atomic.Int64
+	closed atomic.Bool
 	// seen records the sequence numbers received (cross scenario only).
 	seen *seqSet
 	// probed is set when a probe event arrived (cross scenario only).
