@@ -375,12 +375,27 @@ func (r *Redis) Gather(ctx context.Context, app *pusher.App, q pusher.Query) []p
 		case rep := <-ch:
 			out = append(out, rep)
 		case <-timer.C:
+			r.gatherMissed(want, len(out))
 			return out
 		case <-ctx.Done():
+			r.gatherMissed(want, len(out))
 			return out
 		}
 	}
 	return out
+}
+
+// gatherMissed counts a read answered without every node and logs it, at
+// most every 10 s: the answer leaves the silent nodes' figures out.
+func (r *Redis) gatherMissed(want, got int) {
+	r.gatherIncomplete.Add(1)
+	now := time.Now().UnixNano()
+	last := r.lastGatherLog.Load()
+	if now-last >= int64(10*time.Second) && r.lastGatherLog.CompareAndSwap(last, now) {
+		r.log.Warn("API read answered without every node: the silent nodes' figures are left out",
+			"answered", got, "nodes", want, "gather_timeout", r.cfg.GatherTimeout,
+			"incomplete_total", r.gatherIncomplete.Load())
+	}
 }
 
 func newID() string {

@@ -40,6 +40,10 @@ type Stats struct {
 	Invalid    int64 // envelopes received that were ignored (truncated, version, size)
 	Reconnects int64 // subscriptions re-established after a failure
 	Resyncs    int64 // presence states asked again after a digest mismatch or a lost part
+	// GatherIncomplete counts HTTP API reads (channels, connections,
+	// users) answered without every live node's reply: the nodes that did
+	// not answer within GatherTimeout are left out of the figures.
+	GatherIncomplete int64
 	// Dropped counts envelopes not published, by reason (Drop* constants).
 	Dropped       map[string]int64
 	Degraded      bool // Redis is unreachable now
@@ -99,6 +103,7 @@ type Redis struct {
 	stopping chan struct{} // closed by Close: flush the queue and stop
 
 	published, received, refused, invalid, reconnects, resyncs, batches atomic.Int64
+	gatherIncomplete, lastGatherLog                                     atomic.Int64
 	dropped                                                             [len(dropReasons)]atomic.Int64
 	degraded                                                            atomic.Bool
 	degradedSince                                                       atomic.Int64
@@ -232,16 +237,17 @@ func (r *Redis) Degraded() bool { return r.degraded.Load() }
 // Stats returns the broker's counters.
 func (r *Redis) Stats() Stats {
 	st := Stats{
-		Published:  r.published.Load(),
-		Received:   r.received.Load(),
-		Refused:    r.refused.Load(),
-		Queued:     r.q.len(),
-		Batches:    r.batches.Load(),
-		Invalid:    r.invalid.Load(),
-		Reconnects: r.reconnects.Load(),
-		Resyncs:    r.resyncs.Load(),
-		Degraded:   r.degraded.Load(),
-		Dropped:    make(map[string]int64, len(dropReasons)),
+		Published:        r.published.Load(),
+		Received:         r.received.Load(),
+		Refused:          r.refused.Load(),
+		Queued:           r.q.len(),
+		Batches:          r.batches.Load(),
+		Invalid:          r.invalid.Load(),
+		Reconnects:       r.reconnects.Load(),
+		Resyncs:          r.resyncs.Load(),
+		GatherIncomplete: r.gatherIncomplete.Load(),
+		Degraded:         r.degraded.Load(),
+		Dropped:          make(map[string]int64, len(dropReasons)),
 
 		TrackerOps:    r.trk.ops.Load(),
 		TrackerErrors: r.trk.errors.Load(),

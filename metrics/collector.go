@@ -31,6 +31,9 @@ type ClusterStats struct {
 	Batches int64 `json:"batches"`
 	// Resyncs counts presence states asked again after a digest mismatch.
 	Resyncs int64 `json:"resyncs"`
+	// GatherIncomplete counts HTTP API reads answered without every live
+	// node's reply within gather_timeout_ms.
+	GatherIncomplete int64 `json:"gather_incomplete"`
 	// Interest is the number of channels whose events this node receives
 	// from the others.
 	Interest int `json:"interest"`
@@ -81,30 +84,31 @@ var (
 	descStatsTimeouts     = desc("reverb_stats_timeouts_total", "Times the event loops did not report within the stats timeout; the previous figures were served.")
 	descBuildInfo         = desc("reverb_build_info", "Build information; the value is always 1.", "version", "goversion")
 
-	descRedisPublishes  = desc("reverb_redis_publishes_total", "Envelopes published to Redis.")
-	descRedisReceives   = desc("reverb_redis_receives_total", "Envelopes received from other nodes over Redis.")
-	descRedisDropped    = desc("reverb_redis_dropped_total", "Envelopes not published, by reason (unreachable, publish_error, too_large, queue_full).", "reason")
-	descRedisRefused    = desc("reverb_redis_refused_total", "Events refused with HTTP 503 because the cross-node queue was full.")
-	descRedisQueued     = desc("reverb_redis_queued", "Envelopes waiting to be published.")
-	descRedisBatches    = desc("reverb_redis_batches_total", "Publish round trips to Redis.")
-	descRedisResyncs    = desc("reverb_redis_resyncs_total", "Presence states asked again after a digest mismatch or a lost part.")
-	descRedisInterest   = desc("reverb_redis_interest_channels", "Channels whose events this node receives from other nodes.")
-	descRedisInvalid    = desc("reverb_redis_invalid_total", "Envelopes received from Redis and ignored (bad JSON, version or size).")
-	descRedisReconnects = desc("reverb_redis_reconnects_total", "Re-established Redis subscriptions.")
-	descRedisDegraded   = desc("reverb_redis_degraded", "1 while the node cannot reach Redis.")
-	descClusterPeers    = desc("reverb_cluster_peers", "Other live nodes of the cluster.")
-	descTrackerOps      = desc("reverb_redis_tracker_ops_total", "Cluster-wide occupancy and count operations (webhooks, subscription counts, watchlists) Redis answered.")
-	descTrackerErrors   = desc("reverb_redis_tracker_errors_total", "Occupancy and count operations that failed (Redis unreachable, queue full, error reply).")
-	descTrackerQueued   = desc("reverb_redis_tracker_queued", "Occupancy and count operations waiting for their round trip to Redis.")
-	descReaped          = desc("reverb_redis_reaped_nodes_total", "Stopped or dead nodes whose channels and users this node released.")
-	descCountEvents     = desc("reverb_subscription_count_events_total", "pusher_internal:subscription_count deliveries (to a channel's subscribers on this node, or to one new subscriber).")
-	descWatchlistEvents = desc("reverb_watchlist_events_total", "pusher_internal:watchlist_events messages sent to connections.")
-	descTLSInProgress   = desc("reverb_tls_handshakes_in_progress", "TLS handshakes under way (each is an open connection too).")
-	descTLSFailed       = desc("reverb_tls_handshakes_failed_total", "TLS handshakes that failed (not TLS, bad messages, alerts, too much input), timeouts excluded.")
-	descTLSTimedOut     = desc("reverb_tls_handshakes_timed_out_total", "TLS handshakes that did not finish within handshake_timeout.")
-	descTLSMemReleases  = desc("reverb_tls_memory_releases_total", "Times free memory was returned to the OS after a burst of TLS handshakes.")
-	descTLSRefused      = desc("reverb_tls_handshakes_refused_total", "Connections closed because every TLS handshake worker was busy and the queue was full.")
-	descDeflated        = desc("reverb_deflated_frames_total", "Outbound frames compressed for permessage-deflate (once per broadcast, shared by its subscribers).")
+	descRedisPublishes   = desc("reverb_redis_publishes_total", "Envelopes published to Redis.")
+	descRedisReceives    = desc("reverb_redis_receives_total", "Envelopes received from other nodes over Redis.")
+	descRedisDropped     = desc("reverb_redis_dropped_total", "Envelopes not published, by reason (unreachable, publish_error, too_large, queue_full).", "reason")
+	descRedisRefused     = desc("reverb_redis_refused_total", "Events refused with HTTP 503 because the cross-node queue was full.")
+	descRedisQueued      = desc("reverb_redis_queued", "Envelopes waiting to be published.")
+	descRedisBatches     = desc("reverb_redis_batches_total", "Publish round trips to Redis.")
+	descRedisResyncs     = desc("reverb_redis_resyncs_total", "Presence states asked again after a digest mismatch or a lost part.")
+	descGatherIncomplete = desc("reverb_cluster_gather_incomplete_total", "HTTP API reads (channels, connections, users) answered without every live node's reply within gather_timeout_ms.")
+	descRedisInterest    = desc("reverb_redis_interest_channels", "Channels whose events this node receives from other nodes.")
+	descRedisInvalid     = desc("reverb_redis_invalid_total", "Envelopes received from Redis and ignored (bad JSON, version or size).")
+	descRedisReconnects  = desc("reverb_redis_reconnects_total", "Re-established Redis subscriptions.")
+	descRedisDegraded    = desc("reverb_redis_degraded", "1 while the node cannot reach Redis.")
+	descClusterPeers     = desc("reverb_cluster_peers", "Other live nodes of the cluster.")
+	descTrackerOps       = desc("reverb_redis_tracker_ops_total", "Cluster-wide occupancy and count operations (webhooks, subscription counts, watchlists) Redis answered.")
+	descTrackerErrors    = desc("reverb_redis_tracker_errors_total", "Occupancy and count operations that failed (Redis unreachable, queue full, error reply).")
+	descTrackerQueued    = desc("reverb_redis_tracker_queued", "Occupancy and count operations waiting for their round trip to Redis.")
+	descReaped           = desc("reverb_redis_reaped_nodes_total", "Stopped or dead nodes whose channels and users this node released.")
+	descCountEvents      = desc("reverb_subscription_count_events_total", "pusher_internal:subscription_count deliveries (to a channel's subscribers on this node, or to one new subscriber).")
+	descWatchlistEvents  = desc("reverb_watchlist_events_total", "pusher_internal:watchlist_events messages sent to connections.")
+	descTLSInProgress    = desc("reverb_tls_handshakes_in_progress", "TLS handshakes under way (each is an open connection too).")
+	descTLSFailed        = desc("reverb_tls_handshakes_failed_total", "TLS handshakes that failed (not TLS, bad messages, alerts, too much input), timeouts excluded.")
+	descTLSTimedOut      = desc("reverb_tls_handshakes_timed_out_total", "TLS handshakes that did not finish within handshake_timeout.")
+	descTLSMemReleases   = desc("reverb_tls_memory_releases_total", "Times free memory was returned to the OS after a burst of TLS handshakes.")
+	descTLSRefused       = desc("reverb_tls_handshakes_refused_total", "Connections closed because every TLS handshake worker was busy and the queue was full.")
+	descDeflated         = desc("reverb_deflated_frames_total", "Outbound frames compressed for permessage-deflate (once per broadcast, shared by its subscribers).")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -114,7 +118,7 @@ var allDescs = []*prometheus.Desc{
 	descRateLimited, descClientEvents, descRefused, descAPIQueueFull, descLoops,
 	descDraining, descStatsTimeouts, descBuildInfo,
 	descRedisPublishes, descRedisReceives, descRedisDropped, descRedisInvalid, descRedisReconnects,
-	descRedisRefused, descRedisQueued, descRedisBatches, descRedisResyncs, descRedisInterest,
+	descRedisRefused, descRedisQueued, descRedisBatches, descRedisResyncs, descGatherIncomplete, descRedisInterest,
 	descRedisDegraded, descClusterPeers, descTrackerOps, descTrackerErrors, descTrackerQueued, descReaped,
 	descCountEvents, descWatchlistEvents, descDeflated,
 	descTLSInProgress, descTLSFailed, descTLSTimedOut, descTLSRefused, descTLSMemReleases,
@@ -190,6 +194,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRedisQueued, float64(cs.Queued))
 		counter(descRedisBatches, cs.Batches)
 		counter(descRedisResyncs, cs.Resyncs)
+		counter(descGatherIncomplete, cs.GatherIncomplete)
 		gauge(descRedisInterest, float64(cs.Interest))
 		counter(descRedisInvalid, cs.Invalid)
 		counter(descRedisReconnects, cs.Reconnects)

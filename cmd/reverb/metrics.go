@@ -75,7 +75,7 @@ func startMetrics(cfg *config.Config, api *metrics.API, srv *loop.Server, px *pu
 			return metrics.ClusterStats{
 				Publishes: st.Published, Receives: st.Received, Dropped: st.Dropped, Invalid: st.Invalid,
 				Reconnects: st.Reconnects, Degraded: st.Degraded, Peers: st.Nodes,
-				Refused: st.Refused, Queued: st.Queued, Batches: st.Batches, Resyncs: st.Resyncs, Interest: st.Interest,
+				Refused: st.Refused, Queued: st.Queued, Batches: st.Batches, Resyncs: st.Resyncs, GatherIncomplete: st.GatherIncomplete, Interest: st.Interest,
 				TrackerOps: st.TrackerOps, TrackerErrors: st.TrackerErrors, TrackerQueued: st.TrackerQueued, Reaped: st.Reaped,
 			}
 		})
