@@ -34,7 +34,7 @@ type wheel struct {
 	// next+wheelSlots-1.
 	next  int64
 	n     int   // sessions in the wheel
-	lastT int64 // the time (Unix ns) of the last sweep
+	lastT int64 // the time (Unix ns) of the latest sweep since the wheel was built
 }
 
 // floorSec returns the second (Unix time / 1 s, rounded down) of ns.
@@ -146,14 +146,19 @@ func (sh *Shard) rewheel(t, cur int64) {
 // is processed in full, the slot of t's second as far as it is due.
 func (sh *Shard) sweepWheel(t int64) {
 	w := &sh.wheel
-	w.lastT = t
 	cur := floorSec(t)
 	if w.n == 0 {
 		w.next = cur
+		w.lastT = t
 		return
 	}
 	if cur < w.next || cur-w.next >= wheelSlots-1 {
+		w.lastT = t
 		sh.rewheel(t, cur)
+	} else {
+		// A sweep that went back within the second must not lower it:
+		// pinged sessions were placed with the later time.
+		w.lastT = max(w.lastT, t)
 	}
 	for ; w.next < cur; w.next++ {
 		sh.sweepSlot(w.next, t, w.next+1)
