@@ -18,10 +18,13 @@ const wheelShrinkMin = 4096
 // wheel is a shard's lazy timing wheel of sessions: each open session sits
 // in the slot of the second when Sweep must look at it next (its check
 // time, see checkAt). Inbound traffic does not move a session: Touch only
-// makes its deadline later, and the sweep that reaches its slot finds that
-// out and moves it to the slot of its new check time. A session is thus
-// never in a slot later than the one where it comes due, and a sweep looks
-// only at the sessions of the slots it reaches. Loop-only, like its Shard.
+// makes its deadline later (unless the clock went back, see wheelBehind),
+// and the sweep that reaches its slot finds that out and moves it to the
+// slot of its new check time. A session is thus never in a slot later than
+// the one where it comes due, and a sweep looks only at the sessions of the
+// slots it reaches. A session closed but not yet released leaves the wheel
+// when its slot comes; one released leaves at once. Loop-only, like its
+// Shard.
 //
 // A slot is a slice of sessions; a session knows its slot and its index in
 // it, so it leaves in O(1) by swapping the last one into its place. Slots
@@ -46,7 +49,7 @@ func floorSec(ns int64) int64 {
 	return s
 }
 
-// satAdd returns a+b, saturated at math.MaxInt64 (b >= 0) or math.MinInt64.
+// satAdd returns a+b, saturated at math.MaxInt64 or math.MinInt64.
 func satAdd(a, b int64) int64 {
 	c := a + b
 	if (b > 0 && c < a) || (b < 0 && c > a) {
@@ -105,7 +108,9 @@ func (w *wheel) remove(s *Session) {
 func (sh *Shard) wheelAdd(s *Session) {
 	w := &sh.wheel
 	if w.n == 0 {
+		// Nothing placed yet: the wheel starts at the session's clock.
 		w.next = floorSec(s.lastSeen)
+		w.lastT = s.lastSeen
 	}
 	w.add(s, floorSec(sh.checkAt(s, s.lastSeen)), w.next, w.next+wheelSlots-1)
 }
