@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func benchServer(b *testing.B, mod func(o *Options)) (*Server, *Shard, *App) {
+func benchServer(b testing.TB, mod func(o *Options)) (*Server, *Shard, *App) {
 	b.Helper()
 	app := &App{ID: testAppID, Key: testKey, Secret: testSecret}
 	opts := Options{Apps: []*App{app}, Logger: quietLogger()}

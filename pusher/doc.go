@@ -63,7 +63,8 @@
 // The rest: server.go builds the Server and opens and closes sessions;
 // signin.go handles pusher:signin; ratelimit.go is the limiter behind the
 // three rate limits; shard.go's Sweep pings silent connections and closes
-// those that do not answer; drain.go is the graceful shutdown; stats.go the
+// those that do not answer, reading wheel.go's timing wheel so that it only
+// looks at the connections due in the seconds it covers; drain.go is the graceful shutdown; stats.go the
 // node's figures and listings; cluster.go what the cluster broker calls
 // (presence replication, digests, queries); json.go the JSON encoders and
 // decoders shared with the HTTP API; app.go, channel.go, errors.go and

@@ -16,6 +16,8 @@ type Session struct {
 	id    string
 	ac    *appCounters
 	idx   int32 // position in shard.sessions, -1 once removed
+	wslot int32 // slot of the shard's wheel + 1, 0 when not in it
+	wpos  int32 // position in that slot
 
 	controlFrames bool // the client used WebSocket control frames: ping it with them
 	closed        bool
@@ -163,9 +165,16 @@ func (s *Session) fail(e *Error) {
 
 // Touch records inbound activity. control says it was a WebSocket control
 // frame (ping or pong), after which the server pings with control frames.
+// The shard's wheel is left alone unless the clock went back (see
+// Shard.wheelBehind).
 func (s *Session) Touch(control bool) {
-	s.lastSeen = s.shard.srv.opts.Now().UnixNano()
+	now := s.shard.srv.opts.Now().UnixNano()
+	behind := now < s.lastSeen || now < s.shard.wheel.lastT
+	s.lastSeen = now
 	s.pingedAt = 0
+	if behind {
+		s.shard.wheelBehind(s)
+	}
 	if control {
 		s.controlFrames = true
 	}

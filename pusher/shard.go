@@ -46,6 +46,8 @@ type Shard struct {
 	flushed   int
 	continued bool
 	stats     shardStats
+	// wheel orders the open sessions by when Sweep must look at them.
+	wheel wheel
 }
 
 // shardStats are a shard's counters. They are written on the shard's loop
@@ -281,6 +283,7 @@ func (sh *Shard) removeLocal(sub *subscription) {
 func (sh *Shard) addSession(s *Session) {
 	s.idx = int32(len(sh.sessions))
 	sh.sessions = append(sh.sessions, s)
+	sh.wheelAdd(s)
 	s.ac = sh.stats.app(s.app)
 	s.ac.connections++
 }
@@ -296,38 +299,28 @@ func (sh *Shard) removeSession(s *Session) {
 	sh.sessions[last] = nil
 	sh.sessions = sh.sessions[:last]
 	s.idx = -1
+	sh.wheel.remove(s)
 	s.ac.connections--
 }
 
 // Sweep pings connections that have been silent for their app's
 // ping_interval and closes, with 4201, those that stayed silent for
 // pong_timeout after the ping. It also covers connections that never
-// subscribed to anything. Call it on the shard's loop about once a second.
+// subscribed to anything. Call it on the shard's loop about once a second,
+// with the time of Options.Now.
+//
+// A connection is pinged at the first sweep at or after lastSeen +
+// ping_interval (with a WebSocket ping frame once the client sent control
+// frames, else pusher:ping) and closed at the first sweep at or after
+// pingedAt + pong_timeout; any message in between answers the ping. Sweep does
+// not scan the shard: it reads the shard's timing wheel (wheel.go), one
+// slot per second, up to now's second, and looks only at the connections
+// of those slots, so idle connections cost nothing between their pings.
+// However far now jumped ahead, every slot up to it is processed; when it
+// jumped by the wheel's span (256 s) or more, or went back, the wheel is
+// rebuilt from the shard's sessions at the cost of one scan.
 func (sh *Shard) Sweep(now time.Time) {
-	t := now.UnixNano()
-	pongTimeout := int64(sh.srv.opts.PongTimeout)
-	// Iterate backwards: fail() does not remove sessions synchronously, but be
-	// robust should that ever change.
-	for i := len(sh.sessions) - 1; i >= 0; i-- {
-		s := sh.sessions[i]
-		if s.closed {
-			continue
-		}
-		if s.pingedAt != 0 {
-			if t-s.pingedAt >= pongTimeout {
-				s.fail(ErrPongTimeout)
-			}
-			continue
-		}
-		if t-s.lastSeen >= int64(s.app.PingInterval) {
-			s.pingedAt = t
-			if s.controlFrames {
-				s.writeFrame(framePing)
-			} else {
-				s.writeFrame(framePusherPing)
-			}
-		}
-	}
+	sh.sweepWheel(now.UnixNano())
 }
 
 // CountClose records a close frame the transport sent with code (for
