@@ -57,8 +57,8 @@ var _ Node = (*Server)(nil)
 // channel and announces member_added locally when the user is new to the
 // channel. Goroutine-safe.
 func (srv *Server) RemotePresenceJoin(node string, app *App, channel string, m PresenceMember) {
-	if srv.hub.remoteJoin(node, app, channel, m) {
-		srv.announceAdded(PresenceChange{App: app, Channel: channel, Member: m})
+	if seq := srv.hub.remoteJoin(node, app, channel, m); seq != 0 {
+		srv.announceAdded(PresenceChange{App: app, Channel: channel, Member: m}, seq)
 	}
 }
 
@@ -66,8 +66,8 @@ func (srv *Server) RemotePresenceJoin(node string, app *App, channel string, m P
 // user and announces member_removed locally when the user left the channel
 // everywhere. Goroutine-safe.
 func (srv *Server) RemotePresenceLeave(node string, app *App, channel, key string) {
-	if m := srv.hub.remoteLeave(node, app, channel, key); m != nil {
-		srv.announceRemoved(app, channel, m.id, "")
+	if m, seq := srv.hub.remoteLeave(node, app, channel, key); m != nil {
+		srv.announceRemoved(app, channel, m.id, "", seq)
 	}
 }
 
@@ -77,10 +77,10 @@ func (srv *Server) RemotePresenceLeave(node string, app *App, channel, key strin
 func (srv *Server) ReplaceNodePresence(node string, state []PresenceChange) {
 	added, removed := srv.hub.replaceNode(node, state)
 	for _, c := range removed {
-		srv.announceRemoved(c.App, c.Channel, c.Member.ID, "")
+		srv.announceRemoved(c.App, c.Channel, c.Member.ID, "", c.seq)
 	}
 	for _, c := range added {
-		srv.announceAdded(c)
+		srv.announceAdded(c.PresenceChange, c.seq)
 	}
 }
 
@@ -89,7 +89,7 @@ func (srv *Server) ReplaceNodePresence(node string, state []PresenceChange) {
 // Goroutine-safe.
 func (srv *Server) DropNode(node string) {
 	for _, c := range srv.hub.dropNode(node) {
-		srv.announceRemoved(c.App, c.Channel, c.Member.ID, "")
+		srv.announceRemoved(c.App, c.Channel, c.Member.ID, "", c.seq)
 	}
 }
 

@@ -55,9 +55,17 @@ func (ch *channel) removeMember(m *member) {
 	}
 }
 
-// remoteJoin records that node has user m on a channel. It reports whether
-// the user is new to the channel (member_added must be announced locally).
-func (h *hub) remoteJoin(node string, app *App, name string, m PresenceMember) bool {
+// seqChange is a presence change and the presence sequence number of the
+// stripe's change that made it (see hub).
+type seqChange struct {
+	PresenceChange
+	seq uint64
+}
+
+// remoteJoin records that node has user m on a channel. When the user is new
+// to the channel (member_added must be announced locally) it returns the
+// presence sequence number of the addition, else 0.
+func (h *hub) remoteJoin(node string, app *App, name string, m PresenceMember) uint64 {
 	s := h.stripeOf(app, name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -65,7 +73,7 @@ func (h *hub) remoteJoin(node string, app *App, name string, m PresenceMember) b
 }
 
 // remoteJoinLocked: the stripe of (app, name) is locked.
-func (s *stripe) remoteJoinLocked(h *hub, node string, app *App, name string, m PresenceMember) bool {
+func (s *stripe) remoteJoinLocked(h *hub, node string, app *App, name string, m PresenceMember) uint64 {
 	set := s.nodes[node]
 	if set == nil {
 		set = make(map[presenceKey]*member)
@@ -73,7 +81,7 @@ func (s *stripe) remoteJoinLocked(h *hub, node string, app *App, name string, m 
 	}
 	k := presenceKey{app, name, m.Key}
 	if set[k] != nil {
-		return false
+		return 0
 	}
 	set[k] = &member{key: m.Key, id: m.ID, info: m.Info, data: m.Data}
 	h.countRemote(node, 1)
@@ -84,18 +92,18 @@ func (s *stripe) remoteJoinLocked(h *hub, node string, app *App, name string, m 
 	cur := ch.members[m.Key]
 	if cur != nil {
 		cur.remote++
-		return false
+		return 0
 	}
 	cur = &member{key: m.Key, id: m.ID, info: m.Info, data: m.Data, remote: 1}
 	ch.members[m.Key] = cur
 	ch.order = append(ch.order, cur)
-	return true
+	return s.memberChangedLocked()
 }
 
 // remoteLeave records that node no longer has the user. It returns the
 // member when the user left the channel everywhere (member_removed must be
-// announced locally).
-func (h *hub) remoteLeave(node string, app *App, name, key string) *member {
+// announced locally), with the presence sequence number of the removal.
+func (h *hub) remoteLeave(node string, app *App, name, key string) (*member, uint64) {
 	s := h.stripeOf(app, name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -103,10 +111,10 @@ func (h *hub) remoteLeave(node string, app *App, name, key string) *member {
 }
 
 // remoteLeaveLocked: the stripe of k is locked.
-func (s *stripe) remoteLeaveLocked(h *hub, node string, k presenceKey) *member {
+func (s *stripe) remoteLeaveLocked(h *hub, node string, k presenceKey) (*member, uint64) {
 	set := s.nodes[node]
 	if set == nil || set[k] == nil {
-		return nil
+		return nil, 0
 	}
 	delete(set, k)
 	h.countRemote(node, -1)
@@ -115,25 +123,26 @@ func (s *stripe) remoteLeaveLocked(h *hub, node string, k presenceKey) *member {
 	}
 	ch := s.apps[k.app][k.channel]
 	if ch == nil {
-		return nil
+		return nil, 0
 	}
 	m := ch.members[k.user]
 	if m == nil {
-		return nil
+		return nil, 0
 	}
 	m.remote--
 	if m.remote > 0 || m.local > 0 {
-		return nil
+		return nil, 0
 	}
 	ch.removeMember(m)
 	s.releaseLocked(k.app, ch)
-	return m
+	return m, s.memberChangedLocked()
 }
 
 // replaceNode replaces everything known of node's presence members with
 // state, returning the users that appeared and those that left the cluster's
-// view as a result. It locks every stripe: the replacement is one change.
-func (h *hub) replaceNode(node string, state []PresenceChange) (added, removed []PresenceChange) {
+// view as a result, each with the presence sequence number of its change.
+// It locks every stripe: the replacement is one change.
+func (h *hub) replaceNode(node string, state []PresenceChange) (added, removed []seqChange) {
 	if len(state) == 0 && h.remoteCount(node) == 0 {
 		// Nothing held, nothing to hold: the common sync of a node without
 		// presence members. The node's own messages are applied one at a
@@ -145,7 +154,7 @@ func (h *hub) replaceNode(node string, state []PresenceChange) (added, removed [
 	return h.replaceNodeLocked(node, state)
 }
 
-func (h *hub) replaceNodeLocked(node string, state []PresenceChange) (added, removed []PresenceChange) {
+func (h *hub) replaceNodeLocked(node string, state []PresenceChange) (added, removed []seqChange) {
 	want := make(map[presenceKey]PresenceChange, len(state))
 	for _, c := range state {
 		want[presenceKey{c.App, c.Channel, c.Member.Key}] = c
@@ -159,13 +168,13 @@ func (h *hub) replaceNodeLocked(node string, state []PresenceChange) (added, rem
 		}
 	}
 	for _, k := range drop {
-		if gone := h.stripeOf(k.app, k.channel).remoteLeaveLocked(h, node, k); gone != nil {
-			removed = append(removed, PresenceChange{App: k.app, Channel: k.channel, Member: gone.export()})
+		if gone, seq := h.stripeOf(k.app, k.channel).remoteLeaveLocked(h, node, k); gone != nil {
+			removed = append(removed, seqChange{PresenceChange{App: k.app, Channel: k.channel, Member: gone.export()}, seq})
 		}
 	}
 	for _, c := range state {
-		if h.stripeOf(c.App, c.Channel).remoteJoinLocked(h, node, c.App, c.Channel, c.Member) {
-			added = append(added, c)
+		if seq := h.stripeOf(c.App, c.Channel).remoteJoinLocked(h, node, c.App, c.Channel, c.Member); seq != 0 {
+			added = append(added, seqChange{c, seq})
 		}
 	}
 	return added, removed
@@ -195,7 +204,7 @@ func (h *hub) remoteCount(node string) int {
 
 // dropNode forgets a node that stopped answering; it returns the users that
 // left the cluster's view as a result.
-func (h *hub) dropNode(node string) []PresenceChange {
+func (h *hub) dropNode(node string) []seqChange {
 	h.lockAll()
 	defer h.unlockAll()
 	_, removed := h.replaceNodeLocked(node, nil)
@@ -381,19 +390,33 @@ func (h *hub) users(app *App, name string) ([]json.RawMessage, bool) {
 
 // order appends a channel's presence members in first-seen order to buf.
 func (h *hub) order(app *App, name string, buf []*member) []*member {
+	order, _ := h.orderAt(app, name, buf)
+	return order
+}
+
+// orderAt is order, with the presence sequence number of the state read.
+func (h *hub) orderAt(app *App, name string, buf []*member) ([]*member, uint64) {
 	s := h.stripeOf(app, name)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if ch := s.apps[app][name]; ch != nil {
-		return append(buf, ch.order...)
+		return append(buf, ch.order...), s.pseq
 	}
-	return buf
+	return buf, s.pseq
 }
 
 // presenceOf returns the presence block of a channel.
 func (h *hub) presenceOf(app *App, name string) []byte {
+	b, _ := h.presenceAt(app, name)
+	return b
+}
+
+// presenceAt returns the presence block of a channel and the presence
+// sequence number of the state it was read at.
+func (h *hub) presenceAt(app *App, name string) ([]byte, uint64) {
 	var buf [16]*member
-	return presenceJSON(h.order(app, name, buf[:0]))
+	order, seq := h.orderAt(app, name, buf[:0])
+	return presenceJSON(order), seq
 }
 
 // members returns the presence members of a channel in first-seen order.

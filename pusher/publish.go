@@ -7,8 +7,11 @@ import (
 )
 
 // deliver hands an event message to this node's subscribers of a channel;
-// store keeps it as the cached event of a cache channel. Goroutine-safe.
-func (srv *Server) deliver(app *App, channel string, msg []byte, except string, store bool) {
+// store keeps it as the cached event of a cache channel. seq is, for a
+// member_added or member_removed, the presence sequence number of the change
+// it announces (subscribers whose member list includes it skip it), else 0.
+// Goroutine-safe.
+func (srv *Server) deliver(app *App, channel string, msg []byte, except string, store bool, seq uint64) {
 	var frame []byte
 	var z *sharedDeflate
 	srv.hub.route(app, channel, msg, store, func(i int) {
@@ -16,7 +19,7 @@ func (srv *Server) deliver(app *App, channel string, msg []byte, except string, 
 			frame = wsproto.AppendText(make([]byte, 0, len(msg)+10), msg)
 			z = new(sharedDeflate)
 		}
-		srv.shards[i].enqueue(delivery{app: app, channel: channel, frame: frame, z: z, except: except})
+		srv.shards[i].enqueue(delivery{app: app, channel: channel, frame: frame, z: z, except: except, seq: seq})
 	})
 	if srv.opts.Debug {
 		srv.log.Debug("Broadcasting To", "channel", channel, "app_id", app.ID, "message", string(msg))
@@ -37,7 +40,7 @@ func (srv *Server) publish(app *App, events []Outgoing) (done <-chan struct{}, e
 	// node keeps the same last event; alone, or cut off, it is stored now.
 	store := !srv.clustered || err != nil
 	for _, e := range events {
-		srv.deliver(app, e.Channel, e.Msg, e.Except, store)
+		srv.deliver(app, e.Channel, e.Msg, e.Except, store, 0)
 	}
 	return done, nil
 }
@@ -45,7 +48,7 @@ func (srv *Server) publish(app *App, events []Outgoing) (done <-chan struct{}, e
 // DeliverRemote delivers an event that another node published (and keeps it
 // as a cache channel's cached event). Goroutine-safe.
 func (srv *Server) DeliverRemote(app *App, channel string, msg []byte, except string) {
-	srv.deliver(app, channel, msg, except, true)
+	srv.deliver(app, channel, msg, except, true, 0)
 }
 
 // StoreCache keeps msg as the cached event of a cache channel without
@@ -86,15 +89,19 @@ func (srv *Server) terminateLocal(app *App, id string) {
 }
 
 // announceRemoved tells this node's subscribers of a presence channel that a
-// user left (every node announces to its own subscribers).
-func (srv *Server) announceRemoved(app *App, channel string, userID json.RawMessage, except string) {
+// user left (every node announces to its own subscribers); seq is the
+// presence sequence number of the removal.
+func (srv *Server) announceRemoved(app *App, channel string, userID json.RawMessage, except string, seq uint64) {
 	data := make([]byte, 0, 16+len(userID))
 	data = append(data, `{"user_id":`...)
 	data = append(data, userID...)
 	data = append(data, '}')
-	srv.deliver(app, channel, eventJSON(nil, "pusher_internal:member_removed", string(data), channel), except, false)
+	srv.deliver(app, channel, eventJSON(nil, "pusher_internal:member_removed", string(data), channel), except, false, seq)
 }
 
-func (srv *Server) announceAdded(c PresenceChange) {
-	srv.deliver(c.App, c.Channel, eventJSON(nil, "pusher_internal:member_added", c.Member.Data, c.Channel), "", false)
+// announceAdded tells this node's subscribers of a presence channel that a
+// user appeared on another node; seq is the presence sequence number of the
+// addition.
+func (srv *Server) announceAdded(c PresenceChange, seq uint64) {
+	srv.deliver(c.App, c.Channel, eventJSON(nil, "pusher_internal:member_added", c.Member.Data, c.Channel), "", false, seq)
 }

@@ -49,6 +49,16 @@ import (
 // served, so that the state they pass on includes exactly the changes whose
 // envelopes were queued before it.
 //
+// Presence deliveries are numbered. Every change of a channel's member set
+// (a user added to or removed from the channel, by a local subscription or
+// another node) takes the next number of its stripe's presence sequence
+// (pseq, per stripe so that it keeps growing when a channel is released and
+// made again). member_added and member_removed carry the number of the
+// change they announce, and a subscription keeps the number of the state
+// its initial member list was read at: a shard that drains a presence
+// delivery after a subscriber joined skips it for a subscriber whose list
+// already includes the change (Shard.drain).
+//
 // Lock order: stripe locks in ascending index; a sequencer's turn is taken
 // after the stripe lock is released (or while holding stripe locks, only to
 // wait for the stripe to be idle). Effects never call into the hub; the
@@ -80,6 +90,7 @@ type stripe struct {
 	caches map[*App]map[string]cacheEntry
 	nodes  map[string]map[presenceKey]*member // other nodes' presence members
 	seq    sequencer
+	pseq   uint64   // the last member-set change of the stripe's channels (see hub)
 	_      [64]byte // keeps the next stripe's lock off this cache line
 }
 
@@ -277,6 +288,14 @@ func (h *hub) run(s *stripe, e *effects, ticket uint64) {
 	}
 }
 
+// memberChangedLocked numbers a change of a channel's member set: it
+// returns the stripe's next presence sequence number. The stripe's write
+// lock is held.
+func (s *stripe) memberChangedLocked() uint64 {
+	s.pseq++
+	return s.pseq
+}
+
 // channelLocked returns the channel, creating it.
 func (s *stripe) channelLocked(h *hub, app *App, name string) *channel {
 	chans := s.apps[app]
@@ -306,6 +325,9 @@ type joinResult struct {
 	firstLocal  bool   // the user's first connection on this node: tell the other nodes
 	presence    []byte // the presence block for subscription_succeeded
 	cached      []byte // the cached event of a cache channel, or nil
+	// seq is the presence sequence number of the state presence was read
+	// at; when firstOfUser, that of the user's addition, for member_added.
+	seq uint64
 }
 
 // join registers a subscription of a connection on shard. For presence
@@ -338,6 +360,7 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 			ch.members[m.key] = cur
 			ch.order = append(ch.order, cur)
 			res.firstOfUser = true
+			s.memberChangedLocked()
 		}
 		cur.local++
 		res.firstLocal = cur.local == 1
@@ -364,6 +387,7 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 	presence := ch.kind == KindPresence
 	if presence {
 		order = append(buf[:0], ch.order...)
+		res.seq = s.pseq
 	}
 	if cache {
 		if e, ok := s.caches[app][name]; ok && now.Sub(e.at) < cacheTTL {
@@ -383,8 +407,9 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 
 // leaveResult is what leaving a channel changed.
 type leaveResult struct {
-	gone      bool // the user is on the channel nowhere any more: announce member_removed
-	lastLocal bool // the user's last connection on this node left: tell the other nodes
+	gone      bool   // the user is on the channel nowhere any more: announce member_removed
+	lastLocal bool   // the user's last connection on this node left: tell the other nodes
+	seq       uint64 // when gone, the presence sequence number of the removal
 }
 
 // leave removes a subscription. userKey is the presence identity or "".
@@ -416,6 +441,7 @@ func (h *hub) leave(app *App, name string, shard int, userKey string, presence b
 				if m.remote == 0 {
 					ch.removeMember(m)
 					res.gone = true
+					res.seq = s.memberChangedLocked()
 				}
 			}
 		}

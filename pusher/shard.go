@@ -118,6 +118,10 @@ type delivery struct {
 	// for this shard).
 	z      *sharedDeflate
 	except string // socket id that must not receive it, or ""
+	// seq is, for a member_added or member_removed, the presence sequence
+	// number of the change it announces (see hub); 0 for other events.
+	// Subscribers whose member list was read at or after it skip it.
+	seq uint64
 }
 
 // sharedDeflate is the compressed variant of a shared broadcast frame,
@@ -197,9 +201,10 @@ func (sh *Shard) drain() {
 		if lc == nil {
 			continue
 		}
+		seq := d.seq
 		for _, sub := range lc.subs {
 			s := sub.sess
-			if s.closed || sub.pending || (d.except != "" && s.id == d.except) {
+			if s.closed || sub.pending || (d.except != "" && s.id == d.except) || (seq != 0 && seq <= sub.seq) {
 				continue
 			}
 			if len(s.pending) == 0 && !s.gathered {

@@ -279,7 +279,7 @@ func (srv *Server) applyCount(app *App, channel string, total int64, seq uint64)
 	st.have, st.seq, st.total = true, seq, total
 	send := func(n int64) {
 		srv.countsSent.Add(1)
-		srv.deliver(app, channel, countJSON(channel, n), "", false)
+		srv.deliver(app, channel, countJSON(channel, n), "", false, 0)
 	}
 	n, now := srv.throttleLocked(cs, k, st, &st.msgs, total, send)
 	if !now {

@@ -19,6 +19,10 @@ type subscription struct {
 	userKey string          // presence identity ("" elsewhere)
 	userID  json.RawMessage // presence user_id as sent
 	pending bool            // not answered yet: gets no events
+	// seq is, on a presence channel, the presence sequence number of the
+	// state its member list was read at (see hub): member_added and
+	// member_removed deliveries numbered up to it are already in the list.
+	seq uint64
 }
 
 func (s *Session) findSub(name string) *subscription {
@@ -81,7 +85,7 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 		// Re-subscribing answers again without registering twice.
 		var presence []byte
 		if kind == KindPresence {
-			presence = srv.hub.presenceOf(s.app, name)
+			presence, existing.seq = srv.hub.presenceAt(s.app, name)
 		}
 		s.sendSubscribed(name, kind, presence)
 		return
@@ -125,7 +129,7 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 		s.subscriptionError(name, e, 429)
 		return
 	}
-	sub := &subscription{sess: s, name: name, kind: kind}
+	sub := &subscription{sess: s, name: name, kind: kind, seq: res.seq}
 	if m != nil {
 		sub.userKey, sub.userID = m.key, m.id
 	}
@@ -143,7 +147,7 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 		if res.firstOfUser {
 			// Every node announces a new member to its own subscribers.
 			added := eventJSON(nil, "pusher_internal:member_added", m.data, name)
-			srv.deliver(s.app, name, added, s.id, false)
+			srv.deliver(s.app, name, added, s.id, false, res.seq)
 		}
 	}
 	// In a cluster the answer may have to wait until this node receives the
@@ -171,7 +175,7 @@ func (s *Session) completeSubscribe(sub *subscription, presence, cached []byte, 
 	name := sub.name
 	_, cache := Classify(name)
 	if sub.kind == KindPresence && presence == nil {
-		presence = srv.hub.presenceOf(s.app, name)
+		presence, sub.seq = srv.hub.presenceAt(s.app, name)
 	}
 	if cache && cached == nil {
 		cached = srv.hub.cached(s.app, name)
@@ -266,7 +270,7 @@ func (s *Session) leave(sub *subscription) {
 		srv.addCount(s.app, sub.name, -1)
 	}
 	if res.gone {
-		srv.announceRemoved(s.app, sub.name, sub.userID, s.id)
+		srv.announceRemoved(s.app, sub.name, sub.userID, s.id, res.seq)
 	}
 }
 
