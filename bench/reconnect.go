@@ -259,6 +259,9 @@ func (s *shard) dropped(wc *wsConn, err error) bool {
 		return false
 	}
 	key, code := dropKey(err)
+	if key == "error" {
+		s.addErr("dropped: " + err.Error())
+	}
 	again := s.ready.Load() && reconnectable(code)
 	r.mu.Lock()
 	if s.finishing.Load() {

@@ -62,7 +62,7 @@ now_ms() { date +%s%3N; }
 log() { echo "[$(date +%T)] $*"; }
 
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
-log "nodes $NODES, connections $CONNS, bench workers $WORKERS, source addresses $SOURCE_IPS, activity_timeout/ping_interval $ACTIVITY_TIMEOUT s"
+log "nodes $NODES, connections $CONNS, bench workers $WORKERS, source addresses $SOURCE_IPS, activity_timeout $ACTIVITY_TIMEOUT s, ping_interval $((ACTIVITY_TIMEOUT * 5 / 2)) s"
 for k in fs.file-max net.ipv4.ip_local_port_range net.core.somaxconn net.ipv4.tcp_mem; do
   log "sysctl $k = $(sysctl -n "$k" | tr '\t' ' ')"
 done

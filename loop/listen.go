@@ -1,8 +1,6 @@
 package loop
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -23,8 +21,8 @@ import (
 //
 // SO_REUSEPORT also lets another process bind the same port. Unless
 // Config.ReusePort asks for that, the server refuses to start when another
-// process listens on its port (ErrPortInUse), checked once the first
-// listener is bound and before any loop accepts.
+// process listens on its port (ErrPortInUse), checked before the listeners
+// are bound by binding a probe socket without SO_REUSEPORT (portBusy).
 //
 // The listeners also get TCP_DEFER_ACCEPT: the kernel reports a connection
 // once its first bytes (the HTTP request or the TLS ClientHello) have
@@ -39,81 +37,6 @@ const deferAcceptSeconds = 5
 // perLoopListeners reports whether the loops get one listener each: on
 // Linux, where SO_REUSEPORT balances connections over the sockets.
 func perLoopListeners() bool { return runtime.GOOS == "linux" }
-
-// foreignListener reports whether a socket of another process listens on
-// port (TCP, any address). Called in OnBoot, when the first listener is
-// bound and the loops' are not yet: with SO_REUSEPORT the bind itself
-// succeeds next to another process's SO_REUSEPORT listener, so this is what
-// refuses a port in use when Config.ReusePort is off.
-func foreignListener(port int) (bool, error) {
-	ours, err := ownSockets()
-	if err != nil {
-		return false, err
-	}
-	return listenerOn(port, func(inode string) bool { return !ours[inode] })
-}
-
-// listenerOn reports whether a listening TCP socket on port (any address)
-// satisfies match, given its inode number.
-func listenerOn(port int, match func(inode string) bool) (bool, error) {
-	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		found, err := scanListeners(name, port, match)
-		if err != nil || found {
-			return found, err
-		}
-	}
-	return false, nil
-}
-
-// scanListeners reads one /proc/net/tcp file line by line (it lists every
-// socket of the network namespace, tens of thousands on a busy machine).
-func scanListeners(name string, port int, match func(inode string) bool) (bool, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return false, nil
-		}
-		return false, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Scan() // the header
-	for sc.Scan() {
-		if !bytes.Contains(sc.Bytes(), []byte(" 0A ")) { // cheap pre-check, no allocation
-			continue
-		}
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
-			continue
-		}
-		i := strings.LastIndexByte(fs[1], ':')
-		p, err := strconv.ParseUint(fs[1][i+1:], 16, 16)
-		if err != nil || int(p) != port {
-			continue
-		}
-		if match(fs[9]) {
-			return true, nil
-		}
-	}
-	return false, sc.Err()
-}
-
-// ownSockets returns the inode numbers of this process's sockets.
-func ownSockets() (map[string]bool, error) {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return nil, err
-	}
-	m := make(map[string]bool, len(ents))
-	for _, e := range ents {
-		link, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil || !strings.HasPrefix(link, "socket:[") {
-			continue
-		}
-		m[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
-	}
-	return m, nil
-}
 
 // tuneListeners sets TCP_DEFER_ACCEPT on every listening TCP socket of this
 // process bound to port. gnet creates the loops' listeners itself and
@@ -174,20 +97,9 @@ func tuneListeners(port int) (int, error) {
 // host:0 and keeps it until release, so that no other program takes the
 // port before the loops have bound it.
 func reservePort(host string) (port int, release func(), err error) {
-	a, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, "0"))
+	family, sa, err := sockaddrOf(host, 0)
 	if err != nil {
 		return 0, nil, err
-	}
-	family, sa := syscall.AF_INET, syscall.Sockaddr(&syscall.SockaddrInet4{})
-	if ip4 := a.IP.To4(); ip4 != nil {
-		s4 := &syscall.SockaddrInet4{}
-		copy(s4.Addr[:], ip4)
-		sa = s4
-	} else if a.IP != nil {
-		family = syscall.AF_INET6
-		s6 := &syscall.SockaddrInet6{}
-		copy(s6.Addr[:], a.IP.To16())
-		sa = s6
 	}
 	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -218,6 +130,52 @@ func reservePort(host string) (port int, release func(), err error) {
 		port = g.Port
 	}
 	return port, release, nil
+}
+
+// sockaddrOf resolves host:port for a raw socket.
+func sockaddrOf(host string, port int) (family int, sa syscall.Sockaddr, err error) {
+	a, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return 0, nil, err
+	}
+	if ip4 := a.IP.To4(); ip4 != nil {
+		s4 := &syscall.SockaddrInet4{Port: a.Port}
+		copy(s4.Addr[:], ip4)
+		return syscall.AF_INET, s4, nil
+	}
+	if a.IP != nil {
+		s6 := &syscall.SockaddrInet6{Port: a.Port}
+		copy(s6.Addr[:], a.IP.To16())
+		return syscall.AF_INET6, s6, nil
+	}
+	return syscall.AF_INET, &syscall.SockaddrInet4{Port: a.Port}, nil
+}
+
+// portBusy reports whether another socket holds host:port: it binds (without
+// listening) a socket without SO_REUSEPORT there, which any listener on the
+// port refuses, with or without SO_REUSEPORT, while connections left in
+// TIME_WAIT do not (SO_REUSEADDR). Unlike a scan of /proc/net/tcp, it costs
+// the same on a machine holding a million sockets.
+func portBusy(host string, port int) (bool, error) {
+	family, sa, err := sockaddrOf(host, port)
+	if err != nil {
+		return false, err
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, err
+	}
+	defer syscall.Close(fd)
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		return false, err
+	}
+	if err := syscall.Bind(fd, sa); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
 }
 
 // soReusePort is SO_REUSEPORT on Linux.

@@ -115,7 +115,6 @@ type Server struct {
 	apiBusy atomic.Int64 // API requests refused with 503
 	ticks   int          // onTick calls; touched only by the ticker goroutine
 	port    int          // the port the loops listen on (picked when Config.Port is 0)
-	bootErr error        // why onBoot refused to start
 	burst   burstState   // TLS handshake bursts (tls.go); ticker goroutine only
 
 	memReleases atomic.Int64 // memory returned to the OS after handshake bursts
@@ -236,9 +235,12 @@ func (s *Server) Run() error {
 		port = p
 	}
 	if reusePort && !s.cfg.ReusePort && port != 0 {
-		// Nothing may listen on the port yet, in this process or another
-		// (onBoot checks again once our first listener is bound).
-		if busy, err := listenerOn(port, func(string) bool { return true }); err == nil && busy {
+		// Nothing may listen on the port yet, in this process or another:
+		// the loops' listeners share the port with SO_REUSEPORT, and so
+		// would another process's that set it too.
+		if busy, err := portBusy(s.cfg.Host, port); err != nil {
+			s.log.Warn("could not check for other listeners on the port", "err", err)
+		} else if busy {
 			return fmt.Errorf("%w: %s (another server listens on it; set reuse_port to share it)", ErrPortInUse, net.JoinHostPort(s.cfg.Host, strconv.Itoa(port)))
 		}
 	}
@@ -258,9 +260,6 @@ func (s *Server) Run() error {
 	)
 	if err != nil {
 		return err
-	}
-	if s.bootErr != nil {
-		return s.bootErr
 	}
 	if !s.stopped.Load() {
 		return ErrStopped
@@ -331,14 +330,6 @@ func (e *events) OnTraffic(c gnet.Conn) gnet.Action {
 // onBoot records the engine and the bound address.
 func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	if !s.cfg.ReusePort && perLoopListeners() && s.cfg.Port != 0 {
-		if busy, err := foreignListener(s.port); err != nil {
-			s.log.Warn("could not check for other listeners on the port", "err", err)
-		} else if busy {
-			s.bootErr = fmt.Errorf("%w: %s (another process listens on it; set reuse_port to share it)", ErrPortInUse, net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.port)))
-			return gnet.Shutdown
-		}
-	}
 	s.addr = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.port))
 	if fd, err := eng.Dup(); err == nil {
 		if sa, err := syscall.Getsockname(fd); err == nil {
