@@ -52,10 +52,14 @@ const (
 	// configuration's defaults, assumed when Want leaves them at 0.
 	DefaultPingInterval    = 60
 	DefaultActivityTimeout = 30
-	// RecommendedKeepaliveSeconds is the ping_interval and activity_timeout
-	// recommended for large deployments: Pusher's own default
-	// activity_timeout, 2.4 times cheaper than 30 s.
+	// RecommendedKeepaliveSeconds is the activity_timeout recommended for
+	// large deployments: Pusher's own default, 2.4 times cheaper than 30 s.
 	RecommendedKeepaliveSeconds = 120
+	// RecommendedPingInterval is the ping_interval that goes with it: above
+	// the activity timeout (2.5 times, the shape of Reverb's defaults 30 and
+	// 60), so that the clients ping first and an idle connection costs one
+	// round trip per activity_timeout, not two.
+	RecommendedPingInterval = 300
 	// KeepaliveCPUShare is the share of the node's CPUs above which Plan
 	// warns that keepalive alone takes too much of them.
 	KeepaliveCPUShare = 0.25
@@ -188,7 +192,7 @@ func (r *Report) checkKeepalive(planned int) {
 	}
 	// Raise both settings to the recommended interval (never lower them),
 	// then cap the connections or add CPUs for what remains.
-	pi := max(w.PingInterval, RecommendedKeepaliveSeconds)
+	pi := max(w.PingInterval, RecommendedPingInterval)
 	at := max(w.ActivityTimeout, RecommendedKeepaliveSeconds)
 	better := EstimateKeepalive(planned, pi, at)
 	cpusNeeded := int(math.Ceil(better.ServerCores / KeepaliveCPUShare))

@@ -96,10 +96,10 @@ func TestPlanKeepalive(t *testing.T) {
 			[]string{"100000 connections", "every 30 s (min of ping_interval 60 and activity_timeout 30)", "0.099 cores", "of the 8 CPUs"}, nil},
 		{"warn, raising the intervals is enough", twoCPUs, Want{MaxConnections: 1000000}, Warn,
 			[]string{"0.993 cores", "49.7% of the 2 CPUs", "more than 25%", "it would cost 0.411 cores"},
-			[]string{"ping_interval = 120", "activity_timeout = 120"}},
+			[]string{"ping_interval = 300", "activity_timeout = 120"}},
 		{"warn, intervals and CPUs", twoCPUs, Want{MaxConnections: 3000000}, Warn,
 			[]string{"2.98 cores", "it would cost 1.23 cores", "Even then, keeping it under 25% needs 5 CPUs"},
-			[]string{"ping_interval = 120", "activity_timeout = 120", "[server]", "max_connections = 1217"}},
+			[]string{"ping_interval = 300", "activity_timeout = 120", "[server]", "max_connections = 1217"}},
 		{"warn at 120 s: only CPUs", twoCPUs, Want{MaxConnections: 3000000, PingInterval: 120, ActivityTimeout: 120}, Warn,
 			[]string{"1.23 cores", "Keeping it under 25% needs 5 CPUs"},
 			[]string{"[server]", "max_connections = 1217"}},
@@ -107,7 +107,7 @@ func TestPlanKeepalive(t *testing.T) {
 			[]string{"min of ping_interval 300 and activity_timeout 30"},
 			[]string{"ping_interval = 300", "activity_timeout = 120"}},
 		{"GOMAXPROCS below NumCPU", func(f *Facts) { f.GOMAXPROCS = 1 }, Want{MaxConnections: 300000}, Warn,
-			[]string{"of the 1 CPUs"}, []string{"ping_interval = 120", "activity_timeout = 120"}},
+			[]string{"of the 1 CPUs"}, []string{"ping_interval = 300", "activity_timeout = 120"}},
 		{"capacity when no max", func(*Facts) {}, Want{}, OK,
 			[]string{"idle keepalive of 1038091 connections"}, nil}, // fd budget of 1<<20
 		{"CPUs unknown", func(f *Facts) { f.GOMAXPROCS, f.NumCPU = 0, 0 }, Want{MaxConnections: 5000000}, OK,
@@ -178,7 +178,7 @@ func TestReportKeepaliveOutput(t *testing.T) {
 	s := r.String()
 	for _, want := range []string{
 		"keepalive CPU", "0.993 cores (59.", "1000000 idle connections, a ping every 30 s (bench/keepalive.sh)",
-		"warn   keepalive:", "ping_interval = 120", "activity_timeout = 120",
+		"warn   keepalive:", "ping_interval = 300", "activity_timeout = 120",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("String() lacks %q:\n%s", want, s)
