@@ -190,6 +190,16 @@ cpu_s() {
     sleep 2
   done ) &
 pids+=($!); sampler=$!
+# The kernel's TCP counters that explain a reset connection, as deltas
+# every 10 s (nstat keeps its own history per user; -r starts it afresh).
+if command -v nstat >/dev/null; then
+  nstat -rn >/dev/null 2>&1 || true
+  ( while :; do
+      echo "$(date +%s) $(nstat -z TcpEstabResets TcpOutRsts TcpExtTCPAbortOnData TcpExtTCPAbortOnClose TcpExtTCPAbortOnTimeout TcpExtTCPAbortOnMemory TcpExtTCPRcvQDrop TcpExtListenDrops TcpExtTCPMemoryPressures 2>/dev/null | awk 'NR > 1 {printf "%s=%s ", $1, $2}')"
+      sleep 10
+    done ) >"$OUT/nstat" 2>&1 &
+  pids+=($!)
+fi
 vmstat -n 5 >"$OUT/vmstat" &
 pids+=($!); vmstat_pid=$!
 

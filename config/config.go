@@ -85,6 +85,12 @@ type Server struct {
 	// complete its HTTP request or WebSocket upgrade. Must be > 0.
 	// Default: 10.
 	HandshakeTimeout int `toml:"handshake_timeout"`
+	// TCPKeepalive is the idle time, in seconds, after which the kernel
+	// probes a connection with TCP keepalive (then every fifth of it, 5
+	// times, before it resets the connection). 0 turns it off: Pusher's own
+	// pings (apps' ping_interval, pong_timeout) already find dead peers,
+	// without a kernel timer per socket. Default: 0.
+	TCPKeepalive int `toml:"tcp_keepalive"`
 	// MaxOutboundBuffer caps the bytes queued for one slow connection before
 	// it is disconnected. Must be > 0. Default: 1048576 (1 MiB).
 	MaxOutboundBuffer int `toml:"max_outbound_buffer"`

@@ -31,6 +31,9 @@ type Config struct {
 	// HandshakeTimeout closes connections that have not completed an HTTP
 	// request (or the WebSocket upgrade) within it. Default: 10 s.
 	HandshakeTimeout time.Duration
+	// TCPKeepAlive, when positive, turns TCP keepalive on for accepted
+	// connections with this idle time. Default: 0 (off).
+	TCPKeepAlive time.Duration
 	// APIWorkers is the number of goroutines serving HTTP API requests.
 	// Default: 4 x GOMAXPROCS.
 	APIWorkers int
@@ -255,7 +258,7 @@ func (s *Server) Run() error {
 		gnet.WithReusePort(reusePort),
 		gnet.WithReuseAddr(true),
 		gnet.WithTicker(true),
-		gnet.WithTCPKeepAlive(2*time.Minute),
+		gnet.WithTCPKeepAlive(s.cfg.TCPKeepAlive),
 		gnet.WithLogger(gnetLogger{s.log}),
 	)
 	if err != nil {

@@ -125,6 +125,7 @@ func cmdStart(args []string) int {
 		Port:             cfg.Server.Port,
 		Loops:            cfg.Server.Loops,
 		HandshakeTimeout: time.Duration(cfg.Server.HandshakeTimeout) * time.Second,
+		TCPKeepAlive:     time.Duration(cfg.Server.TCPKeepalive) * time.Second,
 		APIWorkers:       cfg.Server.APIWorkers,
 		APIQueue:         cfg.Server.APIQueue,
 		ReusePort:        cfg.Server.ReusePort,
