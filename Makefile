@@ -4,7 +4,7 @@ BIN      ?= bin/reverb
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test deps test-go test-e2e deps-e2e vet lint fuzz bench bench-compare bench-scale bench-cluster clean
+.PHONY: all build run test deps test-go test-e2e deps-e2e vet lint fuzz bench bench-compare bench-scale bench-scale1m bench-cluster clean
 
 all: build
 
@@ -70,6 +70,10 @@ bench-compare:
 # 100k connections over 6 reuse_port processes and Redis; see bench/RESULTS.md.
 bench-scale:
 	bash bench/scale100k.sh
+
+# 1,000,000 connections over 55 reuse_port processes and Redis (about 10 minutes).
+bench-scale1m:
+	bash bench/scale1m.sh
 
 bench-cluster:
 	bash bench/compare-cluster.sh

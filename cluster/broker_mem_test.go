@@ -928,3 +928,40 @@ func TestMemTerminateAcrossNodes(t *testing.T) {
 		t.Error("another user's connection was closed")
 	}
 }
+
+// Bug: a node's hello made every other node publish its presence state on
+// the shared control channel, so each of N nodes applied N-2 syncs it had
+// not asked for, each locking every registry stripe: a resync storm at 50
+// nodes. The state now goes to the new node's own channel only.
+func TestMemHelloSyncGoesToTheNewNodeOnly(t *testing.T) {
+	bus := newMemBus()
+	const ch = "presence-storm"
+	var nodes []*testNode
+	var users []string
+	for i := range 5 {
+		before := make([]int, len(nodes))
+		for j, n := range nodes {
+			before[j] = n.tr.received(kindSync)
+		}
+		n := bus.newNode(t, nil)
+		c := n.connect()
+		user := "u" + strconv.Itoa(i)
+		c.subscribe(ch, user)
+		users = append(users, userJSON(user))
+		n.start()
+		nodes = append(nodes, n)
+		for _, m := range nodes {
+			m.waitMembers(ch, users...)
+		}
+		if got := n.tr.received(kindSync); got < i {
+			t.Fatalf("node %d received %d syncs, want at least %d (one from each other node)", i, got, i)
+		}
+		for j, m := range nodes[:i] {
+			if got := m.tr.received(kindSync) - before[j]; got != 1 {
+				// Its own view of the new node comes from the new node's
+				// sync; the others' syncs were not meant for it.
+				t.Errorf("round %d: node %d applied %d syncs when node %d joined, want 1 (the new node's)", i, j, got, i)
+			}
+		}
+	}
+}
