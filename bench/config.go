@@ -105,7 +105,12 @@ type Config struct {
 	// Drain is how long to wait after the last event for in-flight
 	// deliveries (cross: how long without any delivery ends the wait).
 	Drain time.Duration
-	// Timeout bounds the whole run. Default: Duration + 2 min.
+	// Hold is how long fanout, burst and client-events hold the connections
+	// after the ramp before the first event, for checks that want them held
+	// on a quiet server (memory, a presence check, a rolling restart with
+	// Reconnect). Default: 0, the events start as soon as the ramp ends.
+	Hold time.Duration
+	// Timeout bounds the whole run. Default: Hold + Duration + 2 min.
 	Timeout time.Duration
 	// PingInterval is how often an idle connection sends pusher:ping.
 	PingInterval time.Duration
@@ -263,7 +268,7 @@ func (c *Config) Normalize() error {
 		c.Rate = defRate
 	}
 	if c.Connections < 0 || c.Channels < 0 || c.Rate < 0 || c.Payload < 0 || c.Burst < 0 || c.Group < 0 ||
-		c.APIClients < 0 || c.Events < 0 || c.Queries < 0 {
+		c.APIClients < 0 || c.Events < 0 || c.Queries < 0 || c.Hold < 0 {
 		errs = append(errs, "counts and rates must not be negative")
 	}
 	if (c.Scenario == ScenarioFanout || c.Scenario == ScenarioBurst) && c.Channels > 100 {
@@ -308,7 +313,7 @@ func (c *Config) Normalize() error {
 			}
 			sending = time.Duration(float64(c.Events) / r * float64(time.Second))
 		}
-		c.Timeout = sending + 2*time.Minute
+		c.Timeout = c.Hold + sending + 2*time.Minute
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second
@@ -425,7 +430,8 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.IntVar(&c.Group, "group", 2, "connections per private channel (client-events)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for in-flight deliveries after the last event (cross: after the last delivery)")
-	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default duration + 2m; cross with --events: events/rate + 2m)")
+	fs.DurationVar(&c.Hold, "hold", 0, "fanout, burst, client-events: hold the connections this long after the ramp before the first event")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default hold + duration + 2m; cross with --events: events/rate + 2m)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 30*time.Second, "pusher:ping interval of idle connections")
 	serverPIDs := fs.String("server-pid", "", "server PID, or a comma-separated list (the nodes of a cluster): read their RSS and CPU from /proc and sum them")
 	fs.IntVar(&c.Workers, "workers", 0, "child processes holding connections (0 = one per 18000 connections when more)")

@@ -29,8 +29,8 @@
 //     convergence, member_added propagation and API latencies (presence.go).
 //
 // With --reconnect the fanout scenario survives a rolling restart of the
-// nodes behind its port: a connection the server closes after the ramp
-// (the 4200 of a draining node, or a plain EOF) is dialed, upgraded and
+// nodes behind its port: a connection the server closes once it was
+// subscribed, during the ramp or after it (the 4200 of a draining node, or a plain EOF) is dialed, upgraded and
 // subscribed again with a capped, jittered exponential backoff, a few
 // attempts at a time per process. Events carry sequence numbers, checked
 // per connection: the connections never dropped must receive every

@@ -18,9 +18,11 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// --reconnect (fanout): a connection the server closes after the ramp and
-// before the end of the run is dialed, upgraded and subscribed again, then
-// handed back to the runtime, after a capped exponential backoff
+// --reconnect (fanout): a connection the server closes once it was
+// subscribed (during the ramp as well, so that a restart need not wait for
+// every worker to finish its ramp) and before the end of the run is
+// dialed, upgraded and subscribed again, then handed back to the runtime,
+// after a capped exponential backoff
 // (reconnectBase doubling up to reconnectMax, each wait drawn at random in
 // [0.5, 1.5) of it), at most reconnectInFlight attempts at a time per
 // process, until it succeeds or the run ends. Every close reconnects but a
@@ -262,7 +264,7 @@ func (s *shard) dropped(wc *wsConn, err error) bool {
 	if key == "error" {
 		s.addErr("dropped: " + err.Error())
 	}
-	again := s.ready.Load() && reconnectable(code)
+	again := reconnectable(code)
 	r.mu.Lock()
 	if s.finishing.Load() {
 		r.mu.Unlock()

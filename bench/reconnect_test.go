@@ -424,3 +424,83 @@ func FuzzReconnectCode(f *testing.F) {
 	f.Add([]byte(`{"event":"pusher:error","data":"{\"code\":4200}"}`))
 	f.Fuzz(func(t *testing.T, b []byte) { _ = reconnectCode(b) })
 }
+
+// TestSmokeHoldRestart drains a node during --hold, the quiet time between
+// the ramp and the first event that a rolling restart is meant to use: no
+// event is sent before the hold ends, the drained node's clients reconnect
+// to the other node within it, and then every connection, dropped or not,
+// receives every event.
+func TestSmokeHoldRestart(t *testing.T) {
+	rp := startRedis(t)
+	a := startReuseNode(t, rp, 0)
+	b := startReuseNode(t, rp, a.port)
+	const conns = 40
+	cfg, err := ParseArgs(fanoutArgs(a.port, "--connections", strconv.Itoa(conns), "--rate", "10", "--duration", "1s",
+		"--drain", "5s", "--hold", "5s", "--client", "gnet"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type out struct {
+		res *Result
+		err error
+	}
+	done := make(chan out, 1)
+	start := time.Now()
+	go func() {
+		res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
+		done <- out{res, err}
+	}()
+	// Once every connection is subscribed, each has been sent
+	// pusher:connection_established and
+	// pusher_internal:subscription_succeeded; anything more is an event.
+	var onB int64
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		sa, sb := a.appStats(), b.appStats()
+		if sa.Subscribed+sb.Subscribed == conns {
+			if sa.MessagesSent > sa.Connections+sa.Subscribed || sb.MessagesSent > sb.Connections+sb.Subscribed {
+				t.Fatalf("an event was sent during the hold (%v): a %+v b %+v", time.Since(start), sa, sb)
+			}
+			onB = sb.Subscribed
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections not subscribed: a %+v b %+v", sa, sb)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if onB == 0 {
+		t.Skip("every connection went to the first node")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.srv.Drain(ctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	// Every client is on a now, and still no event was sent.
+	for {
+		sa := a.appStats()
+		if sa.Subscribed == conns {
+			if sa.MessagesSent > sa.Connections+sa.Subscribed {
+				t.Fatalf("an event was sent during the hold (%v): a %+v", time.Since(start), sa)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clients of the drained node did not reconnect within the hold: a %+v", sa)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	o := <-done
+	if o.err != nil {
+		t.Fatalf("Run: %v (%+v)", o.err, o.res)
+	}
+	res, c := o.res, o.res.Reconnect
+	if c == nil || c.Dropped != onB || c.Drops != onB || c.DropsByCode["4200"] != onB || c.Reconnects != onB || c.DownAtEnd != 0 {
+		t.Fatalf("drops: %d on b, %+v", onB, c)
+	}
+	if res.Events == 0 || res.Loss != 0 || res.Received != res.Expected || res.Expected != conns*int64(res.Events) ||
+		c.DroppedReceived != onB*int64(res.Events) || c.UndroppedLost != 0 || c.DroppedLost != 0 {
+		t.Fatalf("events after the hold: %+v (reconnect %+v)", res, c)
+	}
+}

@@ -101,6 +101,10 @@ func (r *runner) runWS(ctx context.Context) error {
 		runErr = fmt.Errorf("%s", readyErr)
 	}
 	phase0 := srvConnected
+	if runErr == nil && cfg.Hold > 0 && cfg.Scenario != ScenarioConnect {
+		sleepCtx(ctx, cfg.Hold)
+		phase0 = r.serverSample()
+	}
 	var phaseOps int64
 	measureStart := time.Now()
 	switch {

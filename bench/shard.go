@@ -38,7 +38,8 @@ type shardStatus struct {
 	Expected    int64 `json:"expected"`
 	Errors      int64 `json:"errors"`
 	// Drops, Down and Reconnects are the figures of --reconnect: server
-	// closes after the ramp, connections down now, successful reconnects.
+	// closes of subscribed connections, connections down now, successful
+	// reconnects.
 	Drops      int64 `json:"drops,omitempty"`
 	Down       int64 `json:"down,omitempty"`
 	Reconnects int64 `json:"reconnects,omitempty"`
