@@ -2,7 +2,9 @@
 # The one-machine scale run: NODES server processes sharing one port with
 # reuse_port and one Redis, CONNS connections from `reverb bench` worker
 # processes over source addresses 127.0.0.2.., all subscribed to one channel,
-# then broadcasts to all of them through the HTTP API while the API's
+# then, once they are held, a presence check and a rolling restart of some
+# nodes while the server is otherwise quiet (the bench's --hold), then
+# broadcasts to all of them through the HTTP API, while the API's
 # cluster-wide reads are checked against the known totals.
 #
 #   bench/scale1m.sh                       # 55 nodes, 1,000,000 connections
@@ -11,7 +13,8 @@
 # Knobs (environment): NODES, CONNS, WORKERS, CONNECT_RATE, EVENT_RATE,
 # DURATION, ACTIVITY_TIMEOUT, SOURCE_IPS, PORT, REDIS_PORT, OUT, PRESENCE
 # (members of the presence check, 0 to skip), RESTART (nodes to drain and
-# replace during the broadcasts, 0 to skip).
+# replace, one after another, 0 to skip), HOLD (the quiet time between the
+# ramp and the first broadcast they run in).
 #
 # A process holds at most ~19,000 sockets here (RLIMIT_NOFILE 20,000), so a
 # million connections need 53+ nodes and as many bench workers; every
@@ -42,7 +45,10 @@ PORT=${PORT:-18300}
 REDIS_PORT=${REDIS_PORT:-16500}
 METRICS_BASE=${METRICS_BASE:-19300}
 PRESENCE=${PRESENCE:-100}
-RESTART=${RESTART:-0}
+RESTART=${RESTART:-5}
+# The presence check takes a few seconds on a quiet machine, a node's drain
+# (a 5 s spread of its 4200s) and its replacement's start ~12 s.
+HOLD=${HOLD:-$(( (PRESENCE > 0 ? 20 : 0) + RESTART * 13 ))s}
 # GOMAXPROCS of each node and bench worker (and so their event loops).
 PROCS=${PROCS:-2}
 OUT=${OUT:-/tmp/reverb-scale1m}
@@ -105,8 +111,8 @@ port = $((METRICS_BASE + i))
 TOML
 done
 
-metric() { # metric PORT NAME: the value of an unlabelled metric
-  curl -fs "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v n="$2" '$1 == n {print $2; exit}'
+metric() { # metric PORT NAME: the value of an unlabelled metric, empty if none
+  { curl -fs "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } | awk -v n="$2" '$1 == n {print $2; exit}'
 }
 
 declare -A node_pid
@@ -147,25 +153,29 @@ log "server memory before connections, summed over the nodes: RSS $((rss_before 
 redis_cpu() { redis-cli -p "$REDIS_PORT" info cpu | awk -F: '/used_cpu_(sys|user):/ {s+=$2} END {printf "%.2f", s}'; }
 redis_cpu0=$(redis_cpu)
 
-# Signed HTTP API GET through the shared port: prints "<body> <seconds>".
+# Signed HTTP API GET through the shared port: prints "<body> <HTTP status>
+# <seconds> <curl's exit status>" (000 and 7 refused, 28 timed out, 56 reset).
 api_get() { # api_get PATH [extra sorted query]
   local path=$1 extra=${2:-} q sig
   q="auth_key=$KEY&auth_timestamp=$(date +%s)&auth_version=1.0${extra:+&$extra}"
   sig=$(printf 'GET\n%s\n%s' "$path" "$q" | openssl dgst -sha256 -hmac "$SECRET" | awk '{print $NF}')
-  curl -s -m 10 -w ' %{time_total}' "http://127.0.0.1:$PORT$path?$q&auth_signature=$sig"
+  curl -s -m 10 -w ' %{http_code} %{time_total}' "http://127.0.0.1:$PORT$path?$q&auth_signature=$sig"
+  echo " $?"
 }
 
 # The cluster-wide reads, asked every 2 s while the load runs, each of
 # whichever node the kernel picks: "<ms> <connections> <subscribers of the
-# channel> <latency s> <latency s>". Checked at the end against the count the
-# bench holds.
+# channel> <latency s> <latency s> <status> <curl exit> <status> <curl exit>".
+# Checked at the end against the count the bench holds.
 api_checks() {
   local c ch
   while :; do
     c=$(api_get "/apps/$APP_ID/connections" || true)
     ch=$(api_get "/apps/$APP_ID/channels" "info=subscription_count" || true)
     # A missing answer (timed out, refused) is logged as -1.
-    echo "$(now_ms) $(grep -o '"connections":[0-9]*' <<<"$c" | cut -d: -f2 | grep . || echo -1) $(grep -o '"subscription_count":[0-9]*' <<<"$ch" | cut -d: -f2 | grep . || echo -1) ${c##* } ${ch##* }"
+    # An empty channel list (no subscriber yet) counts 0.
+    [[ "$ch" == '{"channels":{}} 200 '* ]] && ch='"subscription_count":0 '"${ch#* }"
+    echo "$(now_ms) $(grep -o '"connections":[0-9]*' <<<"$c" | cut -d: -f2 | grep . || echo -1) $(grep -o '"subscription_count":[0-9]*' <<<"$ch" | cut -d: -f2 | grep . || echo -1) $(awk '{print $(NF-1)}' <<<"$c") $(awk '{print $(NF-1)}' <<<"$ch") $(awk '{print $(NF-2), $NF}' <<<"$c") $(awk '{print $(NF-2), $NF}' <<<"$ch")"
     sleep 2
   done
 }
@@ -205,7 +215,7 @@ vmstat -n 5 >"$OUT/vmstat" &
 pids+=($!); vmstat_pid=$!
 
 # Once the connections are held (the API counts 99% of them), the presence
-# check runs beside the broadcasts.
+# check runs, in the bench's hold: before the broadcasts.
 presence_check() {
   while :; do
     n=$(tail -n 1 "$OUT/api.log" 2>/dev/null | awk '{print $2}')
@@ -224,8 +234,8 @@ presence_check() {
 presence_pid=
 if [[ "$PRESENCE" -gt 0 ]]; then presence_check & presence_pid=$!; pids+=($!); fi
 
-# A rolling restart once the connections are held: RESTART nodes, one after
-# another, get SIGTERM (what `reverb restart` sends a node: it tells its
+# A rolling restart once the connections are held and the presence check is
+# done, in the bench's hold: RESTART nodes, one after another, get SIGTERM (what `reverb restart` sends a node: it tells its
 # clients to reconnect, 4200, and exits) and a replacement starts on the same
 # port. Their clients reconnect to whichever node the kernel picks (the bench
 # runs with --reconnect); every other client must see every event.
@@ -256,13 +266,13 @@ restart_nodes() {
 restart_pid=
 if [[ "$RESTART" -gt 0 ]]; then restart_nodes & restart_pid=$!; pids+=($!); fi
 
-log "ramping $CONNS connections at $CONNECT_RATE/s, then $EVENT_RATE broadcasts/s for $DURATION"
+log "ramping $CONNS connections at $CONNECT_RATE/s, holding them $HOLD, then $EVENT_RATE broadcasts/s for $DURATION"
 [[ "$RESTART" -gt 0 ]] && RESTART_FLAGS=--reconnect
 set +e
 GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanout --connections "$CONNS" --channels 1 \
-  --rate "$EVENT_RATE" --payload 100 --duration "$DURATION" --drain "$DRAIN" --workers "$WORKERS" \
+  --rate "$EVENT_RATE" --payload 100 --hold "$HOLD" --duration "$DURATION" --drain "$DRAIN" --workers "$WORKERS" \
   --source-ips "$SOURCE_IPS" --connect-rate "$CONNECT_RATE" --ping-interval "${ACTIVITY_TIMEOUT}s" \
-  ${RESTART_FLAGS:-} --timeout 9m30s --server-pid "$(server_pids)" --progress off \
+  ${RESTART_FLAGS:-} --timeout "${BENCH_TIMEOUT:-580s}" --server-pid "$(server_pids)" --progress off \
   --report "$OUT/fanout.html" 2>"$OUT/bench.err" | tee "$OUT/bench.out"
 status=${PIPESTATUS[0]}
 set -e
@@ -282,7 +292,9 @@ log "redis: $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_hu
 # Every answer must be complete (no timeout) and agree between the two
 # endpoints (each connection is subscribed to the one channel); reported
 # with the largest count seen and the slowest answer.
-awk '{n++; if ($2 < 0 || $3 < 0) miss++; else if ($2 == $3) same++; else diff++; if ($2 > m) m = $2; if ($4 > l) l = $4; if ($5 > l) l = $5}
-  END {printf "API reads during the run: %d rounds, %d answered by both endpoints with the same count, %d differing (connections changing in between), %d not answered within 10 s; largest count %d, slowest answer %.3f s\n", n, same, diff, miss, m, l}' "$OUT/api.log" | while read -r l; do log "$l"; done
+awk '{n++; if ($2 < 0 || $3 < 0) {miss++; if ($2 < 0) why[$6 "/" $7]++; if ($3 < 0) why[$8 "/" $9]++} else if ($2 == $3) same++; else diff++
+    if ($2 > m) m = $2; if ($4 > l) l = $4; if ($5 > l) l = $5}
+  END {for (w in why) ws = ws sprintf(" %s x%d", w, why[w])
+    printf "API reads during the run: %d rounds, %d answered by both endpoints with the same count, %d differing (connections changing in between), %d not answered (HTTP status/curl exit:%s); largest count %d, slowest answer %.3f s\n", n, same, diff, miss, ws ? ws : " none", m, l}' "$OUT/api.log" | while read -r l; do log "$l"; done
 log "the run took $((($(now_ms) - t_script) / 1000)) s from the first node's start"
 exit "$status"
