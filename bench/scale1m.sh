@@ -29,8 +29,10 @@ NODES=${NODES:-55}
 CONNS=${CONNS:-1000000}
 WORKERS=${WORKERS:-$(((CONNS + 17999) / 18000))}
 CONNECT_RATE=${CONNECT_RATE:-3000}
-EVENT_RATE=${EVENT_RATE:-0.0333}
-DURATION=${DURATION:-70s}
+# One broadcast every 25 s, three in all (at 0, 25 and 50 s): about what the
+# machine delivers to a million connections (see DRAIN).
+EVENT_RATE=${EVENT_RATE:-0.04}
+DURATION=${DURATION:-51s}
 # The longest wait for a broadcast's deliveries after the last one: one
 # broadcast to a million connections takes ~30 s of CPU here.
 DRAIN=${DRAIN:-60s}
@@ -46,11 +48,16 @@ REDIS_PORT=${REDIS_PORT:-16500}
 METRICS_BASE=${METRICS_BASE:-19300}
 PRESENCE=${PRESENCE:-100}
 RESTART=${RESTART:-5}
-# The presence check takes a few seconds on a quiet machine, a node's drain
-# (a 5 s spread of its 4200s) and its replacement's start ~12 s.
-HOLD=${HOLD:-$(( (PRESENCE > 0 ? 20 : 0) + RESTART * 13 ))s}
+# The presence check takes ~20 s at a million connections, a node's drain
+# (a 5 s spread of its 4200s), its clients' reconnects and its
+# replacement's start ~15 s.
+HOLD=${HOLD:-$(( (PRESENCE > 0 ? 20 : 0) + RESTART * 15 ))s}
 # GOMAXPROCS of each node and bench worker (and so their event loops).
 PROCS=${PROCS:-2}
+# GOGC of each node: a node holding idle connections allocates little once
+# they are open, so a lower GOGC costs little CPU and keeps the heap nearer
+# what the connections hold (100 is Go's default; see README, capacity).
+NODE_GOGC=${NODE_GOGC:-50}
 OUT=${OUT:-/tmp/reverb-scale1m}
 KEY=app-key SECRET=app-secret APP_ID=app-id
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -68,7 +75,7 @@ now_ms() { date +%s%3N; }
 log() { echo "[$(date +%T)] $*"; }
 
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
-log "nodes $NODES, connections $CONNS, bench workers $WORKERS, source addresses $SOURCE_IPS, activity_timeout $ACTIVITY_TIMEOUT s, ping_interval $((ACTIVITY_TIMEOUT * 5 / 2)) s"
+log "nodes $NODES (GOGC $NODE_GOGC), connections $CONNS, bench workers $WORKERS, source addresses $SOURCE_IPS, activity_timeout $ACTIVITY_TIMEOUT s, ping_interval $((ACTIVITY_TIMEOUT * 5 / 2)) s"
 for k in fs.file-max net.ipv4.ip_local_port_range net.core.somaxconn net.ipv4.tcp_mem; do
   log "sysctl $k = $(sysctl -n "$k" | tr '\t' ' ')"
 done
@@ -119,7 +126,7 @@ declare -A node_pid
 t_start=$(now_ms)
 t_script=$t_start
 start_node() {
-  GOMAXPROCS=$PROCS ./bin/reverb start --config "$OUT/node$1.toml" >>"$OUT/node$1.log" 2>&1 &
+  GOGC=$NODE_GOGC GOMAXPROCS=$PROCS ./bin/reverb start --config "$OUT/node$1.toml" >>"$OUT/node$1.log" 2>&1 &
   pids+=($!); node_pid[$1]=$!
   echo $! >>"$OUT/nodes.pids"
 }
@@ -146,7 +153,8 @@ mem_kb() {
   # The current nodes: the restart replaces some (their PIDs are listed in
   # nodes.pids, the subshell's node_pid is not ours).
   for p in $(cat "$OUT/nodes.pids"); do [[ -r /proc/$p/smaps_rollup ]] && files+=("/proc/$p/smaps_rollup"); done
-  awk '/^Rss:/ {r += $2} /^Pss:/ {s += $2} /^Pss_Anon:/ {a += $2} END {print r + 0, s + 0, a + 0}' "${files[@]}" 2>/dev/null
+  # cat, not awk, opens them: a node that exits in between is skipped.
+  cat "${files[@]}" 2>/dev/null | awk '/^Rss:/ {r += $2} /^Pss:/ {s += $2} /^Pss_Anon:/ {a += $2} END {print r + 0, s + 0, a + 0}'
 }
 read -r rss_before pss_before anon_before < <(mem_kb)
 log "server memory before connections, summed over the nodes: RSS $((rss_before / 1024)) MiB, PSS $((pss_before / 1024)) MiB, anonymous $((anon_before / 1024)) MiB"
@@ -192,13 +200,14 @@ cpu_s() {
   local sf=() bf=() p
   for p in $(cat "$OUT/nodes.pids"); do [[ -r /proc/$p/stat ]] && sf+=("/proc/$p/stat"); done
   for p in $(pgrep -f "reverb bench"); do bf+=("/proc/$p/stat"); done
-  echo "$(awk '{t += $14 + $15} END {print int(t / 100)}' "${sf[@]}" 2>/dev/null) $(awk '{t += $14 + $15} END {print int(t / 100)}' "${bf[@]}" /dev/null 2>/dev/null)"
+  echo "$(cat "${sf[@]}" 2>/dev/null | awk '{t += $14 + $15} END {print int(t / 100)}') $(cat "${bf[@]}" /dev/null 2>/dev/null | awk '{t += $14 + $15} END {print int(t / 100)}')"
 }
 
-# Sample every node's RSS and the kernel's socket state every 2 s.
+# Sample every node's RSS and the kernel's socket state every 5 s (more
+# often costs the machine CPU the run is short of).
 ( while :; do
     echo "$(date +%s) $(mem_kb) $(awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat) $(cut -d' ' -f1-3 /proc/loadavg) $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) $(cpu_s)" >>"$OUT/samples"
-    sleep 2
+    sleep 5
   done ) &
 pids+=($!); sampler=$!
 # The kernel's TCP counters that explain a reset connection, as deltas
@@ -247,20 +256,21 @@ restart_nodes() {
   done
   # After the presence check: its members must not land on a draining node.
   while [[ "$PRESENCE" -gt 0 && ! -e "$OUT/presence.done" ]]; do sleep 1; done
-  local i old t0
+  local i old t0 t1 held p
   for i in $(seq "$RESTART"); do
     old=${node_pid[$i]}
+    held=$(metric $((METRICS_BASE + i)) reverb_connections)
     t0=$(now_ms)
     kill -TERM "$old"
-    while kill -0 "$old" 2>/dev/null; do sleep 0.2; done
+    while kill -0 "$old" 2>/dev/null; do sleep 0.25; done
     t1=$(now_ms)
     start_node "$i"
-    for _ in $(seq 600); do
+    for _ in $(seq 240); do
       p=$(metric $((METRICS_BASE + i)) reverb_cluster_peers)
       [[ -n "$p" && "$p" -ge $((NODES - 1)) ]] && break
-      sleep 0.1
+      sleep 0.25
     done
-    log "restart: node $i (pid $old) drained and exited in $((t1 - t0)) ms; its replacement (pid ${node_pid[$i]}) was in sync $(($(now_ms) - t1)) ms later"
+    log "restart: node $i (pid $old, ${held:-?} connections) drained and exited in $((t1 - t0)) ms; its replacement (pid ${node_pid[$i]}) was in sync $(($(now_ms) - t1)) ms later"
   done
 }
 restart_pid=
