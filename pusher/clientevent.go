@@ -3,7 +3,6 @@ package pusher
 import (
 	"bytes"
 	"encoding/json"
-	"time"
 
 	"github.com/reverbgo/reverb/webhooks"
 )
@@ -50,7 +49,7 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 		s.sendError(ErrNotMember)
 		return
 	}
-	if limit := srv.opts.ClientEventsPerSecond; limit > 0 && !s.clientEvents.allowAligned(s.lastSeen, int64(time.Second), limit) {
+	if limit := srv.opts.ClientEventsPerSecond; limit > 0 && !s.perSecond.allowClientEvent(s.lastSeen, limit) {
 		s.shard.stats.clientEventsDropped++
 		s.sendError(ErrClientEventRate)
 		return

@@ -11,9 +11,10 @@ import (
 // is loop-only: call them from the connection's event loop.
 //
 // Every connection holds one, so its size matters at scale: the fields are
-// ordered to leave no padding, and the signed-in user, which most
-// connections never have, is behind a pointer. That keeps a Session in the
-// 192-byte size class (see TestSessionSize).
+// ordered to leave no padding, the two per-second caps share one window
+// start, and the signed-in user, which most connections never have, is
+// behind a pointer. That keeps a Session in the
+// 176-byte size class (see TestSessionSize).
 type Session struct {
 	shard *Shard
 	conn  Conn
@@ -26,9 +27,8 @@ type Session struct {
 	pingedAt int64   // unix ns of an unanswered ping, or 0
 	user     *string // the user_id signed in as (pusher:signin), or nil
 
-	messages     window // the app's rate_limiting, over every inbound message
-	clientEvents window // client_events_per_second
-	subscribes   window // subscriptions_per_second
+	messages  window    // the app's rate_limiting, over every inbound message
+	perSecond perSecond // client_events_per_second, subscriptions_per_second
 
 	pending [][]byte // frames queued during a shard drain
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"time"
 
 	"github.com/reverbgo/reverb/webhooks"
 )
@@ -124,7 +123,7 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 		s.sendSubscribed(name, kind, presence)
 		return
 	}
-	if !s.subscribes.allowAligned(s.lastSeen, int64(time.Second), srv.opts.SubscriptionsPerSecond) {
+	if !s.perSecond.allowSubscribe(s.lastSeen, srv.opts.SubscriptionsPerSecond) {
 		s.shard.stats.rateLimited++
 		s.subscriptionError(name, ErrSubscribeRate, 429)
 		return
