@@ -4,7 +4,8 @@ import "time"
 
 // window is a fixed-window rate limiter: it counts the attempts made in the
 // current window and refuses those past a limit. It holds no pointers, so a
-// Session embeds one per limit at no cost to the garbage collector. The
+// Session embeds it (for the app's rate_limiting; perSecond below holds the
+// per-second caps) at no cost to the garbage collector. The
 // caller passes the time and the window's length and limit on every
 // attempt. Loop-only, like the Session that holds it.
 type window struct {

@@ -13,8 +13,8 @@ import (
 // Every connection holds one, so its size matters at scale: the fields are
 // ordered to leave no padding, the two per-second caps share one window
 // start, and the signed-in user, which most connections never have, is
-// behind a pointer. That keeps a Session in the
-// 176-byte size class (see TestSessionSize).
+// behind a pointer. That keeps a Session in the 176-byte size class (see
+// TestSessionSize).
 type Session struct {
 	shard *Shard
 	conn  Conn
