@@ -139,3 +139,40 @@ func BenchmarkHandleSubscribeStringData(b *testing.B) {
 		return `{"event":"pusher:subscribe","data":"{\"channel\":\"test-channel\"}"}`
 	})
 }
+
+// BenchmarkBroadcastBurst1k is ten events to a channel of 1,000 subscribers
+// drained at once: every connection gets ten frames in one Writev.
+func BenchmarkBroadcastBurst1k(b *testing.B) {
+	app := &App{ID: testAppID, Key: testKey, Secret: testSecret}
+	srv, err := NewServer(Options{Apps: []*App{app}, Logger: quietLogger(), FanoutChunk: 1 << 20}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var q []func()
+	sh := srv.NewShard(func(f func()) { q = append(q, f) })
+	run := func() {
+		for len(q) > 0 {
+			f := q[0]
+			q = q[1:]
+			f()
+		}
+	}
+	conns := make([]*discardConn, 1_000)
+	msg := []byte(`{"event":"pusher:subscribe","data":{"channel":"bench"}}`)
+	for i := range conns {
+		conns[i] = &discardConn{}
+		srv.Open(sh, conns[i], testKey, "").HandleMessage(msg)
+		run()
+	}
+	data := `{"message":"hello, this is a typical small broadcast payload","id":12345}`
+	b.ReportAllocs()
+	for b.Loop() {
+		for range 10 {
+			srv.Trigger(app, "bench", "App\\Events\\Bench", data, "")
+		}
+		run()
+	}
+	if conns[0].frames < 12 {
+		b.Fatalf("subscriber got %d frames", conns[0].frames)
+	}
+}

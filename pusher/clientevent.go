@@ -3,7 +3,6 @@ package pusher
 import (
 	"bytes"
 	"encoding/json"
-	"time"
 
 	"github.com/reverbgo/reverb/webhooks"
 )
@@ -50,7 +49,7 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 		s.sendError(ErrNotMember)
 		return
 	}
-	if limit := srv.opts.ClientEventsPerSecond; limit > 0 && !s.clientEvents.allowAligned(s.lastSeen, int64(time.Second), limit) {
+	if limit := srv.opts.ClientEventsPerSecond; limit > 0 && !s.perSecond.allowClientEvent(s.lastSeen, limit) {
 		s.shard.stats.clientEventsDropped++
 		s.sendError(ErrClientEventRate)
 		return
@@ -66,9 +65,9 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 	msg = appendJSONString(msg, name)
 	msg = append(msg, `,"data":`...)
 	msg = append(msg, data...)
-	if sub != nil && sub.userID != nil {
+	if sub != nil && sub.userID() != nil {
 		msg = append(msg, `,"user_id":`...)
-		msg = append(msg, sub.userID...)
+		msg = append(msg, sub.userID()...)
 	}
 	msg = append(msg, '}')
 	if _, err := srv.publish(s.app, []Outgoing{{Channel: name, Msg: msg, Except: s.id}}); err != nil {
@@ -82,7 +81,7 @@ func (s *Session) handleClientEvent(event string, rawChannel, rawData json.RawMe
 		}
 		ev := webhooks.Event{Name: webhooks.ClientEvent, Channel: name, Event: event, Data: hookData, SocketID: s.id}
 		if kind == KindPresence && sub != nil {
-			ev.UserID = sub.userKey
+			ev.UserID = sub.userKey()
 		}
 		srv.emit(s.app, ev)
 	}

@@ -54,7 +54,7 @@ func TestClientEventsMembers(t *testing.T) {
 			}
 			outsider.expectNothing()
 			// Let the next case start in a fresh client-event second budget.
-			a.sess.clientEvents.count = 0
+			a.sess.perSecond.clientEvents = 0
 		})
 	}
 }

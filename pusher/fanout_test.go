@@ -106,3 +106,62 @@ func TestReplyWaitsForGatheredFrames(t *testing.T) {
 		c.expect(apiEvent("e0", `"x"`, "news"), apiEvent("e1", `"x"`, "news"), apiEvent("e2", `"x"`, "news"), `{"event":"pusher:pong"}`)
 	}
 }
+
+// Frames from several deliveries of one drain, to overlapping sets of
+// subscribers, some of them with permessage-deflate, reach every connection
+// in order, around a reply written while a connection's frames wait, and a
+// connection closed while its frames wait gets none of them.
+func TestDrainOrderMixed(t *testing.T) {
+	for round := range 20 {
+		e, q := queuedEnv(t, 1+round%3)
+		var cs []*client
+		for i := range 6 {
+			c := e.connect()
+			if i%2 == 1 {
+				c.sess.EnableDeflate()
+			}
+			c.send(subMsg("news", "", ""))
+			if i%3 != 0 {
+				c.send(subMsg("other", "", ""))
+			}
+			for runOne(q) {
+			}
+			c.take()
+			cs = append(cs, c)
+		}
+		for i, ch := range []string{"news", "other", "news"} {
+			if err := e.srv.Trigger(e.app, ch, fmt.Sprint("e", i), `"x"`, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runOne(q) // gathers everything, writes to the first chunk only
+		closed := cs[5]
+		before := len(closed.conn.frames)
+		e.close(closed)
+		for _, c := range cs[:5] {
+			c.send(`{"event":"pusher:ping"}`)
+		}
+		if err := e.srv.Trigger(e.app, "news", "e3", `"x"`, ""); err != nil {
+			t.Fatal(err)
+		}
+		for runOne(q) {
+		}
+		for i, c := range cs[:5] {
+			want := []string{apiEvent("e0", `"x"`, "news")}
+			if i%3 != 0 {
+				want = append(want, apiEvent("e1", `"x"`, "other"))
+			}
+			want = append(want, apiEvent("e2", `"x"`, "news"), `{"event":"pusher:pong"}`, apiEvent("e3", `"x"`, "news"))
+			c.expect(want...)
+			if c.sess.gathered || len(c.sess.pending) != 0 {
+				t.Fatalf("round %d: client %d still has gathered frames", round, i)
+			}
+		}
+		if n := len(closed.conn.frames); n != before {
+			t.Fatalf("round %d: %d frames written after close", round, n-before)
+		}
+		if len(e.sh.touched) != 0 || e.sh.flushed != 0 {
+			t.Fatalf("round %d: drain list not emptied: %d touched, %d flushed", round, len(e.sh.touched), e.sh.flushed)
+		}
+	}
+}

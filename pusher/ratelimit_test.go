@@ -37,10 +37,15 @@ func TestWindow(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var w window
+			var p, q perSecond
 			for i, s := range tt.steps {
 				var got bool
 				if tt.aligned {
-					got = w.allowAligned(base+s.at, sec, tt.limit)
+					// Both per-second counts behave alike.
+					got = p.allowSubscribe(base+s.at, tt.limit)
+					if got2 := q.allowClientEvent(base+s.at, tt.limit); got2 != got {
+						t.Errorf("step %d: subscribe allowed %v, client event %v", i, got, got2)
+					}
 				} else {
 					got = w.allow(base+s.at, sec, tt.limit)
 				}
@@ -49,5 +54,42 @@ func TestWindow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The two per-second counts share a window start but not their budgets:
+// within a second each has its own limit, and a new second (or a step back
+// to an earlier one) gives both a fresh budget.
+func TestPerSecondCountsIndependent(t *testing.T) {
+	const sec = int64(time.Second)
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	var p perSecond
+	steps := []struct {
+		at        int64
+		subscribe bool
+		want      bool
+	}{
+		{at: 100 * 1e6, subscribe: true, want: true},
+		{at: 200 * 1e6, subscribe: true, want: true},
+		{at: 300 * 1e6, subscribe: true, want: false}, // subscribes spent
+		{at: 400 * 1e6, subscribe: false, want: true}, // client events are not
+		{at: 500 * 1e6, subscribe: false, want: true},
+		{at: 600 * 1e6, subscribe: false, want: false},
+		{at: sec, subscribe: false, want: true}, // a new second for both
+		{at: sec + 1, subscribe: true, want: true},
+		{at: sec + 2, subscribe: true, want: true},
+		{at: sec + 3, subscribe: true, want: false},
+		{at: 0, subscribe: true, want: true}, // clock stepped back: a new window
+	}
+	for i, s := range steps {
+		var got bool
+		if s.subscribe {
+			got = p.allowSubscribe(base+s.at, 2)
+		} else {
+			got = p.allowClientEvent(base+s.at, 2)
+		}
+		if got != s.want {
+			t.Errorf("step %d (subscribe %v at +%v): allowed %v, want %v", i, s.subscribe, time.Duration(s.at), got, s.want)
+		}
 	}
 }

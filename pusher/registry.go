@@ -328,6 +328,10 @@ type joinResult struct {
 	// seq is the presence sequence number of the state presence was read
 	// at; when firstOfUser, that of the user's addition, for member_added.
 	seq uint64
+	// name is the channel's name as the registry keeps it: subscriptions
+	// keep this one, so that a channel's name is stored once on the node
+	// however many connections subscribe to it.
+	name string
 }
 
 // join registers a subscription of a connection on shard. For presence
@@ -345,6 +349,7 @@ func (h *hub) join(app *App, name string, shard int, m *member, maxMembers int) 
 	}
 	s.mu.Lock()
 	ch := s.channelLocked(h, app, name)
+	res.name = ch.name
 	if m != nil {
 		if ch.members == nil {
 			ch.members = make(map[string]*member)

@@ -9,12 +9,29 @@ import (
 
 // Session is one Pusher connection. It belongs to one shard and every method
 // is loop-only: call them from the connection's event loop.
+//
+// Every connection holds one, so its size matters at scale: the fields are
+// ordered to leave no padding, the two per-second caps share one window
+// start, and the signed-in user, which most connections never have, is
+// behind a pointer. That keeps a Session in the 176-byte size class (see
+// TestSessionSize).
 type Session struct {
 	shard *Shard
 	conn  Conn
 	app   *App
 	id    string
 	ac    *appCounters
+
+	subs     []*subscription
+	lastSeen int64   // unix ns of the last inbound message
+	pingedAt int64   // unix ns of an unanswered ping, or 0
+	user     *string // the user_id signed in as (pusher:signin), or nil
+
+	messages  window    // the app's rate_limiting, over every inbound message
+	perSecond perSecond // client_events_per_second, subscriptions_per_second
+
+	pending [][]byte // frames queued during a shard drain
+
 	idx   int32 // position in shard.sessions, -1 once removed
 	wslot int32 // slot of the shard's wheel + 1, 0 when not in it
 	wpos  int32 // position in that slot
@@ -22,18 +39,15 @@ type Session struct {
 	controlFrames bool // the client used WebSocket control frames: ping it with them
 	closed        bool
 	deflate       bool // permessage-deflate was negotiated
+	gathered      bool // listed in the shard's touched, its frames not written yet
+}
 
-	subs     []*subscription
-	lastSeen int64 // unix ns of the last inbound message
-	pingedAt int64 // unix ns of an unanswered ping, or 0
-	userKey  string
-
-	messages     window // the app's rate_limiting, over every inbound message
-	clientEvents window // client_events_per_second
-	subscribes   window // subscriptions_per_second
-
-	pending  [][]byte // frames queued during a shard drain
-	gathered bool     // listed in the shard's touched, its frames not written yet
+// userKey is the user_id the session signed in as, or "".
+func (s *Session) userKey() string {
+	if s.user == nil {
+		return ""
+	}
+	return *s.user
 }
 
 // Pre-encoded frames sent often.
@@ -204,11 +218,11 @@ func (s *Session) close() {
 // matchesUser reports whether the session belongs to user id: signed in as
 // it, or a presence member with that user_id.
 func (s *Session) matchesUser(id string) bool {
-	if s.userKey == id {
+	if s.userKey() == id {
 		return true
 	}
 	for _, sub := range s.subs {
-		if sub.kind == KindPresence && sub.userKey == id {
+		if sub.kind == KindPresence && sub.userKey() == id {
 			return true
 		}
 	}

@@ -204,7 +204,7 @@ func (sh *Shard) drain() {
 		seq := d.seq
 		for _, sub := range lc.subs {
 			s := sub.sess
-			if s.closed || sub.pending || (d.except != "" && s.id == d.except) || (seq != 0 && seq <= sub.seq) {
+			if s.closed || sub.pending || (d.except != "" && s.id == d.except) || (seq != 0 && sub.seen(seq)) {
 				continue
 			}
 			if len(s.pending) == 0 && !s.gathered {

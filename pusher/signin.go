@@ -27,8 +27,8 @@ func (s *Session) handleSignin(msg *clientMsg) {
 		s.sendError(ErrInvalidSignin)
 		return
 	}
-	prev := s.userKey
-	s.userKey = id
+	prev := s.userKey()
+	s.user = &id
 	inner := appendJSONString([]byte(`{"user_data":`), userData)
 	inner = append(inner, '}')
 	s.send(eventJSON(nil, "pusher:signin_success", string(inner), ""))

@@ -17,8 +17,8 @@ func TestSignin(t *testing.T) {
 	ud := `{"id":"42","name":"Zaphod","watchlist":["1"]}`
 	c.send(signinMsg(userAuth(testKey, testSecret, c.id(), ud), ud))
 	c.expect(`{"event":"pusher:signin_success","data":` + q(`{"user_data":`+q(ud)+`}`) + `}`)
-	if c.sess.userKey != "42" {
-		t.Errorf("userKey = %q", c.sess.userKey)
+	if c.sess.userKey() != "42" {
+		t.Errorf("userKey = %q", c.sess.userKey())
 	}
 }
 
@@ -57,8 +57,8 @@ func TestSigninFailure(t *testing.T) {
 			c := e.connect()
 			c.send(signinMsg(tt.auth(c.id(), tt.userData), tt.userData))
 			c.expect(tt.want)
-			if c.sess.userKey != "" {
-				t.Errorf("signed in as %q", c.sess.userKey)
+			if c.sess.userKey() != "" {
+				t.Errorf("signed in as %q", c.sess.userKey())
 			}
 			c.send(subMsg("#server-to-user-1", "", ""))
 			c.expect(subErrMsg("#server-to-user-1", "Connection is unauthorized", 401), errMsg(4009, "Connection is unauthorized"))

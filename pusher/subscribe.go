@@ -4,25 +4,58 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"time"
 
 	"github.com/reverbgo/reverb/webhooks"
 )
 
-// subscription is one channel a session subscribes to.
+// subscription is one channel a session subscribes to. Every subscribed
+// connection holds at least one, so its size matters at scale: what only a
+// presence subscription needs is behind the presence pointer, which keeps a
+// subscription in the 48-byte size class (see TestSubscriptionSize).
 type subscription struct {
-	sess    *Session
-	lc      *localChannel
-	idx     int32
-	name    string
-	kind    ChannelKind
-	userKey string          // presence identity ("" elsewhere)
-	userID  json.RawMessage // presence user_id as sent
-	pending bool            // not answered yet: gets no events
-	// seq is, on a presence channel, the presence sequence number of the
-	// state its member list was read at (see hub): member_added and
-	// member_removed deliveries numbered up to it are already in the list.
+	sess *Session
+	lc   *localChannel
+	// name is the registry's copy of the channel name, shared by every
+	// subscription to the channel on this node (see joinResult.name).
+	name     string
+	presence *presenceSub // nil except on a presence channel
+	idx      int32
+	kind     ChannelKind
+	pending  bool // not answered yet: gets no events
+}
+
+// presenceSub is what a subscription to a presence channel adds.
+type presenceSub struct {
+	userKey string          // the member's identity
+	userID  json.RawMessage // user_id as sent
+	// seq is the presence sequence number of the state the member list
+	// was read at (see hub): member_added and member_removed deliveries
+	// numbered up to it are already in the list.
 	seq uint64
+}
+
+// userKey is the presence identity of the subscription, "" off presence
+// channels.
+func (sub *subscription) userKey() string {
+	if sub.presence == nil {
+		return ""
+	}
+	return sub.presence.userKey
+}
+
+// userID is the presence user_id as the client sent it, nil off presence
+// channels.
+func (sub *subscription) userID() json.RawMessage {
+	if sub.presence == nil {
+		return nil
+	}
+	return sub.presence.userID
+}
+
+// seen reports whether a presence delivery numbered seq (not 0) is already
+// in the member list the subscription was answered with.
+func (sub *subscription) seen(seq uint64) bool {
+	return sub.presence != nil && seq <= sub.presence.seq
 }
 
 func (s *Session) findSub(name string) *subscription {
@@ -85,12 +118,12 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 		// Re-subscribing answers again without registering twice.
 		var presence []byte
 		if kind == KindPresence {
-			presence, existing.seq = srv.hub.presenceAt(s.app, name)
+			presence, existing.presence.seq = srv.hub.presenceAt(s.app, name)
 		}
 		s.sendSubscribed(name, kind, presence)
 		return
 	}
-	if !s.subscribes.allowAligned(s.lastSeen, int64(time.Second), srv.opts.SubscriptionsPerSecond) {
+	if !s.perSecond.allowSubscribe(s.lastSeen, srv.opts.SubscriptionsPerSecond) {
 		s.shard.stats.rateLimited++
 		s.subscriptionError(name, ErrSubscribeRate, 429)
 		return
@@ -119,7 +152,7 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 			}
 		}
 	case KindUser:
-		if s.userKey == "" || name != serverToUserPrefix+s.userKey {
+		if s.user == nil || name != serverToUserPrefix+*s.user {
 			s.subscriptionError(name, ErrUnauthorized, 401)
 			return
 		}
@@ -129,9 +162,12 @@ func (s *Session) handleSubscribe(msg *clientMsg) {
 		s.subscriptionError(name, e, 429)
 		return
 	}
-	sub := &subscription{sess: s, name: name, kind: kind, seq: res.seq}
+	// From here on the channel name is the registry's: the copy decoded
+	// from this message is not kept.
+	name = res.name
+	sub := &subscription{sess: s, name: name, kind: kind}
 	if m != nil {
-		sub.userKey, sub.userID = m.key, m.id
+		sub.presence = &presenceSub{userKey: m.key, userID: m.id, seq: res.seq}
 	}
 	s.subs = append(s.subs, sub)
 	s.shard.addLocal(sub)
@@ -175,7 +211,7 @@ func (s *Session) completeSubscribe(sub *subscription, presence, cached []byte, 
 	name := sub.name
 	_, cache := Classify(name)
 	if sub.kind == KindPresence && presence == nil {
-		presence, sub.seq = srv.hub.presenceAt(s.app, name)
+		presence, sub.presence.seq = srv.hub.presenceAt(s.app, name)
 	}
 	if cache && cached == nil {
 		cached = srv.hub.cached(s.app, name)
@@ -265,12 +301,12 @@ func (s *Session) handleUnsubscribe(msg *clientMsg) {
 func (s *Session) leave(sub *subscription) {
 	srv := s.shard.srv
 	s.shard.removeLocal(sub)
-	res := srv.hub.leave(s.app, sub.name, s.shard.idx, sub.userKey, sub.kind == KindPresence)
+	res := srv.hub.leave(s.app, sub.name, s.shard.idx, sub.userKey(), sub.kind == KindPresence)
 	if sub.kind != KindPresence {
 		srv.addCount(s.app, sub.name, -1)
 	}
 	if res.gone {
-		srv.announceRemoved(s.app, sub.name, sub.userID, s.id, res.seq)
+		srv.announceRemoved(s.app, sub.name, sub.userID(), s.id, res.seq)
 	}
 }
 

@@ -173,11 +173,11 @@ func allZero(v []int32) bool {
 // signedOut releases what a closed session held as a signed-in user.
 // Loop-only.
 func (srv *Server) signedOut(s *Session) {
-	if !s.app.WatchlistEvents || s.userKey == "" {
+	if !s.app.WatchlistEvents || s.user == nil {
 		return
 	}
 	srv.unwatch(s)
-	srv.userLeft(s.app, s.userKey)
+	srv.userLeft(s.app, *s.user)
 }
 
 // userJoined counts a local signed-in connection of a user; the first one
