@@ -366,6 +366,10 @@ func TestPresenceIsClusterWide(t *testing.T) {
 func TestDeadNodesMembersAreRemoved(t *testing.T) {
 	r := startRedis(t)
 	n1, n2 := startNode(t, r.port), startNode(t, r.port)
+	// A node listens before it is connected to Redis; a join made in
+	// between reaches the other node only with the next sync.
+	n1.waitLog(0, "Connected to Redis", 10*time.Second)
+	n2.waitLog(0, "Connected to Redis", 10*time.Second)
 	alice := dial(t, n1)
 	alice.join("presence-room", "alice")
 	bob := dial(t, n2)
