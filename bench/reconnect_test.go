@@ -299,15 +299,7 @@ func TestSmokeReconnectDrain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			type out struct {
-				res *Result
-				err error
-			}
-			done := make(chan out, 1)
-			go func() {
-				res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
-				done <- out{res, err}
-			}()
+			done := runAsync(cfg)
 			// Wait until every connection is subscribed and events reach
 			// b's subscribers (established, subscribed, then events).
 			var onB pusher.AppStats
@@ -440,16 +432,8 @@ func TestSmokeHoldRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type out struct {
-		res *Result
-		err error
-	}
-	done := make(chan out, 1)
 	start := time.Now()
-	go func() {
-		res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
-		done <- out{res, err}
-	}()
+	done := runAsync(cfg)
 	// Once every connection is subscribed, each has been sent
 	// pusher:connection_established and
 	// pusher_internal:subscription_succeeded; anything more is an event.
@@ -503,4 +487,21 @@ func TestSmokeHoldRestart(t *testing.T) {
 		c.DroppedReceived != onB*int64(res.Events) || c.UndroppedLost != 0 || c.DroppedLost != 0 {
 		t.Fatalf("events after the hold: %+v (reconnect %+v)", res, c)
 	}
+}
+
+// runResult is what Run returned.
+type runResult struct {
+	res *Result
+	err error
+}
+
+// runAsync starts Run with cfg and returns the channel its result arrives
+// on, for tests that act on the servers while the bench runs.
+func runAsync(cfg Config) <-chan runResult {
+	done := make(chan runResult, 1)
+	go func() {
+		res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
+		done <- runResult{res, err}
+	}()
+	return done
 }
