@@ -24,8 +24,9 @@ import (
 // dialed, upgraded and subscribed again, then handed back to the runtime,
 // after a capped exponential backoff
 // (reconnectBase doubling up to reconnectMax, each wait drawn at random in
-// [0.5, 1.5) of it), at most reconnectInFlight attempts at a time per
-// process, until it succeeds or the run ends. Every close reconnects but a
+// [0.5, 1.5) of it), at most --connect-concurrency attempts at a time per
+// process (what a restarted node's clients, each reconnecting on its own,
+// amount to), until it succeeds or the run ends. Every close reconnects but a
 // close frame with a code in 4000-4099 (Pusher's "do not reconnect"): the
 // 4200 of a draining node, other close codes and a plain EOF or reset
 // alike.
@@ -42,9 +43,8 @@ import (
 // different orders. An event no connection of the process received has no
 // known send time: a dropped slot is excused it only while still down.
 const (
-	reconnectBase     = 100 * time.Millisecond
-	reconnectMax      = 5 * time.Second
-	reconnectInFlight = 8
+	reconnectBase = 100 * time.Millisecond
+	reconnectMax  = 5 * time.Second
 	// maxTrackSeq bounds the sequence numbers a slot records.
 	maxTrackSeq = 1 << 20
 	// gapSlack is how long before a close a missed event counts in the
@@ -201,7 +201,7 @@ type reconnector struct {
 
 func newReconnector(slots, concurrency int) *reconnector {
 	r := &reconnector{
-		sem:    make(chan struct{}, max(1, min(reconnectInFlight, concurrency))),
+		sem:    make(chan struct{}, max(1, concurrency)),
 		tracks: make([]*connTrack, slots),
 		byCode: map[string]int64{},
 		hist:   newHist(),

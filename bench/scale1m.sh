@@ -28,11 +28,12 @@ cd "$(dirname "$0")/.."
 NODES=${NODES:-55}
 CONNS=${CONNS:-1000000}
 WORKERS=${WORKERS:-$(((CONNS + 17999) / 18000))}
-CONNECT_RATE=${CONNECT_RATE:-3000}
-# One broadcast every 25 s, three in all (at 0, 25 and 50 s): about what the
+# Asked of the bench; at a million connections the two cores deliver ~3,000-3,500/s.
+CONNECT_RATE=${CONNECT_RATE:-4000}
+# One broadcast every 20 s, three in all (at 0, 20 and 40 s): about what the
 # machine delivers to a million connections (see DRAIN).
-EVENT_RATE=${EVENT_RATE:-0.04}
-DURATION=${DURATION:-51s}
+EVENT_RATE=${EVENT_RATE:-0.05}
+DURATION=${DURATION:-41s}
 # The longest wait for a broadcast's deliveries after the last one: one
 # broadcast to a million connections takes ~30 s of CPU here.
 DRAIN=${DRAIN:-60s}
@@ -48,12 +49,21 @@ REDIS_PORT=${REDIS_PORT:-16500}
 METRICS_BASE=${METRICS_BASE:-19300}
 PRESENCE=${PRESENCE:-100}
 RESTART=${RESTART:-5}
-# The presence check takes ~20 s at a million connections, a node's drain
-# (a 5 s spread of its 4200s), its clients' reconnects and its
-# replacement's start ~15 s.
-HOLD=${HOLD:-$(( (PRESENCE > 0 ? 20 : 0) + RESTART * 15 ))s}
+# The presence check takes ~20 s at a million connections, a node's
+# replacement's start ~8 s (its predecessor drains meanwhile, see
+# RESTART_OVERLAP), and the last node's clients' reconnects (its drain
+# spreads its 4200s over 5 s) ~15 s more.
+HOLD=${HOLD:-$(( (PRESENCE > 0 ? 20 : 0) + (RESTART > 0 ? RESTART * 8 + 15 : 0) ))s}
 # GOMAXPROCS of each node and bench worker (and so their event loops).
 PROCS=${PROCS:-2}
+# Event loops of each node and of each bench worker (0: one per GOMAXPROCS).
+# One each: with 111 processes on two cores a second loop adds no
+# parallelism, and a loop blocked in epoll_wait holds its P in a syscall, so
+# with every P held the Go runtime's sysmon thread retakes them and polls
+# every 20 µs (perf: runtime.sysmon 21% of the machine's CPU at 200,000
+# connections with two loops each, 13% with one).
+NODE_LOOPS=${NODE_LOOPS:-1}
+BENCH_LOOPS=${BENCH_LOOPS:-1}
 # GOGC of each node: a node holding idle connections allocates little once
 # they are open, so a lower GOGC costs little CPU and keeps the heap nearer
 # what the connections hold (100 is Go's default; see README, capacity).
@@ -95,6 +105,7 @@ for i in $(seq "$NODES"); do
 host = "127.0.0.1"
 port = $PORT
 reuse_port = true
+loops = $NODE_LOOPS
 pid_dir = "$OUT"
 api_queue = 4096
 
@@ -244,10 +255,17 @@ presence_pid=
 if [[ "$PRESENCE" -gt 0 ]]; then presence_check & presence_pid=$!; pids+=($!); fi
 
 # A rolling restart once the connections are held and the presence check is
-# done, in the bench's hold: RESTART nodes, one after another, get SIGTERM (what `reverb restart` sends a node: it tells its
-# clients to reconnect, 4200, and exits) and a replacement starts on the same
-# port. Their clients reconnect to whichever node the kernel picks (the bench
-# runs with --reconnect); every other client must see every event.
+# done, in the bench's hold: RESTART nodes, one after another, get SIGTERM
+# (what `reverb restart` sends a node: it tells its clients to reconnect,
+# 4200, and exits) and a replacement starts on the same port. Their clients
+# reconnect to whichever node the kernel picks (the bench runs with
+# --reconnect); every other client must see every event. With
+# RESTART_OVERLAP=1 (the default) the replacement starts as soon as its
+# predecessor is told to drain, beside it on the shared port (reuse_port; it
+# has a metrics port of its own), as a zero-downtime deployment does, and the
+# next node is restarted once the replacement is in sync; with 0 it starts
+# once its predecessor has exited, as a supervisor restarts a process.
+RESTART_OVERLAP=${RESTART_OVERLAP:-1}
 restart_nodes() {
   while :; do
     n=$(tail -n 1 "$OUT/api.log" 2>/dev/null | awk '{print $2}')
@@ -256,22 +274,35 @@ restart_nodes() {
   done
   # After the presence check: its members must not land on a draining node.
   while [[ "$PRESENCE" -gt 0 && ! -e "$OUT/presence.done" ]]; do sleep 1; done
-  local i old t0 t1 held p
+  local i old t0 t1 held p name mport waiters=()
   for i in $(seq "$RESTART"); do
     old=${node_pid[$i]}
     held=$(metric $((METRICS_BASE + i)) reverb_connections)
     t0=$(now_ms)
     kill -TERM "$old"
-    while kill -0 "$old" 2>/dev/null; do sleep 0.25; done
-    t1=$(now_ms)
-    start_node "$i"
+    if [[ "$RESTART_OVERLAP" == 1 ]]; then
+      name=${i}r mport=$((METRICS_BASE + NODES + i))
+      sed "s/^port = $((METRICS_BASE + i))\$/port = $mport/" "$OUT/node$i.toml" >"$OUT/node$name.toml"
+      # Its drain is timed in the background.
+      ( while kill -0 "$old" 2>/dev/null; do sleep 0.25; done
+        log "restart: node $i (pid $old, ${held:-?} connections) drained and exited $(($(now_ms) - t0)) ms after SIGTERM" ) &
+      waiters+=($!)
+      t1=$t0
+    else
+      name=$i mport=$((METRICS_BASE + i))
+      while kill -0 "$old" 2>/dev/null; do sleep 0.25; done
+      t1=$(now_ms)
+      log "restart: node $i (pid $old, ${held:-?} connections) drained and exited in $((t1 - t0)) ms"
+    fi
+    start_node "$name"
     for _ in $(seq 240); do
-      p=$(metric $((METRICS_BASE + i)) reverb_cluster_peers)
+      p=$(metric "$mport" reverb_cluster_peers)
       [[ -n "$p" && "$p" -ge $((NODES - 1)) ]] && break
       sleep 0.25
     done
-    log "restart: node $i (pid $old, ${held:-?} connections) drained and exited in $((t1 - t0)) ms; its replacement (pid ${node_pid[$i]}) was in sync $(($(now_ms) - t1)) ms later"
+    log "restart: node $i's replacement (pid ${node_pid[$name]}) was in sync $(($(now_ms) - t1)) ms after $([[ "$RESTART_OVERLAP" == 1 ]] && echo "its predecessor's SIGTERM" || echo "its start")"
   done
+  wait "${waiters[@]}" 2>/dev/null || true
 }
 restart_pid=
 if [[ "$RESTART" -gt 0 ]]; then restart_nodes & restart_pid=$!; pids+=($!); fi
@@ -280,9 +311,9 @@ log "ramping $CONNS connections at $CONNECT_RATE/s, holding them $HOLD, then $EV
 [[ "$RESTART" -gt 0 ]] && RESTART_FLAGS=--reconnect
 set +e
 GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanout --connections "$CONNS" --channels 1 \
-  --rate "$EVENT_RATE" --payload 100 --hold "$HOLD" --duration "$DURATION" --drain "$DRAIN" --workers "$WORKERS" \
+  --rate "$EVENT_RATE" --payload 100 --hold "$HOLD" --duration "$DURATION" --drain "$DRAIN" --workers "$WORKERS" --loops "$BENCH_LOOPS" \
   --source-ips "$SOURCE_IPS" --connect-rate "$CONNECT_RATE" --ping-interval "${ACTIVITY_TIMEOUT}s" \
-  ${RESTART_FLAGS:-} --timeout "${BENCH_TIMEOUT:-580s}" --server-pid "$(server_pids)" --progress off \
+  ${RESTART_FLAGS:-} --timeout "${BENCH_TIMEOUT:-560s}" --server-pid "$(server_pids)" --progress off \
   --report "$OUT/fanout.html" 2>"$OUT/bench.err" | tee "$OUT/bench.out"
 status=${PIPESTATUS[0]}
 set -e
