@@ -13,8 +13,9 @@
 # Knobs (environment): NODES, CONNS, WORKERS, CONNECT_RATE, EVENT_RATE,
 # DURATION, ACTIVITY_TIMEOUT, SOURCE_IPS, PORT, REDIS_PORT, OUT, PRESENCE
 # (members of the presence check, 0 to skip), RESTART (nodes to drain and
-# replace, one after another, 0 to skip), HOLD (the quiet time between the
-# ramp and the first broadcast they run in).
+# replace, one after another, 0 to skip), RESTART_OVERLAP, HOLD (the quiet
+# time between the ramp and the first broadcast they run in), PROCS,
+# NODE_LOOPS, BENCH_LOOPS, NODE_GOGC, BENCH_TIMEOUT.
 #
 # A process holds at most ~19,000 sockets here (RLIMIT_NOFILE 20,000), so a
 # million connections need 53+ nodes and as many bench workers; every
@@ -49,11 +50,11 @@ REDIS_PORT=${REDIS_PORT:-16500}
 METRICS_BASE=${METRICS_BASE:-19300}
 PRESENCE=${PRESENCE:-100}
 RESTART=${RESTART:-5}
-# The presence check takes ~20 s at a million connections, a node's
-# replacement's start ~8 s (its predecessor drains meanwhile, see
+# The presence check takes ~22 s at a million connections, a node's
+# replacement's start 4-10 s (its predecessor drains meanwhile, see
 # RESTART_OVERLAP), and the last node's clients' reconnects (its drain
-# spreads its 4200s over 5 s) ~15 s more.
-HOLD=${HOLD:-$(( (PRESENCE > 0 ? 20 : 0) + (RESTART > 0 ? RESTART * 8 + 15 : 0) ))s}
+# spreads its 4200s over 5 s) ~20 s more.
+HOLD=${HOLD:-$(( (PRESENCE > 0 ? 25 : 0) + (RESTART > 0 ? RESTART * 10 + 20 : 0) ))s}
 # GOMAXPROCS of each node and bench worker (and so their event loops).
 PROCS=${PROCS:-2}
 # Event loops of each node and of each bench worker (0: one per GOMAXPROCS).
@@ -75,8 +76,12 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 go build -o bin/reverb ./cmd/reverb
 pids=()
 # Nodes started by the restart (in a subshell) are listed in $OUT/nodes.pids.
+# Once the figures are taken the nodes are killed, not drained: 55 drains
+# of a million connections take minutes of the machine's CPU, and the
+# rolling restart is what measures a drain.
 cleanup() {
-  for p in "${pids[@]}" $(cat "$OUT/nodes.pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+  for p in $(cat "$OUT/nodes.pids" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT

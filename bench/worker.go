@@ -277,7 +277,8 @@ func RunWorker(in io.Reader, out io.Writer) int {
 	}
 	close(stopStatus)
 	wg.Wait()
-	res := s.finish()
+	// The process exits next: the kernel closes the connections.
+	res := s.finishOpen()
 	emit(workerMsg{Type: "result", Result: &res})
 	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -38,20 +39,18 @@ const deferAcceptSeconds = 5
 // Linux, where SO_REUSEPORT balances connections over the sockets.
 func perLoopListeners() bool { return runtime.GOOS == "linux" }
 
-// tuneListeners sets TCP_DEFER_ACCEPT on every listening TCP socket of this
-// process bound to port. gnet creates the loops' listeners itself and
-// exposes only the first, so they are found through /proc/self/fd. It
-// returns how many sockets it tuned.
-func tuneListeners(port int) (int, error) {
+// listenerFDs returns the listening TCP sockets of this process bound to
+// port. gnet creates the loops' listeners itself and exposes only the first,
+// so they are found through /proc/self/fd.
+func listenerFDs(port int) ([]int, error) {
 	if runtime.GOOS != "linux" || port == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
-	var errs []error
+	var fds []int
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -79,10 +78,147 @@ func tuneListeners(port int) (int, error) {
 		default:
 			continue
 		}
-		if p != port {
+		if p == port {
+			fds = append(fds, fd)
+		}
+	}
+	return fds, nil
+}
+
+// claimed holds the listener fds a Server of this process has claimed
+// (claimListeners), so that two Servers sharing a port in one process (as
+// tests run them) each find their own.
+var (
+	claimedMu sync.Mutex
+	claimed   = map[int]bool{}
+)
+
+// claimListeners returns the listeners on port that no other Server of this
+// process has claimed, and claims them. A Server calls it once its loops
+// listen; Servers sharing a port in one process must become ready one after
+// another for each to claim only its own.
+func claimListeners(port int) ([]int, error) {
+	claimedMu.Lock()
+	defer claimedMu.Unlock()
+	all, err := listenerFDs(port)
+	var mine []int
+	for _, fd := range all {
+		if !claimed[fd] {
+			claimed[fd] = true
+			mine = append(mine, fd)
+		}
+	}
+	return mine, err
+}
+
+// unclaimListeners forgets fds, closed with their Server.
+func unclaimListeners(fds []int) {
+	claimedMu.Lock()
+	defer claimedMu.Unlock()
+	for _, fd := range fds {
+		delete(claimed, fd)
+	}
+}
+
+// tuneListeners sets TCP_DEFER_ACCEPT on the listening sockets fds. It
+// returns how many sockets it tuned.
+func tuneListeners(fds []int) (int, error) {
+	n := 0
+	var errs []error
+	for _, fd := range fds {
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, deferAcceptSeconds); err != nil {
+			errs = append(errs, fmt.Errorf("fd %d: %w", fd, err))
 			continue
 		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, deferAcceptSeconds); err != nil {
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// Leaving the port.
+//
+// A draining server that shares its port with others (reuse_port) takes its
+// listeners out of the port's SO_REUSEPORT group, so that the kernel sends
+// new connections, its own clients' reconnects above all, to the other
+// servers only. Otherwise the kernel would keep handing the draining server
+// its share of them: each would be told to go away (4200) and reconnect
+// again, and once the server is too busy to accept, or has stopped, its
+// share of SYNs would overflow its accept queue and be dropped, leaving
+// those clients to retransmit for a minute (TcpExtListenDrops).
+//
+// shutdown(SHUT_RD) on a listening socket stops it listening and unhashes it
+// from the group (the same call HAProxy pauses a listener with); the fd stays
+// open, for gnet to close at the end. A connection already in its accept
+// queue is reset (the client reconnects elsewhere). The listener is taken
+// out of its loop's epoll first and a task is run on every loop before the
+// shutdown: a loop must never accept() on the socket after it (EINVAL stops
+// a gnet loop), and an event for it returned by an epoll_wait before the
+// removal is handled before the loop runs tasks.
+
+// epollWatchers maps every fd watched by an epoll instance of this process
+// to that instance's fd, read from /proc/self/fdinfo.
+func epollWatchers() (map[int]int, error) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil, err
+	}
+	w := map[int]int{}
+	for _, e := range ents {
+		ep, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		b, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			// "tfd:       12 events:       19 data: ..."
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "tfd:" {
+				if fd, err := strconv.Atoi(f[1]); err == nil {
+					w[fd] = ep
+				}
+			}
+		}
+	}
+	return w, nil
+}
+
+// unwatchListeners takes fds out of the epoll instances that watch them. It
+// returns how many it took out.
+func unwatchListeners(fds []int) (int, error) {
+	w, err := epollWatchers()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, fd := range fds {
+		ep, ok := w[fd]
+		if !ok {
+			continue
+		}
+		if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_DEL, fd, nil); err != nil {
+			errs = append(errs, fmt.Errorf("epoll %d, fd %d: %w", ep, fd, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// stopListening shuts fds down for reading, which on a listening socket
+// stops it listening and takes it out of its SO_REUSEPORT group. It returns
+// how many it stopped.
+func stopListening(fds []int) (int, error) {
+	n := 0
+	var errs []error
+	for _, fd := range fds {
+		if err := syscall.Shutdown(fd, syscall.SHUT_RD); err != nil {
 			errs = append(errs, fmt.Errorf("fd %d: %w", fd, err))
 			continue
 		}

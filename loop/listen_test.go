@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -117,4 +118,62 @@ func TestReusePortSharesThePort(t *testing.T) {
 	}
 	c := connect(t, addr2, testKey, "")
 	c.established()
+}
+
+// Regression: a draining server sharing its port (reuse_port) kept its
+// listeners in the port's SO_REUSEPORT group, so the kernel kept handing it
+// a share of the new connections, its own clients' reconnects among them:
+// each was told to reconnect (4200) again, and once the server was too busy
+// to accept, its share of SYNs overflowed its accept queue and was dropped.
+func TestDrainLeavesTheSharedPort(t *testing.T) {
+	first, addr := startServer(t, pusher.Options{}, Config{ReusePort: true, Loops: 2})
+	port := testkit.Port(t, addr)
+	px, err := pusher.NewServer(pusher.Options{Apps: []*pusher.App{testApp()}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := New(px, Config{Host: "127.0.0.1", Port: port, Loops: 2, ReusePort: true})
+	testkit.Serve(t, second)
+	if n := len(listenersOn(t, port)); n != 4 {
+		t.Fatalf("%d listeners on the shared port, want 4", n)
+	}
+	// A client of the first server that does not answer its close keeps the
+	// first server draining.
+	var held *wsClient
+	for range 100 {
+		c := connect(t, addr, testKey, "")
+		c.established()
+		if first.eng.CountConnections() > 0 {
+			held = c
+			break
+		}
+	}
+	if held == nil {
+		t.Fatal("no connection reached the first server in 100")
+	}
+	done := make(chan error, 1)
+	go func() { done <- first.Drain(context.Background(), 10*time.Second) }()
+	// The 4200 is sent after the listeners left the group.
+	if e := held.expectEvent("pusher:error"); !strings.Contains(e.DataString(), `"code":4200`) {
+		t.Fatalf("held client: %s", e.DataString())
+	}
+	if n := len(listenersOn(t, port)); n != 2 {
+		t.Fatalf("%d listeners on the shared port while the first server drains, want the second's 2", n)
+	}
+	// Every new connection is established by the second server (about half
+	// of them met the draining one before, which refuses them).
+	for range 40 {
+		c := connect(t, addr, testKey, "")
+		c.established()
+		c.conn.Close()
+	}
+	held.conn.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Drain did not return")
+	}
 }

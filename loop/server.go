@@ -118,6 +118,7 @@ type Server struct {
 	apiBusy atomic.Int64 // API requests refused with 503
 	ticks   int          // onTick calls; touched only by the ticker goroutine
 	port    int          // the port the loops listen on (picked when Config.Port is 0)
+	lfds    []int        // the loops' listening sockets, set once ready (claimListeners)
 	burst   burstState   // TLS handshake bursts (tls.go); ticker goroutine only
 
 	memReleases atomic.Int64 // memory returned to the OS after handshake bursts
@@ -251,6 +252,7 @@ func (s *Server) Run() error {
 	addr := "tcp://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(port))
 	stopTLS := s.startTLS() // TLS hook (tls.go)
 	defer stopTLS()
+	defer func() { unclaimListeners(s.lfds) }()
 	err := gnet.Run(&events{s: s}, addr,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
@@ -283,6 +285,9 @@ func (s *Server) Stop(ctx context.Context) error {
 // connection is left or timeout passes, then stops the engine. Goroutine-safe.
 func (s *Server) Drain(ctx context.Context, timeout time.Duration) error {
 	<-s.ready
+	if s.cfg.ReusePort {
+		s.leavePort(ctx)
+	}
 	s.px.Drain(timeout / 2)
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -301,6 +306,49 @@ func (s *Server) Drain(ctx context.Context, timeout time.Duration) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return s.Stop(stopCtx)
+}
+
+// leavePort takes the loops' listeners out of the port's SO_REUSEPORT group
+// (see "Leaving the port" in listen.go), so that new connections go to the
+// other servers on the port. Called once, by Drain. If ctx ends before every
+// loop has run its task, the listeners stay in the group.
+func (s *Server) leavePort(ctx context.Context) {
+	if len(s.lfds) == 0 {
+		return
+	}
+	if _, err := unwatchListeners(s.lfds); err != nil {
+		s.log.Warn("could not take the listeners out of their loops; they keep listening", "err", err)
+		return
+	}
+	// Every loop that has handled a connection runs a task: an accept event
+	// it polled before the removal has been handled by then. A loop that
+	// never had one (no shard) has no such event in flight in practice.
+	s.mu.Lock()
+	list := append([]*shard(nil), s.list...)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, sh := range list {
+		wg.Add(1)
+		if sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			wg.Done()
+			return nil
+		})) != nil {
+			wg.Done()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("drain cut short before the listeners left the shared port")
+		return
+	}
+	n, err := stopListening(s.lfds)
+	if err != nil {
+		s.log.Warn("could not stop listening on every socket", "err", err)
+	}
+	s.log.Info("Left the shared port: new connections go to the other servers on it", "listeners", n)
 }
 
 // events is the gnet event handler of a Server. Its callbacks run on gnet's
@@ -381,7 +429,12 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 // Execute.
 func (s *Server) onTick() (time.Duration, gnet.Action) {
 	s.readyOnce.Do(func() {
-		if _, err := tuneListeners(s.port); err != nil {
+		fds, err := claimListeners(s.port)
+		if err != nil {
+			s.log.Warn("could not list the listening sockets", "err", err)
+		}
+		s.lfds = fds
+		if _, err := tuneListeners(fds); err != nil {
 			s.log.Warn("could not set TCP_DEFER_ACCEPT on the listeners", "err", err)
 		}
 		close(s.ready)
