@@ -37,11 +37,16 @@ import (
 // it misses is lost, and that is the figure that must stay 0. A dropped
 // slot records a gap per drop, from gapSlack before the close to the
 // moment it was subscribed again (open-ended while it is down): an event
-// it misses that was sent inside a gap is reported apart, one sent outside
-// them (while it was connected) is lost as well. Gaps are times, not
-// sequence numbers, because events reach the nodes of a cluster in
-// different orders. An event no connection of the process received has no
-// known send time: a dropped slot is excused it only while still down.
+// it misses that was still being delivered during a gap (sent before the
+// gap's end, and received by some slot of the process after its start) is
+// reported apart; one it missed while connected for the whole of the
+// event's delivery is lost as well. At a million connections one
+// broadcast takes up to a minute to reach the last of them, so a slot
+// dropped 30 s after an event was sent may well have been closed before
+// the event reached it. Gaps are times, not sequence numbers, because
+// events reach the nodes of a cluster in different orders. An event no
+// connection of the process received has no known send time: a dropped
+// slot is excused it only while still down.
 const (
 	reconnectBase = 100 * time.Millisecond
 	reconnectMax  = 5 * time.Second
@@ -99,9 +104,11 @@ func reconnectable(code int) bool { return code < 4000 || code > 4099 }
 // nanoseconds) to its resubscription (0 while down).
 type timeGap struct{ from, to int64 }
 
-// holds reports whether an event sent at sent may be missed in g.
-func (g timeGap) holds(sent int64) bool {
-	return sent >= g.from-int64(gapSlack) && (g.to == 0 || sent <= g.to)
+// holds reports whether an event sent at sent and last received by a slot
+// of the process at last may be missed in g: it was still in flight when g
+// began (or gapSlack before) and sent before g ended.
+func (g timeGap) holds(sent, last int64) bool {
+	return max(sent, last) >= g.from-int64(gapSlack) && (g.to == 0 || sent <= g.to)
 }
 
 // connTrack is what one connection slot received across its reconnects.
@@ -168,13 +175,14 @@ func (t *connTrack) has(seq int64) bool {
 }
 
 // excused reports whether the slot may have missed an event sent at sent
-// (0: unknown) in one of its gaps. Call with t.mu held.
-func (t *connTrack) excused(sent int64) bool {
+// (0: unknown) and last received by a slot of the process at last in one
+// of its gaps. Call with t.mu held.
+func (t *connTrack) excused(sent, last int64) bool {
 	if sent == 0 {
 		return t.down()
 	}
 	for _, g := range t.gaps {
-		if g.holds(sent) {
+		if g.holds(sent, last) {
 			return true
 		}
 	}
@@ -193,8 +201,9 @@ type reconnector struct {
 	byCode  map[string]int64
 	hist    *hdrhistogram.Histogram // drop to resubscribed, µs
 	lastErr string
-	// sent maps the sequence numbers received to their send times.
-	sent sync.Map
+	// sent maps the sequence numbers received to their send times, recv
+	// to the latest time a slot received them (*atomic.Int64, Unix ns).
+	sent, recv sync.Map
 
 	drops, down, reconnects, failed atomic.Int64
 }
@@ -220,11 +229,31 @@ func (r *reconnector) track(i int) *connTrack {
 	return r.tracks[i]
 }
 
-// seen records the send time of event seq (Unix ns), once.
-func (r *reconnector) seen(seq, sent int64) {
+// seen records the send time of event seq (Unix ns), once, and that a
+// slot received it at recv.
+func (r *reconnector) seen(seq, sent, recv int64) {
 	if _, ok := r.sent.Load(seq); !ok {
 		r.sent.Store(seq, sent)
 	}
+	v, ok := r.recv.Load(seq)
+	if !ok {
+		v, _ = r.recv.LoadOrStore(seq, new(atomic.Int64))
+	}
+	last := v.(*atomic.Int64)
+	for {
+		old := last.Load()
+		if recv <= old || last.CompareAndSwap(old, recv) {
+			return
+		}
+	}
+}
+
+// lastRecv returns the latest time a slot received event seq, 0 if none.
+func (r *reconnector) lastRecv(seq int64) int64 {
+	if v, ok := r.recv.Load(seq); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 // sentAt returns the send time of event seq, 0 if unknown.
@@ -371,9 +400,9 @@ func (r *reconnector) result() *reconnectResult {
 		}
 	}
 	res.UndroppedGot, res.DroppedGot, res.GapMissed = make([]int64, n), make([]int64, n), make([]int64, n)
-	sent := make([]int64, n)
+	sent, last := make([]int64, n), make([]int64, n)
 	for q := range n {
-		sent[q] = r.sentAt(q)
+		sent[q], last[q] = r.sentAt(q), r.lastRecv(q)
 	}
 	for _, t := range r.tracks {
 		if t == nil {
@@ -393,7 +422,7 @@ func (r *reconnector) result() *reconnectResult {
 			for q := range n {
 				if t.has(q) {
 					res.DroppedGot[q]++
-				} else if t.excused(sent[q]) {
+				} else if t.excused(sent[q], last[q]) {
 					res.GapMissed[q]++
 				}
 			}

@@ -96,7 +96,7 @@ func tracked(slots ...[]op) *reconnector {
 			switch o.kind {
 			case 'm':
 				tr.mark(int64(o.x))
-				r.seen(int64(o.x), sendTime(o.x))
+				r.seen(int64(o.x), sendTime(o.x), sendTime(o.x))
 			case 'd':
 				tr.drop(sendTime(o.x))
 				r.drops.Add(1)
@@ -504,4 +504,30 @@ func runAsync(cfg Config) <-chan runResult {
 		done <- runResult{res, err}
 	}()
 	return done
+}
+
+// Regression: a slot dropped while a broadcast was still on its way to the
+// process's slots (at a million connections one takes up to a minute) was
+// counted as having lost the event "while connected" when the drop came
+// more than gapSlack after the event was sent.
+func TestReconnectExcusesEventsInFlight(t *testing.T) {
+	sec := func(s float64) int64 { return int64(s * float64(time.Second)) }
+	r := newReconnector(3, 8)
+	// Event 0 is sent at 100 s and reaches slot 0 at 140 s.
+	r.track(0).mark(0)
+	r.seen(0, sec(100), sec(140))
+	// Slot 1 drops at 130 s, while event 0 is still being delivered.
+	r.track(1).drop(sec(130))
+	r.track(1).back(sec(131))
+	// Slot 2 drops at 150 s: it was connected through event 0's delivery
+	// (up to 140 s, and gapSlack after) and missed it.
+	r.track(2).drop(sec(150))
+	r.track(2).back(sec(151))
+	res := r.result()
+	if res.Undropped != 1 || res.Dropped != 2 || res.UndroppedGot[0] != 1 || res.DroppedGot[0] != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if res.GapMissed[0] != 1 {
+		t.Fatalf("missed in gaps %d, want 1 (slot 1 only)", res.GapMissed[0])
+	}
 }

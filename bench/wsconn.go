@@ -563,7 +563,7 @@ func (c *wsConn) handle(p []byte, now time.Time, reply io.Writer) {
 					c.seen.mark(seq)
 				} else {
 					c.track.mark(seq)
-					c.sh.rec.seen(seq, t.UnixNano())
+					c.sh.rec.seen(seq, t.UnixNano(), now.UnixNano())
 				}
 			}
 		}

@@ -43,7 +43,9 @@ type Config struct {
 	// ReusePort lets several processes share the port (SO_REUSEPORT).
 	// Whatever it says, on Linux every loop has its own listener (see
 	// listen.go); without it, a port another process listens on is refused
-	// at start. Default: false.
+	// at start. With it, Drain first takes the listeners out of the port's
+	// SO_REUSEPORT group (see "Leaving the port" in listen.go). Default:
+	// false.
 	ReusePort bool
 	// MaxConnections caps the open TCP connections of the node; connections
 	// past it are closed as soon as they are accepted. 0 means no cap.
@@ -279,8 +281,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	return s.eng.Stop(ctx)
 }
 
-// Drain shuts down gracefully: it stops accepting WebSocket upgrades,
-// closes every session with 4200 in jittered batches spread over half of
+// Drain shuts down gracefully: with Config.ReusePort it takes the listeners
+// out of the shared port (new connections go to the other processes on it),
+// it stops accepting WebSocket upgrades, closes every session with 4200 in jittered batches spread over half of
 // timeout, answers HTTP requests with Connection: close, waits until no
 // connection is left or timeout passes, then stops the engine. Goroutine-safe.
 func (s *Server) Drain(ctx context.Context, timeout time.Duration) error {
