@@ -320,6 +320,20 @@ func (s *shard) reconnect(i int, since time.Time) {
 	defer r.wg.Done()
 	backoff := reconnectBase
 	var buf []byte
+	// A slot's connections alternate between its two source ports, so that
+	// a reconnect does not reuse the four-tuple of the connection that just
+	// closed: under load the server's end of it can linger for seconds
+	// (its node draining), and a SYN that meets it is answered with a
+	// challenge ACK and reset instead of a SYN-ACK.
+	r.mu.Lock()
+	tr := r.tracks[i]
+	r.mu.Unlock()
+	alt := false
+	if tr != nil {
+		tr.mu.Lock()
+		alt = tr.drops%2 == 1
+		tr.mu.Unlock()
+	}
 	for {
 		wait := backoff/2 + rand.N(backoff)
 		if !sleepCtx(r.ctx, wait) {
@@ -333,7 +347,7 @@ func (s *shard) reconnect(i int, since time.Time) {
 		if buf == nil {
 			buf = make([]byte, 2048)
 		}
-		err := s.open(r.ctx, i, buf, true)
+		err := s.open(r.ctx, i, buf, true, alt)
 		<-r.sem
 		if err == nil {
 			r.track(i).back(time.Now().UnixNano())

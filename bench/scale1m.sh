@@ -239,12 +239,12 @@ fi
 vmstat -n 5 >"$OUT/vmstat" &
 pids+=($!); vmstat_pid=$!
 
-# Once the connections are held (the API counts 99% of them), the presence
+# Once the connections are held (the API counts 99.9% of them), the presence
 # check runs, in the bench's hold: before the broadcasts.
 presence_check() {
   while :; do
     n=$(tail -n 1 "$OUT/api.log" 2>/dev/null | awk '{print $2}')
-    [[ "${n:--1}" -ge $((CONNS * 99 / 100)) ]] && break
+    [[ "${n:--1}" -ge $((CONNS * 999 / 1000)) ]] && break
     sleep 2
   done
   log "presence: $PRESENCE members on one channel, spread over the nodes, while $n connections are held"
@@ -280,7 +280,7 @@ DRAIN_NICE=${DRAIN_NICE:--10}
 restart_nodes() {
   while :; do
     n=$(tail -n 1 "$OUT/api.log" 2>/dev/null | awk '{print $2}')
-    [[ "${n:--1}" -ge $((CONNS * 99 / 100)) ]] && break
+    [[ "${n:--1}" -ge $((CONNS * 999 / 1000)) ]] && break
     sleep 2
   done
   # After the presence check: its members must not land on a draining node.
@@ -331,7 +331,7 @@ GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanou
 status=${PIPESTATUS[0]}
 set -e
 
-if [[ -n "$presence_pid" ]] && [[ -s "$OUT/presence.out" || $(tail -n 1 "$OUT/api.log" | awk '{print $2}') -ge $((CONNS * 99 / 100)) ]]; then
+if [[ -n "$presence_pid" ]] && [[ -s "$OUT/presence.out" || $(tail -n 1 "$OUT/api.log" | awk '{print $2}') -ge $((CONNS * 999 / 1000)) ]]; then
   wait "$presence_pid" || true
 fi
 kill "$api_pid" "$sampler" "$vmstat_pid" 2>/dev/null || true

@@ -201,7 +201,7 @@ func (s *shard) connect(ctx context.Context) shardReady {
 				if lim != nil && lim.Wait(ctx) != nil {
 					return
 				}
-				if err := s.open(ctx, i, buf, false); err != nil {
+				if err := s.open(ctx, i, buf, false, false); err != nil {
 					s.failed.Add(1)
 					s.addErr(err.Error())
 				}
@@ -227,13 +227,14 @@ func (s *shard) connect(ctx context.Context) shardReady {
 
 // open dials, upgrades and subscribes local connection i; again says it
 // re-opens a connection the server closed (--reconnect), which is not
-// counted as connected again nor recorded in the connect latencies.
+// counted as connected again nor recorded in the connect latencies; alt
+// dials from the connection's second source port (dialer.dialFrom).
 // Cancelling ctx aborts the handshake.
-func (s *shard) open(ctx context.Context, i int, buf []byte, again bool) error {
+func (s *shard) open(ctx context.Context, i int, buf []byte, again, alt bool) error {
 	gidx := s.spec.First + i
 	ch := channelName(s.cfg, s.spec.Tag, gidx)
 	t0 := time.Now()
-	nc, err := s.d.dial(ctx, gidx)
+	nc, err := s.d.dialFrom(ctx, gidx, alt)
 	if err != nil {
 		return err
 	}

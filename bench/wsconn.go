@@ -190,6 +190,11 @@ type dialer struct {
 // source address of --source-ips; the next ones take the ports above it.
 const firstSourcePort = 1024
 
+// altSourcePort is the second port of the first connection dialed from each
+// source address, the start of the kernel's default ephemeral range (which
+// the kernel fills from its middle).
+const altSourcePort = 32768
+
 // newDialer returns a dialer of the WebSocket server of c.
 func newDialer(c *Config) *dialer {
 	d := &dialer{deflate: c.Deflate, addr: c.Addr(), hostHdr: c.Addr(), path: c.Path, key: c.Key, ips: c.SourceIPs, timeout: 10 * time.Second}
@@ -200,6 +205,13 @@ func newDialer(c *Config) *dialer {
 }
 
 func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
+	return d.dialFrom(ctx, idx, false)
+}
+
+// dialFrom is dial; with alt, connection idx dials from its second port,
+// altSourcePort + idx/len(ips), instead of its first (a reconnect: see
+// shard.reconnect).
+func (d *dialer) dialFrom(ctx context.Context, idx int, alt bool) (net.Conn, error) {
 	if d.tlsErr != nil {
 		return nil, d.tlsErr
 	}
@@ -219,7 +231,11 @@ func (d *dialer) dial(ctx context.Context, idx int) (net.Conn, error) {
 		// stalls a million-connection run near 14,000 connections per source
 		// address. A port that is taken falls back to the kernel's choice.
 		ip := d.ips[idx%len(d.ips)].AsSlice()
-		if port := firstSourcePort + idx/len(d.ips); port <= 65535 {
+		port := firstSourcePort + idx/len(d.ips)
+		if alt {
+			port = altSourcePort + idx/len(d.ips)
+		}
+		if port <= 65535 {
 			nd.LocalAddr = &net.TCPAddr{IP: ip, Port: port}
 			nd.Control = reuseAddr
 			nc, err = nd.DialContext(ctx, "tcp", d.addr)
