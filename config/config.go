@@ -112,8 +112,9 @@ type Server struct {
 	// ones are refused. Must be > 0. Default: 1024.
 	APIQueue int `toml:"api_queue"`
 	// ReusePort sets SO_REUSEPORT so several processes can share the port.
-	// A draining server takes its listeners out of the port's group first,
-	// so new connections go to the other processes. Default: false.
+	// A draining server takes its listeners out of the port's group once
+	// another process listens on the port, so new connections go to the
+	// other processes. Default: false.
 	ReusePort bool `toml:"reuse_port"`
 	// DrainTimeout is how many seconds a graceful shutdown waits for
 	// connections to go before closing them. 0 closes them at once.

@@ -1,6 +1,9 @@
 package loop
 
 import (
+	"bufio"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -138,7 +141,8 @@ func tuneListeners(fds []int) (int, error) {
 // Leaving the port.
 //
 // A draining server that shares its port with others (reuse_port) takes its
-// listeners out of the port's SO_REUSEPORT group, so that the kernel sends
+// listeners out of the port's SO_REUSEPORT group once another process listens
+// on the port too (listenersOnPort), so that the kernel sends
 // new connections, its own clients' reconnects above all, to the other
 // servers only. Otherwise the kernel would keep handing the draining server
 // its share of them: each would be told to go away (4200) and reconnect
@@ -154,6 +158,61 @@ func tuneListeners(fds []int) (int, error) {
 // shutdown: a loop must never accept() on the socket after it (EINVAL stops
 // a gnet loop), and an event for it returned by an epoll_wait before the
 // removal is handled before the loop runs tasks.
+
+// listenersOnPort counts the listening TCP sockets bound to port in this
+// network namespace, every process's, on ip or on the wildcard address (ip
+// nil: on any address). The kernel lists the listening sockets first in
+// /proc/net/tcp and tcp6, so only that part is read: with a million
+// connections on the machine the whole file takes seconds.
+func listenersOnPort(ip net.IP, port int) (int, error) {
+	n := 0
+	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(name)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return 0, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Scan() // the header
+		for sc.Scan() {
+			// "  0: 0100007F:4774 00000000:0000 0A ..."
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 {
+				continue
+			}
+			if fields[3] != "0A" { // past the listening sockets
+				break
+			}
+			local := fields[1]
+			i := strings.LastIndexByte(local, ':')
+			p, err := strconv.ParseUint(local[i+1:], 16, 32)
+			if err != nil || int(p) != port {
+				continue
+			}
+			if a := procNetIP(local[:i]); ip == nil || a == nil || a.IsUnspecified() || a.Equal(ip) {
+				n++
+			}
+		}
+		f.Close()
+	}
+	return n, nil
+}
+
+// procNetIP decodes an address of /proc/net/tcp or tcp6: 32-bit words in
+// hex, each in the machine's byte order. It returns nil if it cannot.
+func procNetIP(h string) net.IP {
+	b, err := hex.DecodeString(h)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return nil
+	}
+	ip := make(net.IP, len(b))
+	for i := 0; i < len(b); i += 4 {
+		binary.NativeEndian.PutUint32(ip[i:], binary.BigEndian.Uint32(b[i:]))
+	}
+	return ip
+}
 
 // epollWatchers maps every fd watched by an epoll instance of this process
 // to that instance's fd, read from /proc/self/fdinfo.

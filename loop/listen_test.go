@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"strconv"
@@ -157,9 +158,7 @@ func TestDrainLeavesTheSharedPort(t *testing.T) {
 	if e := held.expectEvent("pusher:error"); !strings.Contains(e.DataString(), `"code":4200`) {
 		t.Fatalf("held client: %s", e.DataString())
 	}
-	if n := len(listenersOn(t, port)); n != 2 {
-		t.Fatalf("%d listeners on the shared port while the first server drains, want the second's 2", n)
-	}
+	waitListeners(t, port, 2) // the second server's
 	// Every new connection is established by the second server (about half
 	// of them met the draining one before, which refuses them).
 	for range 40 {
@@ -175,5 +174,82 @@ func TestDrainLeavesTheSharedPort(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Drain did not return")
+	}
+}
+
+// A server alone on its port keeps listening while it drains (a client
+// meets a 4200, not a refused connection), and leaves the port once another
+// process starts listening on it, as a replacement started after the
+// SIGTERM does.
+func TestDrainAloneLeavesOnceAnotherServerListens(t *testing.T) {
+	first, addr := startServer(t, pusher.Options{}, Config{ReusePort: true, Loops: 2})
+	port := testkit.Port(t, addr)
+	held := connect(t, addr, testKey, "")
+	held.established()
+	done := make(chan error, 1)
+	go func() { done <- first.Drain(context.Background(), 10*time.Second) }()
+	if e := held.expectEvent("pusher:error"); !strings.Contains(e.DataString(), `"code":4200`) {
+		t.Fatalf("held client: %s", e.DataString())
+	}
+	// Alone on the port, it keeps listening.
+	if n := len(listenersOn(t, port)); n != 2 {
+		t.Fatalf("%d listeners while the lone server drains, want its 2", n)
+	}
+	px, err := pusher.NewServer(pusher.Options{Apps: []*pusher.App{testApp()}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := New(px, Config{Host: "127.0.0.1", Port: port, Loops: 2, ReusePort: true})
+	testkit.Serve(t, second)
+	waitListeners(t, port, 2) // the second server's
+	for range 40 {
+		c := connect(t, addr, testKey, "")
+		c.established()
+		c.conn.Close()
+	}
+	held.conn.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Drain did not return")
+	}
+}
+
+func TestProcNetIP(t *testing.T) {
+	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		t.Skip("the vectors are a little-endian machine's")
+	}
+	for _, c := range []struct{ in, want string }{
+		{"0100007F", "127.0.0.1"},
+		{"0200007F", "127.0.0.2"},
+		{"00000000", "0.0.0.0"},
+		{"00000000000000000000000001000000", "::1"},
+		{"00000000000000000000000000000000", "::"},
+		{"0000000000000000FFFF00000100007F", "127.0.0.1"},
+		{"zz", "<nil>"},
+		{"01000000FF", "<nil>"},
+	} {
+		if got := procNetIP(c.in).String(); got != c.want {
+			t.Errorf("procNetIP(%q) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+// waitListeners waits until this process listens on port with n sockets.
+func waitListeners(t *testing.T, port, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := len(listenersOn(t, port))
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d listeners on port %d after 5 s, want %d", got, port, n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

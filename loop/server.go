@@ -43,9 +43,9 @@ type Config struct {
 	// ReusePort lets several processes share the port (SO_REUSEPORT).
 	// Whatever it says, on Linux every loop has its own listener (see
 	// listen.go); without it, a port another process listens on is refused
-	// at start. With it, Drain first takes the listeners out of the port's
-	// SO_REUSEPORT group (see "Leaving the port" in listen.go). Default:
-	// false.
+	// at start. With it, Drain takes the listeners out of the port's
+	// SO_REUSEPORT group once another process listens on the port (see
+	// "Leaving the port" in listen.go). Default: false.
 	ReusePort bool
 	// MaxConnections caps the open TCP connections of the node; connections
 	// past it are closed as soon as they are accepted. 0 means no cap.
@@ -282,24 +282,42 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // Drain shuts down gracefully: with Config.ReusePort it takes the listeners
-// out of the shared port (new connections go to the other processes on it),
+// out of the shared port as soon as another process listens on it too (new
+// connections go to the other processes),
 // it stops accepting WebSocket upgrades, closes every session with 4200 in jittered batches spread over half of
 // timeout, answers HTTP requests with Connection: close, waits until no
 // connection is left or timeout passes, then stops the engine. Goroutine-safe.
 func (s *Server) Drain(ctx context.Context, timeout time.Duration) error {
 	<-s.ready
-	if s.cfg.ReusePort {
+	// Leave the shared port once another process listens on it too, now or
+	// later in the drain (a replacement started after the SIGTERM); alone
+	// on it, keep answering (with 4200) rather than have the kernel refuse.
+	leave := s.cfg.ReusePort && len(s.lfds) > 0
+	var ip net.IP
+	if h, _, err := net.SplitHostPort(s.addr); err == nil {
+		ip = net.ParseIP(h)
+	}
+	shouldLeave := func() bool {
+		n, err := listenersOnPort(ip, s.port)
+		return err == nil && n > len(s.lfds)
+	}
+	if leave && shouldLeave() {
 		s.leavePort(ctx)
+		leave = false
 	}
 	s.px.Drain(timeout / 2)
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for s.eng.CountConnections() > 0 && time.Now().Before(deadline) {
+	for i := 0; s.eng.CountConnections() > 0 && time.Now().Before(deadline); i++ {
 		select {
 		case <-ctx.Done():
 			deadline = time.Now()
 		case <-tick.C:
+		}
+		if leave && i%5 == 4 && shouldLeave() {
+			s.leavePort(ctx)
+			leave = false
 		}
 	}
 	left := s.eng.CountConnections()
