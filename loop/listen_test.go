@@ -129,12 +129,7 @@ func TestReusePortSharesThePort(t *testing.T) {
 func TestDrainLeavesTheSharedPort(t *testing.T) {
 	first, addr := startServer(t, pusher.Options{}, Config{ReusePort: true, Loops: 2})
 	port := testkit.Port(t, addr)
-	px, err := pusher.NewServer(pusher.Options{Apps: []*pusher.App{testApp()}}, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := New(px, Config{Host: "127.0.0.1", Port: port, Loops: 2, ReusePort: true})
-	testkit.Serve(t, second)
+	joinPort(t, port)
 	if n := len(listenersOn(t, port)); n != 4 {
 		t.Fatalf("%d listeners on the shared port, want 4", n)
 	}
@@ -152,12 +147,8 @@ func TestDrainLeavesTheSharedPort(t *testing.T) {
 	if held == nil {
 		t.Fatal("no connection reached the first server in 100")
 	}
-	done := make(chan error, 1)
-	go func() { done <- first.Drain(context.Background(), 10*time.Second) }()
 	// The 4200 is sent after the listeners left the group.
-	if e := held.expectEvent("pusher:error"); !strings.Contains(e.DataString(), `"code":4200`) {
-		t.Fatalf("held client: %s", e.DataString())
-	}
+	done := drainHeld(t, first, held)
 	waitListeners(t, port, 2) // the second server's
 	// Every new connection is established by the second server (about half
 	// of them met the draining one before, which refuses them).
@@ -166,15 +157,7 @@ func TestDrainLeavesTheSharedPort(t *testing.T) {
 		c.established()
 		c.conn.Close()
 	}
-	held.conn.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Drain: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Drain did not return")
-	}
+	endDrain(t, held, done)
 }
 
 // A server alone on its port keeps listening while it drains (a client
@@ -186,36 +169,19 @@ func TestDrainAloneLeavesOnceAnotherServerListens(t *testing.T) {
 	port := testkit.Port(t, addr)
 	held := connect(t, addr, testKey, "")
 	held.established()
-	done := make(chan error, 1)
-	go func() { done <- first.Drain(context.Background(), 10*time.Second) }()
-	if e := held.expectEvent("pusher:error"); !strings.Contains(e.DataString(), `"code":4200`) {
-		t.Fatalf("held client: %s", e.DataString())
-	}
+	done := drainHeld(t, first, held)
 	// Alone on the port, it keeps listening.
 	if n := len(listenersOn(t, port)); n != 2 {
 		t.Fatalf("%d listeners while the lone server drains, want its 2", n)
 	}
-	px, err := pusher.NewServer(pusher.Options{Apps: []*pusher.App{testApp()}}, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := New(px, Config{Host: "127.0.0.1", Port: port, Loops: 2, ReusePort: true})
-	testkit.Serve(t, second)
+	joinPort(t, port)
 	waitListeners(t, port, 2) // the second server's
 	for range 40 {
 		c := connect(t, addr, testKey, "")
 		c.established()
 		c.conn.Close()
 	}
-	held.conn.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Drain: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Drain did not return")
-	}
+	endDrain(t, held, done)
 }
 
 func TestProcNetIP(t *testing.T) {
@@ -251,5 +217,44 @@ func waitListeners(t *testing.T, port, n int) {
 			t.Fatalf("%d listeners on port %d after 5 s, want %d", got, port, n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// joinPort starts a second server on port, sharing it (ReusePort).
+func joinPort(t *testing.T, port int) *Server {
+	t.Helper()
+	px, err := pusher.NewServer(pusher.Options{Apps: []*pusher.App{testApp()}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(px, Config{Host: "127.0.0.1", Port: port, Loops: 2, ReusePort: true})
+	testkit.Serve(t, srv)
+	return srv
+}
+
+// drainHeld starts srv's drain and waits until held, a client of srv that
+// does not answer its close (and so keeps the drain going), gets the 4200.
+// The channel gets what Drain returns.
+func drainHeld(t *testing.T, srv *Server, held *wsClient) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- srv.Drain(context.Background(), 10*time.Second) }()
+	if e := held.expectEvent("pusher:error"); !strings.Contains(e.DataString(), `"code":4200`) {
+		t.Fatalf("held client: %s", e.DataString())
+	}
+	return done
+}
+
+// endDrain closes held and waits for the drain to return.
+func endDrain(t *testing.T, held *wsClient, done <-chan error) {
+	t.Helper()
+	held.conn.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Drain did not return")
 	}
 }
