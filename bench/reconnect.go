@@ -449,6 +449,38 @@ func (r *reconnector) result() *reconnectResult {
 	return res
 }
 
+// owing counts the deliveries of the events seqs that the slots
+// connected now still await: each slot that is not down, for each event it
+// has not received and did not miss in one of its gaps. A slot that is down
+// owes nothing until it is back: what it misses meanwhile is in its gap.
+// 0 means every connected slot has everything it can get. It costs one
+// lock per slot; call it a few times a second at most.
+func (r *reconnector) owing(seqs []int64) int64 {
+	sent, last := make([]int64, len(seqs)), make([]int64, len(seqs))
+	for i, q := range seqs {
+		sent[i], last[i] = r.sentAt(q), r.lastRecv(q)
+	}
+	r.mu.Lock()
+	tracks := r.tracks
+	r.mu.Unlock()
+	var n int64
+	for _, t := range tracks {
+		if t == nil {
+			continue
+		}
+		t.mu.Lock()
+		if !t.down() {
+			for i, q := range seqs {
+				if !t.has(q) && !t.excused(sent[i], last[i]) {
+					n++
+				}
+			}
+		}
+		t.mu.Unlock()
+	}
+	return n
+}
+
 // ReconnectStats are the figures of --reconnect.
 type ReconnectStats struct {
 	// Undropped connections were never closed by the server: each must
@@ -562,23 +594,50 @@ func (c *Config) checkReconnect() error {
 
 // drainReconnect is drain for --reconnect, where the dropped connections
 // make fewer deliveries than expected: it ends when every expected
-// delivery arrived, or when no connection is down and no delivery came for
-// a second, or after Drain.
-func (r *runner) drainReconnect(ctx context.Context, total func() shardStatus) {
+// delivery arrived, or when every shard reports that its connected slots
+// owe nothing (a slot still down owes nothing: what it misses is in its
+// gap), or when no connection is down and no delivery came for a second,
+// or after Drain.
+func (r *runner) drainReconnect(ctx context.Context, handles []shardHandle, total func() shardStatus) {
 	deadline := time.Now().Add(r.cfg.Drain)
+	var seqs []int64
+	for q, ok := range r.accepted {
+		if ok {
+			seqs = append(seqs, int64(q))
+		}
+	}
+	for _, h := range handles {
+		h.settle(seqs)
+	}
 	last, since := int64(-1), time.Now()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		st := total()
 		if st.Received >= r.res.Expected {
+			r.res.DrainEnd = "complete"
+			return
+		}
+		if st.Settled == int64(len(handles)) && st.Owing == 0 {
+			r.res.DrainEnd = "owed nothing"
 			return
 		}
 		if st.Received != last {
 			last, since = st.Received, time.Now()
 		} else if st.Down == 0 && time.Since(since) >= time.Second {
+			r.res.DrainEnd = "quiet"
 			return
 		}
 		sleepCtx(ctx, 20*time.Millisecond)
 	}
+	r.res.DrainEnd = drainTimedOut(ctx)
+}
+
+// drainTimedOut is DrainEnd for a drain that ran out of time: "timeout"
+// when --drain passed, "cancelled" when the run's context ended first.
+func drainTimedOut(ctx context.Context) string {
+	if ctx.Err() != nil {
+		return "cancelled"
+	}
+	return "timeout"
 }
 
 // reconnectRows are the table rows of res.Reconnect.

@@ -531,3 +531,106 @@ func TestReconnectExcusesEventsInFlight(t *testing.T) {
 		t.Fatalf("missed in gaps %d, want 1 (slot 1 only)", res.GapMissed[0])
 	}
 }
+
+// TestReconnectOwing checks what the connected slots still await: a slot
+// down owes nothing, a slot back owes only what was sent after its gap,
+// and an event no slot received is owed by every connected slot.
+func TestReconnectOwing(t *testing.T) {
+	r := tracked(
+		[]op{m(0), m(1), m(2)},                  // everything
+		[]op{m(0), m(2)},                        // undropped: owes 1
+		[]op{m(0), d(0.5)},                      // down: owes nothing
+		[]op{m(0), d(0.5), bk(1.5), m(2)},       // 1 was sent in its gap
+		[]op{m(0), d(0.5), bk(0.8)},             // back before 1 and 2: owes both
+		[]op{m(0), m(1), d(1.5), bk(1.6), m(2)}, // 2 came after its gap
+	)
+	for _, tc := range []struct {
+		seqs []int64
+		want int64
+	}{
+		{nil, 0},
+		{[]int64{0}, 0},
+		{[]int64{0, 1, 2}, 1 + 2},
+		// Event 3, accepted, reached no slot: the five connected ones owe it.
+		{[]int64{0, 1, 2, 3}, 1 + 2 + 5},
+	} {
+		if got := r.owing(tc.seqs); got != tc.want {
+			t.Errorf("owing(%v) = %d, want %d", tc.seqs, got, tc.want)
+		}
+	}
+}
+
+// Regression: with a connection still down at the end (its node gone, its
+// reconnects refused), the wait for deliveries after the last event ran
+// for the whole of --drain, although the connections still connected had
+// everything. At a million connections that pushed the run past its
+// timeout.
+func TestDrainEndsWithSlotsDown(t *testing.T) {
+	for _, mode := range []string{"gnet", "workers"} {
+		t.Run(mode, func(t *testing.T) {
+			node := startReuseNode(t, 0, 0)
+			const conns, events, stopAt = 10, 10, 4
+			var mu sync.Mutex
+			n := 0
+			// The API in front of the node passes the first stopAt triggers
+			// on, then stops the node (every connection closes; their
+			// reconnects are refused) and answers the rest without passing
+			// them on.
+			fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				defer mu.Unlock()
+				n++
+				switch {
+				case n <= stopAt:
+					resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d%s", node.port, r.URL.RequestURI()), "application/json", bytes.NewReader(body))
+					if err != nil {
+						http.Error(w, err.Error(), http.StatusBadGateway)
+						return
+					}
+					resp.Body.Close()
+					// Every connection has the event before the next trigger.
+					deadline := time.Now().Add(10 * time.Second)
+					for node.appStats().MessagesSent < int64(2*conns+n*conns) {
+						if time.Now().After(deadline) {
+							http.Error(w, "event not delivered", http.StatusInternalServerError)
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				case n == stopAt+1:
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_ = node.srv.Stop(ctx)
+					cancel()
+				}
+				_, _ = io.WriteString(w, "{}")
+			}))
+			defer fake.Close()
+			_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(fake.URL, "http://"))
+			args := []string{"--api-port", apiPort, "--connections", strconv.Itoa(conns), "--rate", "20",
+				"--duration", "500ms", "--drain", "10m", "--timeout", "60s"}
+			if mode == "workers" {
+				useTestWorkers(t)
+				args = append(args, "--workers", "2")
+			} else {
+				args = append(args, "--client", mode)
+			}
+			cfg, err := ParseArgs(fanoutArgs(node.port, args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			c := res.Reconnect
+			if res.DrainEnd != "owed nothing" || res.TimedOut {
+				t.Fatalf("drain ended %q (timed out %v), want %q: %+v", res.DrainEnd, res.TimedOut, "owed nothing", res)
+			}
+			if c == nil || res.Triggers != events || c.Dropped != conns || c.DownAtEnd != conns || c.Undropped != 0 ||
+				c.DroppedReceived != stopAt*conns || c.MissedInGaps != (events-stopAt)*conns || c.DroppedLost != 0 || res.Loss != 0 {
+				t.Fatalf("accounting: %+v %+v", c, res)
+			}
+		})
+	}
+}

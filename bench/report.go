@@ -94,6 +94,9 @@ func tableRows(res *Result) [][2]string {
 	if res.Reconnect != nil {
 		rows = append(rows, reconnectRows(res.Reconnect)...)
 	}
+	if res.DrainEnd != "" {
+		add("drain ended", res.DrainEnd)
+	}
 	if res.Scenario != ScenarioConnect && res.Scenario != ScenarioCross && res.Scenario != ScenarioPresence {
 		add(plural(res.Op), fmt.Sprintf("%d in %.1f s = %.1f/s", res.Ops, res.DurationS, res.OpsPerSec))
 		add(res.Op+" latency", fmtSummary(res.Latency))

@@ -106,6 +106,14 @@ type Result struct {
 	// Received each connection's deliveries of accepted events once, so
 	// that Loss is what connections missed while connected.
 	Reconnect *ReconnectStats `json:"reconnect,omitempty"`
+	// DrainEnd says what ended the wait for deliveries after the last
+	// event (fanout, burst, client-events): "complete" (every expected
+	// delivery arrived), "owed nothing" (--reconnect: the connections
+	// connected at the end had everything due to them; those still down
+	// are counted in their gaps), "quiet" (--reconnect: none down and
+	// nothing arrived for a second), "timeout" (--drain passed) or
+	// "cancelled".
+	DrainEnd string `json:"drain_end,omitempty"`
 
 	Server        *ServerStats `json:"server_proc,omitempty"`
 	ClientCPUS    float64      `json:"client_cpu_s"`

@@ -135,7 +135,7 @@ func (r *runner) runWS(ctx context.Context) error {
 		r.setCounters("deliveries", func() int64 { return total().Received }, nil)
 		runErr = r.trigger(ctx, perChan)
 		if cfg.Reconnect {
-			r.drainReconnect(ctx, total)
+			r.drainReconnect(ctx, handles, total)
 		} else {
 			r.drain(ctx, total)
 		}
@@ -164,8 +164,23 @@ func (r *runner) runWS(ctx context.Context) error {
 	var fin shardStatus
 	var cpu time.Duration
 	var recs []*reconnectResult
-	for _, h := range handles {
-		res, err := h.finish()
+	// Every shard finishes at once: a worker answers in a second or more on
+	// a saturated machine, and one after another, 56 of them took a minute.
+	type finished struct {
+		res shardResult
+		err error
+	}
+	results := make([]finished, len(handles))
+	var fwg sync.WaitGroup
+	for i, h := range handles {
+		fwg.Go(func() {
+			res, err := h.finish()
+			results[i] = finished{res, err}
+		})
+	}
+	fwg.Wait()
+	for _, f := range results {
+		res, err := f.res, f.err
 		fin.add(res.Status)
 		recs = append(recs, res.Reconnect)
 		mergeSnapshot(connHist, res.Connect)
@@ -231,10 +246,12 @@ func (r *runner) drain(ctx context.Context, total func() shardStatus) {
 			exp = st.Expected
 		}
 		if st.Received >= exp {
+			r.res.DrainEnd = "complete"
 			return
 		}
 		sleepCtx(ctx, 20*time.Millisecond)
 	}
+	r.res.DrainEnd = drainTimedOut(ctx)
 }
 
 // trigger sends events through the HTTP API at cfg.Rate triggers (or

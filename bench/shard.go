@@ -43,6 +43,11 @@ type shardStatus struct {
 	Drops      int64 `json:"drops,omitempty"`
 	Down       int64 `json:"down,omitempty"`
 	Reconnects int64 `json:"reconnects,omitempty"`
+	// Settled counts the shards told which events were accepted (see
+	// shard.settle), Owing the deliveries their connected slots still
+	// await (reconnector.owing).
+	Settled int64 `json:"settled,omitempty"`
+	Owing   int64 `json:"owing,omitempty"`
 }
 
 func (s *shardStatus) add(o shardStatus) {
@@ -57,6 +62,8 @@ func (s *shardStatus) add(o shardStatus) {
 	s.Drops += o.Drops
 	s.Down += o.Down
 	s.Reconnects += o.Reconnects
+	s.Settled += o.Settled
+	s.Owing += o.Owing
 }
 
 // shardReady is what a shard reports when its connections are up.
@@ -102,6 +109,9 @@ type shard struct {
 	ready atomic.Bool
 	// rec is the state of --reconnect; nil without it.
 	rec *reconnector
+	// settled holds the sequence numbers of the accepted events once the
+	// coordinator drains (settle); status reports what is owed of them.
+	settled atomic.Pointer[[]int64]
 
 	errMu sync.Mutex
 	errs  []string
@@ -536,6 +546,13 @@ func (s *shard) startSending() {
 }
 
 // stopSending stops the client-event sender.
+// settle records the sequence numbers of the accepted events: from then
+// on status reports the deliveries of them that the connected slots still
+// await. Goroutine-safe.
+func (s *shard) settle(seqs []int64) {
+	s.settled.Store(&seqs)
+}
+
 func (s *shard) stopSending() {
 	if s.stopSend != nil {
 		select {
@@ -562,6 +579,9 @@ func (s *shard) status() shardStatus {
 	}
 	if s.rec != nil {
 		st.Drops, st.Down, st.Reconnects = s.rec.drops.Load(), s.rec.down.Load(), s.rec.reconnects.Load()
+		if seqs := s.settled.Load(); seqs != nil {
+			st.Settled, st.Owing = 1, s.rec.owing(*seqs)
+		}
 	}
 	for _, ls := range s.allStats() {
 		st.Received += ls.received.Load()

@@ -22,6 +22,9 @@ type shardHandle interface {
 	status() shardStatus
 	startSending()
 	stopSending()
+	// settle tells the shard the sequence numbers of the accepted events
+	// (--reconnect): its status then says what its connected slots owe.
+	settle(seqs []int64)
 	finish() (shardResult, error)
 }
 
@@ -45,6 +48,7 @@ func (l *localShard) ready() <-chan shardReady { return l.readyc }
 func (l *localShard) status() shardStatus      { return l.s.status() }
 func (l *localShard) startSending()            { l.s.startSending() }
 func (l *localShard) stopSending()             { l.s.stopSending() }
+func (l *localShard) settle(seqs []int64)      { l.s.settle(seqs) }
 func (l *localShard) finish() (shardResult, error) {
 	return l.s.finish(), nil
 }
@@ -168,6 +172,10 @@ func (r *remoteShard) ready() <-chan shardReady { return r.readyc }
 func (r *remoteShard) status() shardStatus      { return *r.st.Load() }
 func (r *remoteShard) startSending()            { _ = r.line("send") }
 func (r *remoteShard) stopSending()             { _ = r.line("stop") }
+func (r *remoteShard) settle(seqs []int64) {
+	b, _ := json.Marshal(seqs)
+	_ = r.line("settle " + string(b))
+}
 
 func (r *remoteShard) finish() (shardResult, error) {
 	_ = r.line("finish")
@@ -197,7 +205,7 @@ func (r *remoteShard) finish() (shardResult, error) {
 // RunWorker serves one shard for a coordinator: it reads the shard's spec
 // as one JSON line from in, reports on out (status lines every 250 ms, a
 // ready line when its connections are up, a result line at the end) and
-// obeys "send", "stop" and "finish" lines. End of input means finish. It
+// obeys "send", "stop", "settle [seq,...]" and "finish" lines. End of input means finish. It
 // returns the process exit code.
 func RunWorker(in io.Reader, out io.Writer) int {
 	var mu sync.Mutex
@@ -266,6 +274,15 @@ func RunWorker(in io.Reader, out io.Writer) int {
 			}
 			if ok && c == "stop" {
 				s.stopSending()
+				continue
+			}
+			if arg, found := strings.CutPrefix(c, "settle "); ok && found {
+				var seqs []int64
+				if err := json.Unmarshal([]byte(arg), &seqs); err != nil {
+					emit(workerMsg{Type: "error", Err: "bad settle: " + err.Error()})
+				} else {
+					s.settle(seqs)
+				}
 				continue
 			}
 		}
