@@ -83,7 +83,7 @@ func (a *apiClient) try(ctx context.Context, route string, body []byte) (int, er
 	r = append(r, "\r\n\r\n"...)
 	r = append(r, body...)
 	a.req = r
-	_ = a.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = a.conn.SetDeadline(time.Now().Add(a.cfg.apiTimeout()))
 	if _, err := a.conn.Write(r); err != nil {
 		return 0, err
 	}

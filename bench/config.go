@@ -56,6 +56,10 @@ type Config struct {
 	// connect/subscribe/close lanes (churn) or subscribers (cross, default
 	// 100).
 	Connections int
+	// APITimeout bounds one HTTP API request, from its write to the end of
+	// its answer; a trigger without an answer by then counts as
+	// unconfirmed (its events stay expected). Default: 10 s.
+	APITimeout time.Duration
 	// APIClients is the number of keep-alive HTTP clients that trigger the
 	// events of the cross scenario. Default: 16.
 	APIClients int
@@ -303,6 +307,7 @@ func (c *Config) Normalize() error {
 	if c.Drain <= 0 {
 		c.Drain = 10 * time.Second
 	}
+	c.APITimeout = c.apiTimeout()
 	if c.Timeout <= 0 {
 		sending := c.Duration
 		if c.Scenario == ScenarioCross && c.Events > 0 {
@@ -408,6 +413,7 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.StringVar(&c.Secret, "secret", "", "app secret, signs API calls and private channels (default: the server's app)")
 	fs.StringVar(&c.Scenario, "scenario", ScenarioConnect, "one of "+strings.Join(Scenarios, ", "))
 	fs.IntVar(&c.Connections, "connections", 0, "connections (api: HTTP clients, churn: lanes, cross: subscribers); 0 = scenario default")
+	fs.DurationVar(&c.APITimeout, "api-timeout", 10*time.Second, "longest wait for the answer to one HTTP API request (pusher-http-php waits 30s)")
 	fs.IntVar(&c.APIClients, "api-clients", 0, "keep-alive HTTP clients triggering the events (cross; default 16)")
 	fs.IntVar(&c.Events, "events", 0, "events to trigger (cross; 0 = as many as fit in --duration)")
 	fs.IntVar(&c.Queries, "queries", 0, "HTTP API rounds checking the users and user_count (presence; default 20)")
@@ -541,4 +547,12 @@ func ParseSourceIPs(s string) ([]netip.Addr, error) {
 		}
 	}
 	return out, nil
+}
+
+// apiTimeout is APITimeout, 10 s when not set.
+func (c *Config) apiTimeout() time.Duration {
+	if c.APITimeout <= 0 {
+		return 10 * time.Second
+	}
+	return c.APITimeout
 }

@@ -808,7 +808,7 @@ func apiGet(ctx context.Context, cfg *Config, idx int, route string, query url.V
 	path := "/apps/" + cfg.AppID + "/" + route
 	q := pusher.SignQuery(cfg.Key, cfg.Secret, "GET", path, query, nil, time.Now()).Encode()
 	req := "GET " + cfg.Path + path + "?" + q + " HTTP/1.1\r\nHost: " + d.hostHdr + "\r\nConnection: close\r\n\r\n"
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(cfg.apiTimeout()))
 	if _, err := io.WriteString(conn, req); err != nil {
 		return 0, nil, err
 	}

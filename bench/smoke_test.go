@@ -4,10 +4,16 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/reverbgo/reverb/internal/testkit"
 	"github.com/reverbgo/reverb/loop"
@@ -141,5 +147,35 @@ func TestTriggerErrorsReported(t *testing.T) {
 	res, _ := Run(context.Background(), cfg, io.Discard, io.Discard)
 	if res == nil || res.Triggers != 0 || res.TriggerErrors != 2 || len(res.Errors) == 0 {
 		t.Fatalf("refused triggers: %+v", res)
+	}
+}
+
+// TestAPITimeoutUnconfirmed checks --api-timeout: a trigger the API does
+// not answer within it counts as unconfirmed, its event still expected
+// (and so lost when it never arrives).
+func TestAPITimeoutUnconfirmed(t *testing.T) {
+	port := startServer(t)
+	release := make(chan struct{})
+	var got atomic.Int64
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		<-release
+	}))
+	defer silent.Close()
+	defer close(release)
+	_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(silent.URL, "http://"))
+	cfg, err := ParseArgs(append([]string{"--port", strconv.Itoa(port), "--api-port", apiPort, "--scenario", "fanout",
+		"--connections", "4", "--rate", "10", "--duration", "100ms", "--drain", "200ms", "--api-timeout", "300ms",
+		"--progress", "off"}, testApp...), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.APITimeout != 300*time.Millisecond {
+		t.Fatalf("APITimeout %v", cfg.APITimeout)
+	}
+	res, _ := Run(context.Background(), cfg, io.Discard, io.Discard)
+	if res == nil || got.Load() != 1 || res.Triggers != 0 || res.TriggerErrors != 1 || res.Unconfirmed != 1 ||
+		res.Events != 1 || res.Expected != 4 || res.Received != 0 || res.Loss != 4 {
+		t.Fatalf("unanswered trigger (%d requests): %+v", got.Load(), res)
 	}
 }
