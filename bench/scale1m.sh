@@ -364,5 +364,10 @@ awk '{n++; if ($2 < 0 || $3 < 0) {miss++; if ($2 < 0) why[$6 "/" $7]++; if ($3 <
     if ($2 > m) m = $2; if ($4 > l) l = $4; if ($5 > l) l = $5}
   END {for (w in why) ws = ws sprintf(" %s x%d", w, why[w])
     printf "API reads during the run: %d rounds, %d answered by both endpoints with the same count, %d differing (connections changing in between), %d not answered (HTTP status/curl exit:%s); largest count %d, slowest answer %.3f s\n", n, same, diff, miss, ws ? ws : " none", m, l}' "$OUT/api.log" | while read -r l; do log "$l"; done
+# A node over its fd budget (max_connections) refuses connections; the
+# restarted nodes' counts went with them.
+refused=$(for mp in $(seq $((METRICS_BASE + 1)) $((METRICS_BASE + NODES + RESTART))); do
+  metric "$mp" reverb_connections_refused_total; done | awk '{s += $1} END {printf "%d", s}')
+log "connections refused at a node's max_connections (its fd budget), summed over the nodes still up: $refused"
 log "the run took $((($(now_ms) - t_script) / 1000)) s from the first node's start"
 exit "$status"
