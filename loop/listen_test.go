@@ -7,10 +7,12 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
 	"github.com/reverbgo/reverb/internal/testkit"
 	"github.com/reverbgo/reverb/pusher"
 )
@@ -180,6 +182,47 @@ func TestDrainAloneLeavesOnceAnotherServerListens(t *testing.T) {
 		c := connect(t, addr, testKey, "")
 		c.established()
 		c.conn.Close()
+	}
+	endDrain(t, held, done)
+}
+
+// Regression: a draining server took its listeners out of the shared port
+// only after every task queued on its loops before it had run, and a
+// draining loop's queue holds the closes of all its connections: under load
+// it stayed in the port's group for seconds, and the connections the kernel
+// kept handing it were reset when it left.
+func TestDrainLeavesThePortBeforeQueuedTasks(t *testing.T) {
+	first, addr := startServer(t, pusher.Options{}, Config{ReusePort: true, Loops: 1})
+	port := testkit.Port(t, addr)
+	held := connect(t, addr, testKey, "")
+	held.established()
+	joinPort(t, port)
+	waitListeners(t, port, 3)
+	first.mu.Lock()
+	if len(first.list) != 1 {
+		first.mu.Unlock()
+		t.Fatalf("%d shards, want 1", len(first.list))
+	}
+	el := first.list[0].el
+	first.mu.Unlock()
+	// Three seconds of ordinary tasks ahead of the drain's, more than gnet
+	// keeps in its urgent queue.
+	const queued = 3000
+	var ran atomic.Int64
+	for range queued {
+		if err := el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			time.Sleep(time.Millisecond)
+			ran.Add(1)
+			return nil
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- first.Drain(context.Background(), 10*time.Second) }()
+	waitListeners(t, port, 2) // the second server's
+	if n := ran.Load(); n >= queued {
+		t.Fatalf("the listener left after all %d queued tasks had run", n)
 	}
 	endDrain(t, held, done)
 }

@@ -144,6 +144,38 @@ type shard struct {
 	wbuf  []byte
 
 	tlsConns []*tlsConn // the TLS connections past their handshake (tls.go)
+
+	// anchor is the loop's first connection, open or long closed: gnet runs
+	// a task queued through a connection's AsyncWrite, on that connection's
+	// loop, before the tasks queued with Execute (see barrier). Set once on
+	// the loop, read from any goroutine.
+	anchor atomic.Pointer[anchorConn]
+}
+
+// anchorConn is a shard's anchor.
+type anchorConn struct{ c gnet.Conn }
+
+// barrier runs done on the loop once the events it polled before the call
+// have been handled: gnet runs its tasks after every event of the batch it
+// polled. gnet queues an ordinary task (Execute, a connection's Close) in
+// its urgent queue while that holds fewer than 1,024, else in a second
+// queue that it works through 256 at a time after the urgent one; an
+// AsyncWrite always goes in the urgent queue. Through the anchor (an empty
+// AsyncWrite writes nothing; on a closed connection it fails) done waits
+// behind at most ~1,300 tasks, not behind all of them: a draining loop's
+// queue holds the closes of all its connections. It returns an error when
+// the task could not be queued (the engine is stopping); done then never
+// runs. Goroutine-safe.
+func (sh *shard) barrier(done func()) error {
+	if a := sh.anchor.Load(); a != nil {
+		if a.c.AsyncWrite(nil, func(gnet.Conn, error) error { done(); return nil }) == nil {
+			return nil
+		}
+	}
+	return sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		done()
+		return nil
+	}))
 }
 
 // New creates a transport for px.
@@ -350,10 +382,7 @@ func (s *Server) leavePort(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, sh := range list {
 		wg.Add(1)
-		if sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			wg.Done()
-			return nil
-		})) != nil {
+		if sh.barrier(wg.Done) != nil {
 			wg.Done()
 		}
 	}
@@ -380,9 +409,17 @@ type events struct {
 	s *Server
 }
 
-func (e *events) OnBoot(eng gnet.Engine) gnet.Action       { return e.s.onBoot(eng) }
-func (e *events) OnOpen(c gnet.Conn) ([]byte, gnet.Action) { return e.s.onOpen(c) }
-func (e *events) OnTick() (time.Duration, gnet.Action)     { return e.s.onTick() }
+func (e *events) OnBoot(eng gnet.Engine) gnet.Action   { return e.s.onBoot(eng) }
+func (e *events) OnTick() (time.Duration, gnet.Action) { return e.s.onTick() }
+
+// OnOpen also makes the loop's first connection its shard's anchor.
+func (e *events) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	out, action := e.s.onOpen(c)
+	if st, _ := c.Context().(*connState); st != nil && action == gnet.None && st.sh.anchor.Load() == nil {
+		st.sh.anchor.Store(&anchorConn{c})
+	}
+	return out, action
+}
 
 func (e *events) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if st, _ := c.Context().(*connState); st != nil {
