@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -225,6 +226,29 @@ func TestDrainLeavesThePortBeforeQueuedTasks(t *testing.T) {
 		t.Fatalf("the listener left after all %d queued tasks had run", n)
 	}
 	endDrain(t, held, done)
+}
+
+// Regression: a draining server on an IPv4 address read /proc/net/tcp6 as
+// well, to its end, and so made the kernel walk every socket of the machine
+// (two million at the million-connection run) each time it asked whether
+// another server listened on its port: it left the port 5-18 s after its
+// replacement started listening.
+func TestProcNetFiles(t *testing.T) {
+	for _, c := range []struct {
+		ip   string
+		want []string
+	}{
+		{"127.0.0.1", []string{"/proc/net/tcp"}},
+		{"0.0.0.0", []string{"/proc/net/tcp"}},
+		{"::ffff:127.0.0.1", []string{"/proc/net/tcp"}},
+		{"::1", []string{"/proc/net/tcp6"}},
+		{"::", []string{"/proc/net/tcp6"}},
+		{"", []string{"/proc/net/tcp", "/proc/net/tcp6"}},
+	} {
+		if got := procNetFiles(net.ParseIP(c.ip)); !slices.Equal(got, c.want) {
+			t.Errorf("procNetFiles(%q) = %v, want %v", c.ip, got, c.want)
+		}
+	}
 }
 
 func TestProcNetIP(t *testing.T) {
