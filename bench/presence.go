@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,9 @@ type PresenceStats struct {
 	Missing        int64 `json:"missing"`
 	// ClosedEarly counts member connections lost before the end.
 	ClosedEarly int64 `json:"closed_early"`
+	// ConnectRetries counts the connection attempts that timed out and
+	// were tried again (see memberConnectTimeouts).
+	ConnectRetries int `json:"connect_retries,omitempty"`
 	// APIServer is where the HTTP API requests went; Queries the rounds
 	// (one users and one user_count request each).
 	APIServer string `json:"api_server"`
@@ -404,13 +408,32 @@ type presenceMember struct {
 	sid string
 }
 
-// connectMember dials, upgrades and reads connection_established.
-func connectMember(ctx context.Context, d *dialer, i int) (*presenceMember, error) {
+// memberConnectTimeouts are how long a member waits for its connection to
+// be established, attempt after attempt, as pusher-js does (its WebSocket
+// strategy waits 15 s, then twice as long, up to 60 s): on a saturated
+// machine a node can take longer than 15 s to answer an upgrade.
+var memberConnectTimeouts = []time.Duration{15 * time.Second, 30 * time.Second, 60 * time.Second}
+
+// connectMember dials, upgrades and reads connection_established, trying
+// again with the next of memberConnectTimeouts when an attempt times out.
+// retries counts the attempts that timed out and were tried again.
+func connectMember(ctx context.Context, d *dialer, i int) (pm *presenceMember, retries int, err error) {
+	for k, timeout := range memberConnectTimeouts {
+		pm, err = connectMemberOnce(ctx, d, i, timeout)
+		if err == nil || !os.IsTimeout(err) || k == len(memberConnectTimeouts)-1 || ctx.Err() != nil {
+			return pm, retries, err
+		}
+		retries++
+	}
+	return nil, retries, err
+}
+
+func connectMemberOnce(ctx context.Context, d *dialer, i int, timeout time.Duration) (*presenceMember, error) {
 	nc, err := d.dial(ctx, i)
 	if err != nil {
 		return nil, err
 	}
-	_ = nc.SetDeadline(time.Now().Add(15 * time.Second))
+	_ = nc.SetDeadline(time.Now().Add(timeout))
 	bc := &blockConn{c: nc, buf: make([]byte, 4096)}
 	if err := bc.upgrade(d); err != nil {
 		nc.Close()
@@ -567,8 +590,9 @@ func (r *runner) runPresence(ctx context.Context) error {
 					return
 				}
 				c0 := time.Now()
-				pm, err := connectMember(ctx, d, i)
+				pm, retries, err := connectMember(ctx, d, i)
 				mu.Lock()
+				ps.ConnectRetries += retries
 				if err != nil {
 					failed.Add(1)
 					r.res.Errors = appendErrs(r.res.Errors, "connect: "+err.Error())
@@ -829,7 +853,8 @@ func presenceRows(res *Result, add func(k, v string)) {
 		verdict = "FAILED"
 	}
 	add("presence", fmt.Sprintf("%s: %d members on %s", verdict, p.Members, p.Channel))
-	add("members", fmt.Sprintf("%d connected, %d failed, %d joined in %.2f s, %d lost", res.Connected, res.Failed, p.Joined, p.JoinS, p.ClosedEarly))
+	add("members", fmt.Sprintf("%d connected (%d attempts timed out and tried again), %d failed, %d joined in %.2f s, %d lost",
+		res.Connected, p.ConnectRetries, res.Failed, p.Joined, p.JoinS, p.ClosedEarly))
 	add("connect phase", fmt.Sprintf("%.2f s, %.0f connects/s", res.ConnectS, res.ConnectsPerSec))
 	add("subscribe", fmtSummary(p.SubscribeLatency))
 	conv := "never"

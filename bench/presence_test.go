@@ -7,9 +7,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,5 +317,77 @@ func TestPresenceTwoNodes(t *testing.T) {
 		if sent == 0 {
 			t.Errorf("node %d sent no message: the port was not shared", i)
 		}
+	}
+}
+
+// Regression: a presence member whose node took more than 15 s to answer
+// its upgrade (a saturated machine) failed the check, where pusher-js
+// waits again, longer. The proxy in front of the server leaves the first
+// connection unanswered.
+func TestPresenceMemberConnectRetries(t *testing.T) {
+	port := startServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var held []net.Conn
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	silent := 1 // connections left unanswered; the rest are passed on
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			pass := silent == 0
+			if !pass {
+				silent--
+			}
+			mu.Unlock()
+			if !pass {
+				continue
+			}
+			s, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			held = append(held, s)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(s, c) }()
+			go func() { _, _ = io.Copy(c, s) }()
+		}
+	}()
+	old := memberConnectTimeouts
+	memberConnectTimeouts = []time.Duration{300 * time.Millisecond, 10 * time.Second}
+	defer func() { memberConnectTimeouts = old }()
+	_, proxyPort, _ := net.SplitHostPort(ln.Addr().String())
+	cfg, err := ParseArgs(append([]string{"--port", proxyPort, "--scenario", "presence", "--progress", "off"}, testApp...), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, retries, err := connectMember(context.Background(), newDialer(&cfg), 0)
+	if err != nil || retries != 1 || pm == nil || pm.sid == "" {
+		t.Fatalf("connectMember: %v, %d retries, %+v", err, retries, pm)
+	}
+	pm.nc.Close()
+	// Every attempt unanswered: the last one's timeout is the error.
+	mu.Lock()
+	silent = 2
+	mu.Unlock()
+	memberConnectTimeouts = []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}
+	if pm, retries, err = connectMember(context.Background(), newDialer(&cfg), 0); !os.IsTimeout(err) || retries != 1 || pm != nil {
+		t.Fatalf("all unanswered: %v, %d retries, %+v", err, retries, pm)
 	}
 }
