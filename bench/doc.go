@@ -36,7 +36,10 @@
 // per connection: the connections never dropped must receive every
 // accepted event (their losses must be 0), and the dropped ones report
 // their drops by close code, reconnects, time to reconnect and the events
-// missed while they were closed, apart (see reconnect.go).
+// missed while they were closed, apart (see reconnect.go). The wait for
+// deliveries after the last event ends once every connection connected at
+// that moment has everything due to it; one still reconnecting owes
+// nothing (Result.DrainEnd says what ended the wait).
 //
 // WebSocket connections are dialed and upgraded with blocking sockets (a
 // bounded number in flight), then handed to gnet's client event loops
