@@ -168,6 +168,21 @@ func fanoutArgs(port int, extra ...string) []string {
 		"--timeout", "30s", "--server-pid", strconv.Itoa(os.Getpid())}, append(testApp, extra...)...)
 }
 
+// runFanout runs a fanout with --reconnect against port (fanoutArgs and
+// args) and returns its result; an error fails the test.
+func runFanout(t *testing.T, port int, args ...string) *Result {
+	t.Helper()
+	cfg, err := ParseArgs(fanoutArgs(port, args...), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res
+}
+
 // TestReconnectCountsLoss runs --reconnect with an HTTP API in front of
 // the server that answers every trigger but passes only every other one
 // on: the connections, none dropped, miss half the events, and that must
@@ -194,15 +209,7 @@ func TestReconnectCountsLoss(t *testing.T) {
 	}))
 	defer fake.Close()
 	_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(fake.URL, "http://"))
-	cfg, err := ParseArgs(fanoutArgs(port, "--api-port", apiPort, "--connections", "10", "--rate", "20", "--duration", "500ms",
-		"--drain", "1s"), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	res := runFanout(t, port, "--api-port", apiPort, "--connections", "10", "--rate", "20", "--duration", "500ms", "--drain", "1s")
 	c := res.Reconnect
 	if c == nil || res.Triggers != 10 || c.Undropped != 10 || c.Dropped != 0 || c.UndroppedExpected != 100 ||
 		c.UndroppedReceived != 50 || c.UndroppedLost != 50 || c.UndroppedLostEvents != 5 ||
@@ -615,14 +622,7 @@ func TestDrainEndsWithSlotsDown(t *testing.T) {
 			} else {
 				args = append(args, "--client", mode)
 			}
-			cfg, err := ParseArgs(fanoutArgs(node.port, args...), io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
+			res := runFanout(t, node.port, args...)
 			c := res.Reconnect
 			if res.DrainEnd != "owed nothing" || res.TimedOut {
 				t.Fatalf("drain ended %q (timed out %v), want %q: %+v", res.DrainEnd, res.TimedOut, "owed nothing", res)
