@@ -19,31 +19,33 @@ import (
 // constants are a fit of two measurements on a 2-core machine, 15,000 idle
 // subscribed connections over loopback, server and load client on the same
 // machine (bench/keepalive.sh; bench/RESULTS.md, "Keepalive cost of idle
-// connections"), CPU as utime+stime per connection per minute:
+// connections", the rerun with the sessions' timing wheel), CPU as
+// utime+stime per connection per minute:
 //
 //	interval   server    bench client
-//	30 s       59.7 µs   49.7 µs
-//	120 s      24.7 µs   15.7 µs
+//	30 s       44.3 µs   42.0 µs
+//	120 s      20.0 µs   16.3 µs
 //
 // The per-ping cost includes the kernel's loopback work on both ends. The
-// server's fixed part is mostly the once-a-second scan of the sessions for
-// silent ones; it shrinks when the scan gives way to a timing wheel. To
-// update the model, rerun `OUT=/tmp/bench-keepalive bench/keepalive.sh`
-// and solve the two equations again: per ping = (c30 - c120) / 1.5 and
-// fixed = c120 - 0.5 × per ping.
+// fixed part is what the fit leaves apart from the pings (the runtime's own
+// timers and the once-a-second tick among it; the sessions are looked at
+// once per ping interval by a timing wheel, not every second). To update
+// the model, rerun `OUT=/tmp/bench-keepalive bench/keepalive.sh` and solve
+// the two equations again: per ping = (c30 - c120) / 1.5 and fixed = c120
+// - 0.5 × per ping.
 const (
 	// ServerMicrosPerPing is the server CPU (µs) of one ping round trip.
-	ServerMicrosPerPing = 23.3
+	ServerMicrosPerPing = 16.2
 	// ServerMicrosPerConnMinute is the server CPU (µs) per idle connection
 	// per minute that does not depend on the pings.
-	ServerMicrosPerConnMinute = 13.0
+	ServerMicrosPerConnMinute = 11.9
 	// ClientMicrosPerPing is the client CPU (µs) of one ping round trip,
 	// measured with the Go bench client (reverb bench); browsers running
 	// pusher-js spend more, but on their own machines.
-	ClientMicrosPerPing = 22.7
+	ClientMicrosPerPing = 17.1
 	// ClientMicrosPerConnMinute is the client CPU (µs) per idle connection
 	// per minute that does not depend on the pings.
-	ClientMicrosPerConnMinute = 4.4
+	ClientMicrosPerConnMinute = 7.7
 )
 
 // Keepalive defaults and thresholds used by Plan.
@@ -53,7 +55,7 @@ const (
 	DefaultPingInterval    = 60
 	DefaultActivityTimeout = 30
 	// RecommendedKeepaliveSeconds is the activity_timeout recommended for
-	// large deployments: Pusher's own default, 2.4 times cheaper than 30 s.
+	// large deployments: Pusher's own default, 2.2 times cheaper than 30 s.
 	RecommendedKeepaliveSeconds = 120
 	// RecommendedPingInterval is the ping_interval that goes with it: above
 	// the activity timeout (2.5 times, the shape of Reverb's defaults 30 and
@@ -146,7 +148,7 @@ func formatCores(c float64) string {
 	return fmt.Sprintf("%.1f", c)
 }
 
-// String is a one-line summary: "0.41 cores for 1000000 connections, 24.7
+// String is a one-line summary: "0.33 cores for 1000000 connections, 20.0
 // µs per connection per minute, one ping round trip every 120 s".
 func (k Keepalive) String() string {
 	every := "no pings"

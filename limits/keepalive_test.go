@@ -18,18 +18,18 @@ func TestEstimateKeepalive(t *testing.T) {
 		serverCores    float64
 	}{
 		// The two measurements the model is fitted to (bench/RESULTS.md).
-		{"measured 30 s", 15000, 30, 30, 30, 59.7, 49.7, 15000 * 59.7 / 60e6},
-		{"measured 120 s", 15000, 120, 120, 120, 24.7, 15.7, 15000 * 24.7 / 60e6},
-		{"defaults: client pings first", 1000, 60, 30, 30, 59.7, 49.7, 1000 * 59.7 / 60e6},
-		{"server pings first", 1000, 30, 120, 30, 59.7, 49.7, 1000 * 59.7 / 60e6},
-		{"60 s", 1000, 60, 120, 60, 36.3, 27.1, 1000 * 36.3 / 60e6},
-		{"one million at 120 s", 1000000, 120, 120, 120, 24.7, 15.7, 0.41},
-		{"one million at 30 s", 1000000, 60, 30, 30, 59.7, 49.7, 0.99},
-		{"only the server pings", 1000, 120, 0, 120, 24.7, 15.7, 1000 * 24.7 / 60e6},
-		{"only clients ping", 1000, -1, 120, 120, 24.7, 15.7, 1000 * 24.7 / 60e6},
+		{"measured 30 s", 15000, 30, 30, 30, 44.3, 42.0, 15000 * 44.3 / 60e6},
+		{"measured 120 s", 15000, 120, 120, 120, 20.0, 16.3, 15000 * 20.0 / 60e6},
+		{"defaults: client pings first", 1000, 60, 30, 30, 44.3, 42.0, 1000 * 44.3 / 60e6},
+		{"server pings first", 1000, 30, 120, 30, 44.3, 42.0, 1000 * 44.3 / 60e6},
+		{"60 s", 1000, 60, 120, 60, 28.1, 24.8, 1000 * 28.1 / 60e6},
+		{"one million at 120 s", 1000000, 120, 120, 120, 20.0, 16.3, 0.33},
+		{"one million at 30 s", 1000000, 60, 30, 30, 44.3, 42.0, 0.74},
+		{"only the server pings", 1000, 120, 0, 120, 20.0, 16.3, 1000 * 20.0 / 60e6},
+		{"only clients ping", 1000, -1, 120, 120, 20.0, 16.3, 1000 * 20.0 / 60e6},
 		{"nobody pings", 1000, 0, 0, 0, ServerMicrosPerConnMinute, ClientMicrosPerConnMinute, 1000 * ServerMicrosPerConnMinute / 60e6},
-		{"no connections", 0, 60, 30, 30, 59.7, 49.7, 0},
-		{"negative connections", -5, 60, 30, 30, 59.7, 49.7, 0},
+		{"no connections", 0, 60, 30, 30, 44.3, 42.0, 0},
+		{"negative connections", -5, 60, 30, 30, 44.3, 42.0, 0},
 	}
 	for _, tt := range tests {
 		k := EstimateKeepalive(tt.conns, tt.pi, tt.at)
@@ -54,7 +54,7 @@ func TestEstimateKeepalive(t *testing.T) {
 			t.Errorf("%s: client cores %v", tt.name, k.ClientCores)
 		}
 	}
-	if s := EstimateKeepalive(1000000, 120, 120).String(); !strings.HasPrefix(s, "0.411 cores for 1000000 connections, 24.") ||
+	if s := EstimateKeepalive(1000000, 120, 120).String(); !strings.HasPrefix(s, "0.333 cores for 1000000 connections, 20.") ||
 		!strings.HasSuffix(s, "µs per connection per minute, one ping round trip every 120 s") {
 		t.Errorf("String() = %q", s)
 	}
@@ -93,20 +93,20 @@ func TestPlanKeepalive(t *testing.T) {
 		fixLines []string // every line of every fix, in order
 	}{
 		{"defaults, small", func(*Facts) {}, Want{MaxConnections: 100000}, OK,
-			[]string{"100000 connections", "every 30 s (min of ping_interval 60 and activity_timeout 30)", "0.099 cores", "of the 8 CPUs"}, nil},
+			[]string{"100000 connections", "every 30 s (min of ping_interval 60 and activity_timeout 30)", "0.074 cores", "of the 8 CPUs"}, nil},
 		{"warn, raising the intervals is enough", twoCPUs, Want{MaxConnections: 1000000}, Warn,
-			[]string{"0.993 cores", "49.7% of the 2 CPUs", "more than 25%", "it would cost 0.411 cores"},
+			[]string{"0.738 cores", "36.9% of the 2 CPUs", "more than 25%", "it would cost 0.333 cores"},
 			[]string{"ping_interval = 300", "activity_timeout = 120"}},
 		{"warn, intervals and CPUs", twoCPUs, Want{MaxConnections: 3000000}, Warn,
-			[]string{"2.98 cores", "it would cost 1.23 cores", "Even then, keeping it under 25% needs 5 CPUs"},
-			[]string{"ping_interval = 300", "activity_timeout = 120", "[server]", "max_connections = 1217"}},
+			[]string{"2.21 cores", "it would cost 1.00 cores", "Even then, keeping it under 25% needs 4 CPUs"},
+			[]string{"ping_interval = 300", "activity_timeout = 120", "[server]", "max_connections = 15000"}},
 		{"warn at 120 s: only CPUs", twoCPUs, Want{MaxConnections: 3000000, PingInterval: 120, ActivityTimeout: 120}, Warn,
-			[]string{"1.23 cores", "Keeping it under 25% needs 5 CPUs"},
-			[]string{"[server]", "max_connections = 1217"}},
+			[]string{"1.00 cores", "Keeping it under 25% needs 4 CPUs"},
+			[]string{"[server]", "max_connections = 15000"}},
 		{"longer settings are not lowered", twoCPUs, Want{MaxConnections: 1000000, PingInterval: 300, ActivityTimeout: 30}, Warn,
 			[]string{"min of ping_interval 300 and activity_timeout 30"},
 			[]string{"ping_interval = 300", "activity_timeout = 120"}},
-		{"GOMAXPROCS below NumCPU", func(f *Facts) { f.GOMAXPROCS = 1 }, Want{MaxConnections: 300000}, Warn,
+		{"GOMAXPROCS below NumCPU", func(f *Facts) { f.GOMAXPROCS = 1 }, Want{MaxConnections: 400000}, Warn,
 			[]string{"of the 1 CPUs"}, []string{"ping_interval = 300", "activity_timeout = 120"}},
 		{"capacity when no max", func(*Facts) {}, Want{}, OK,
 			[]string{"idle keepalive of 1038091 connections"}, nil}, // fd budget of 1<<20
@@ -177,7 +177,7 @@ func TestReportKeepaliveOutput(t *testing.T) {
 	r := Plan(f, Want{MaxConnections: 1000000})
 	s := r.String()
 	for _, want := range []string{
-		"keepalive CPU", "0.993 cores (59.", "1000000 idle connections, a ping every 30 s (bench/keepalive.sh)",
+		"keepalive CPU", "0.738 cores (44.", "1000000 idle connections, a ping every 30 s (bench/keepalive.sh)",
 		"warn   keepalive:", "ping_interval = 300", "activity_timeout = 120",
 	} {
 		if !strings.Contains(s, want) {
@@ -206,8 +206,8 @@ func TestReportKeepaliveOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := back.Keepalive
-	if back.CPUs != 2 || k.Connections != 1000000 || k.IntervalSeconds != 30 || !near(k.ServerCores, 0.993, 0.001) ||
-		!near(k.ServerMicros, 59.6, 0.1) || k.ClientCores <= 0 || back.Want.PingInterval != 60 || back.Want.ActivityTimeout != 30 {
+	if back.CPUs != 2 || k.Connections != 1000000 || k.IntervalSeconds != 30 || !near(k.ServerCores, 0.738, 0.001) ||
+		!near(k.ServerMicros, 44.3, 0.1) || k.ClientCores <= 0 || back.Want.PingInterval != 60 || back.Want.ActivityTimeout != 30 {
 		t.Errorf("JSON = %+v", back)
 	}
 }

@@ -148,7 +148,7 @@ func (r Report) bound() string {
 	return "min(fd budget, memory capacity): bound by memory"
 }
 
-// keepaliveValue is the keepalive row's value: "0.411 cores (24.7 µs per
+// keepaliveValue is the keepalive row's value: "0.333 cores (20.0 µs per
 // connection per minute)".
 func (r Report) keepaliveValue() string {
 	k := r.Keepalive

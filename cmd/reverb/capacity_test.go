@@ -27,7 +27,7 @@ func TestCapacityCheckLog(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"max_connections=100", "keepalive_connections=100", "keepalive_interval_s=30",
-		"keepalive_us_per_conn_min=59.6", "keepalive_cpu_cores=9.93e-05", "cpus="} {
+		"keepalive_us_per_conn_min=44.3", "keepalive_cpu_cores=7.38e-05", "cpus="} {
 		if !strings.Contains(line, want) {
 			t.Errorf("capacity line lacks %q:\n%s", want, buf.String())
 		}

@@ -93,9 +93,9 @@ func TestCheckLimits(t *testing.T) {
 		{"server and apps", "[server]\nmax_connections = 500\n" + twoApps, nil, 0, []string{"500 (server 500, apps 700)"}, nil},
 		{"no max", "", nil, 0, []string{"not set", "capacity"}, nil},
 		{"keepalive defaults", "[server]\nmax_connections = 15000\n", nil, 0,
-			[]string{"keepalive CPU", "0.015 cores (59.6 µs per conn per min)", "15000 idle connections, a ping every 30 s",
+			[]string{"keepalive CPU", "0.011 cores (44.3 µs per conn per min)", "15000 idle connections, a ping every 30 s",
 				"ok     keepalive: idle keepalive of 15000 connections", "min of ping_interval 60 and activity_timeout 30",
-				"0.4% of the 4 CPUs"}, []string{"warn   keepalive"}},
+				"0.3% of the 4 CPUs"}, []string{"warn   keepalive"}},
 		{"keepalive of the app pinging most often", "[server]\nmax_connections = 15000\n" + keepaliveApps, nil, 0,
 			[]string{"a ping every 45 s", "min of ping_interval 90 and activity_timeout 45"}, nil},
 	}
@@ -143,12 +143,12 @@ func TestCheckLimitsJSON(t *testing.T) {
 	if rep.Target != 50000 || rep.FDBudget != 19800 || rep.Findings[0].Check != "nofile" || rep.Findings[0].Severity != "error" {
 		t.Errorf("report %+v", rep)
 	}
-	// 50,000 connections pinging every 30 s on 4 CPUs: 0.05 cores, fine.
+	// 50,000 connections pinging every 30 s on 4 CPUs: 0.04 cores, fine.
 	if n := len(rep.Findings); rep.Findings[n-1].Check != "keepalive" || rep.Findings[n-1].Severity != "ok" {
 		t.Errorf("last finding %+v, want keepalive ok", rep.Findings[n-1])
 	}
 	if k := rep.Keepalive; rep.CPUs != 4 || k.Connections != 50000 || k.IntervalSeconds != 30 ||
-		math.Abs(k.ServerCores-50000*59.6/60e6) > 0.001 {
+		math.Abs(k.ServerCores-50000*44.3/60e6) > 0.001 {
 		t.Errorf("keepalive %+v on %d CPUs", k, rep.CPUs)
 	}
 }
