@@ -152,14 +152,9 @@ func TestDrainLeavesTheSharedPort(t *testing.T) {
 	}
 	// The 4200 is sent after the listeners left the group.
 	done := drainHeld(t, first, held)
-	waitListeners(t, port, 2) // the second server's
 	// Every new connection is established by the second server (about half
 	// of them met the draining one before, which refuses them).
-	for range 40 {
-		c := connect(t, addr, testKey, "")
-		c.established()
-		c.conn.Close()
-	}
+	onlySecondServer(t, addr, port)
 	endDrain(t, held, done)
 }
 
@@ -178,13 +173,20 @@ func TestDrainAloneLeavesOnceAnotherServerListens(t *testing.T) {
 		t.Fatalf("%d listeners while the lone server drains, want its 2", n)
 	}
 	joinPort(t, port)
-	waitListeners(t, port, 2) // the second server's
+	onlySecondServer(t, addr, port)
+	endDrain(t, held, done)
+}
+
+// onlySecondServer waits until only the second server's two listeners are
+// on port, then checks that 40 new connections are all established.
+func onlySecondServer(t *testing.T, addr string, port int) {
+	t.Helper()
+	waitListeners(t, port, 2)
 	for range 40 {
 		c := connect(t, addr, testKey, "")
 		c.established()
 		c.conn.Close()
 	}
-	endDrain(t, held, done)
 }
 
 // Regression: a draining server took its listeners out of the shared port
