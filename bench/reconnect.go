@@ -461,7 +461,7 @@ func (r *reconnector) owing(seqs []int64) int64 {
 		sent[i], last[i] = r.sentAt(q), r.lastRecv(q)
 	}
 	r.mu.Lock()
-	tracks := r.tracks
+	tracks := append([]*connTrack(nil), r.tracks...)
 	r.mu.Unlock()
 	var n int64
 	for _, t := range tracks {

@@ -545,7 +545,6 @@ func (s *shard) startSending() {
 	}()
 }
 
-// stopSending stops the client-event sender.
 // settle records the sequence numbers of the accepted events: from then
 // on status reports the deliveries of them that the connected slots still
 // await. Goroutine-safe.
@@ -553,6 +552,7 @@ func (s *shard) settle(seqs []int64) {
 	s.settled.Store(&seqs)
 }
 
+// stopSending stops the client-event sender.
 func (s *shard) stopSending() {
 	if s.stopSend != nil {
 		select {

@@ -205,8 +205,8 @@ func (r *remoteShard) finish() (shardResult, error) {
 // RunWorker serves one shard for a coordinator: it reads the shard's spec
 // as one JSON line from in, reports on out (status lines every 250 ms, a
 // ready line when its connections are up, a result line at the end) and
-// obeys "send", "stop", "settle [seq,...]" and "finish" lines. End of input means finish. It
-// returns the process exit code.
+// obeys "send", "stop", "settle [seq,...]" and "finish" lines. End of
+// input means finish. It returns the process exit code.
 func RunWorker(in io.Reader, out io.Writer) int {
 	var mu sync.Mutex
 	emit := func(m workerMsg) {

@@ -145,10 +145,10 @@ type shard struct {
 
 	tlsConns []*tlsConn // the TLS connections past their handshake (tls.go)
 
-	// anchor is the loop's first connection, open or long closed: gnet runs
-	// a task queued through a connection's AsyncWrite, on that connection's
-	// loop, before the tasks queued with Execute (see barrier). Set once on
-	// the loop, read from any goroutine.
+	// anchor is the loop's first connection, open or long closed: gnet
+	// always queues a task of a connection's AsyncWrite, on that
+	// connection's loop, as urgent (see barrier). Set once on the loop, read
+	// from any goroutine.
 	anchor atomic.Pointer[anchorConn]
 }
 
