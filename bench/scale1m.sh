@@ -13,7 +13,7 @@
 # Knobs (environment): NODES, CONNS, WORKERS, CONNECT_RATE, EVENT_RATE,
 # DURATION, API_TIMEOUT, ACTIVITY_TIMEOUT, SOURCE_IPS, PORT, REDIS_PORT, OUT, PRESENCE
 # (members of the presence check, 0 to skip), RESTART (nodes to drain and
-# replace, one after another, 0 to skip), RESTART_OVERLAP, DRAIN_NICE, START_NICE, HOLD (the quiet
+# replace, one after another, 0 to skip), RESTART_OVERLAP, DRAIN_NICE, HOLD (the quiet
 # time between the ramp and the first broadcast they run in), PROCS,
 # NODE_LOOPS, BENCH_LOOPS, NODE_GOGC, BENCH_TIMEOUT.
 #
@@ -155,8 +155,8 @@ metric() { # metric PORT NAME: the value of an unlabelled metric, empty if none
 declare -A node_pid
 t_start=$(now_ms)
 t_script=$t_start
-start_node() { # start_node NAME [NICE]
-  GOGC=$NODE_GOGC GOMAXPROCS=$PROCS nice -n "${2:-0}" ./bin/reverb start --config "$OUT/node$1.toml" >>"$OUT/node$1.log" 2>&1 &
+start_node() {
+  GOGC=$NODE_GOGC GOMAXPROCS=$PROCS ./bin/reverb start --config "$OUT/node$1.toml" >>"$OUT/node$1.log" 2>&1 &
   pids+=($!); node_pid[$1]=$!
   echo $! >>"$OUT/nodes.pids"
 }
@@ -297,11 +297,6 @@ RESTART_OVERLAP=${RESTART_OVERLAP:-1}
 # its drain (~0.8 s of CPU for 18,000 connections) took 50-110 s, its
 # clients' 4200s and closes trickling out into the broadcasts. 0 to leave it.
 DRAIN_NICE=${DRAIN_NICE:--10}
-# A replacement starts at this nice value and returns to 0 once in sync, for
-# the same reason: at equal priority it took 10-24 s to come into sync, so
-# five restarts outlasted the hold and ran into the broadcasts (in one run
-# 22,547 clients were still reconnecting at the end). 0 to leave it.
-START_NICE=${START_NICE:--10}
 restart_nodes() {
   until held; do sleep 2; done
   # After the presence check: its members must not land on a draining node.
@@ -328,13 +323,12 @@ restart_nodes() {
       t1=$(now_ms)
       log "restart: node $i (pid $old, ${held:-?} connections) drained and exited in $((t1 - t0)) ms"
     fi
-    start_node "$name" "$START_NICE"
+    start_node "$name"
     for _ in $(seq 240); do
       p=$(metric "$mport" reverb_cluster_peers)
       [[ -n "$p" && "$p" -ge $((NODES - 1)) ]] && break
       sleep 0.25
     done
-    [[ "$START_NICE" != 0 ]] && { renice -n 0 -p $(ls "/proc/${node_pid[$name]}/task") >/dev/null 2>&1 || true; }
     log "restart: node $i's replacement (pid ${node_pid[$name]}) was in sync $(($(now_ms) - t1)) ms after $([[ "$RESTART_OVERLAP" == 1 ]] && echo "its predecessor's SIGTERM" || echo "its start")"
   done
   wait "${waiters[@]}" 2>/dev/null || true
