@@ -113,7 +113,20 @@ type Config struct {
 	// after the ramp before the first event, for checks that want them held
 	// on a quiet server (memory, a presence check, a rolling restart with
 	// Reconnect). Default: 0, the events start as soon as the ramp ends.
+	// With HoldUntil it is the longest hold.
 	Hold time.Duration
+	// HoldUntil, when set, ends the hold early: once this file exists and,
+	// with Reconnect, no connection is down. A script creates it when what
+	// the hold was for is over (the drained nodes of a rolling restart have
+	// exited), so that the events start when the server is quiet again,
+	// neither sooner nor later. Default: "", the hold lasts Hold.
+	HoldUntil string
+	// ReadyFile, when set, is written once the ramp is over (every
+	// connection subscribed or failed), before the hold: "connected N",
+	// "failed N" and, if the ramp failed, "error TEXT", a line each. A
+	// script waits for it to start what must run with every connection
+	// held. Default: "", none.
+	ReadyFile string
 	// Timeout bounds the whole run. Default: Hold + Duration + 2 min.
 	Timeout time.Duration
 	// PingInterval is how often an idle connection sends pusher:ping.
@@ -274,6 +287,9 @@ func (c *Config) Normalize() error {
 	if c.Connections < 0 || c.Channels < 0 || c.Rate < 0 || c.Payload < 0 || c.Burst < 0 || c.Group < 0 ||
 		c.APIClients < 0 || c.Events < 0 || c.Queries < 0 || c.Hold < 0 {
 		errs = append(errs, "counts and rates must not be negative")
+	}
+	if c.HoldUntil != "" && (c.Hold <= 0 || !c.wsScenario() || c.Scenario == ScenarioConnect) {
+		errs = append(errs, "--hold-until: fanout, burst and client-events only, with --hold as the longest hold")
 	}
 	if (c.Scenario == ScenarioFanout || c.Scenario == ScenarioBurst) && c.Channels > 100 {
 		errs = append(errs, "--channels: a trigger reaches at most 100 channels")
@@ -437,6 +453,8 @@ func ParseArgs(args []string, errOut io.Writer) (Config, error) {
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for in-flight deliveries after the last event (cross: after the last delivery)")
 	fs.DurationVar(&c.Hold, "hold", 0, "fanout, burst, client-events: hold the connections this long after the ramp before the first event")
+	fs.StringVar(&c.HoldUntil, "hold-until", "", "end the --hold early once this `FILE` exists and (--reconnect) no connection is down")
+	fs.StringVar(&c.ReadyFile, "ready-file", "", "write this `FILE` once the ramp is over (connected and failed counts)")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default hold + duration + 2m; cross with --events: events/rate + 2m)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 30*time.Second, "pusher:ping interval of idle connections")
 	serverPIDs := fs.String("server-pid", "", "server PID, or a comma-separated list (the nodes of a cluster): read their RSS and CPU from /proc and sum them")

@@ -13,10 +13,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -632,5 +634,159 @@ func TestDrainEndsWithSlotsDown(t *testing.T) {
 				t.Fatalf("accounting: %+v %+v", c, res)
 			}
 		})
+	}
+}
+
+// TestHoldUntil drains a node during a long --hold that --hold-until ends:
+// --ready-file appears once every connection is subscribed, no event is
+// sent before the file --hold-until names exists and every dropped client
+// is back, and then the events start at once (not when --hold runs out),
+// every connection receiving every one.
+func TestHoldUntil(t *testing.T) {
+	for _, mode := range []string{"gnet", "workers"} {
+		t.Run(mode, func(t *testing.T) { testHoldUntil(t, mode) })
+	}
+}
+
+func testHoldUntil(t *testing.T, mode string) {
+	rp := startRedis(t)
+	a := startReuseNode(t, rp, 0)
+	b := startReuseNode(t, rp, a.port)
+	dir := t.TempDir()
+	ready, until := filepath.Join(dir, "ramped"), filepath.Join(dir, "restarted")
+	const conns = 40
+	args := []string{"--connections", strconv.Itoa(conns), "--rate", "10", "--duration", "1s",
+		"--drain", "5s", "--hold", "10m", "--hold-until", until, "--ready-file", ready, "--timeout", "60s"}
+	if mode == "workers" {
+		// Their status reaches the runner every few hundred ms: the file
+		// must still count every connection.
+		useTestWorkers(t)
+		args = append(args, "--workers", "2")
+	} else {
+		args = append(args, "--client", mode)
+	}
+	cfg, err := ParseArgs(fanoutArgs(a.port, args...), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := runAsync(cfg)
+	deadline := time.Now().Add(15 * time.Second)
+	var body []byte
+	for {
+		if body, err = os.ReadFile(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no --ready-file after 15 s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if want := fmt.Sprintf("connected %d\nfailed 0\n", conns); string(body) != want {
+		t.Fatalf("--ready-file: %q, want %q", body, want)
+	}
+	// The file is written once the ramp is over: every connection is
+	// subscribed (the bench counts a connection once the server confirmed
+	// its subscription).
+	sa, sb := a.appStats(), b.appStats()
+	if sa.Subscribed+sb.Subscribed != conns {
+		t.Fatalf("--ready-file before the ramp's end: a %+v b %+v", sa, sb)
+	}
+	onB := sb.Subscribed
+	if onB == 0 {
+		t.Skip("every connection went to the first node")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.srv.Drain(ctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	// Every client is on a now, and still no event was sent.
+	for {
+		sa := a.appStats()
+		if sa.Subscribed == conns {
+			if sa.MessagesSent > sa.Connections+sa.Subscribed {
+				t.Fatalf("an event was sent during the hold: a %+v", sa)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clients of the drained node did not reconnect: a %+v", sa)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The restart is over: the bench goes on.
+	if err := os.WriteFile(until, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := <-done
+	if o.err != nil {
+		t.Fatalf("Run: %v (%+v)", o.err, o.res)
+	}
+	res, c := o.res, o.res.Reconnect
+	if res.HoldEnd != "signalled" || res.TimedOut {
+		t.Fatalf("hold ended %q after %.1f s (timed out %v)", res.HoldEnd, res.HoldS, res.TimedOut)
+	}
+	if c == nil || c.Dropped != onB || c.DropsByCode["4200"] != onB || c.Reconnects != onB || c.DownAtEnd != 0 || c.MissedInGaps != 0 {
+		t.Fatalf("drops: %d on b, %+v", onB, c)
+	}
+	if res.Events == 0 || res.Loss != 0 || res.Received != res.Expected || res.Expected != conns*int64(res.Events) ||
+		c.DroppedReceived != onB*int64(res.Events) {
+		t.Fatalf("events after the hold: %+v (reconnect %+v)", res, c)
+	}
+}
+
+// TestHoldUntilTimeout: without the file, the hold lasts --hold and says
+// so; --hold-until needs --hold.
+func TestHoldUntilTimeout(t *testing.T) {
+	node := startReuseNode(t, 0, 0)
+	res := runFanout(t, node.port, "--connections", "4", "--rate", "10", "--duration", "500ms", "--drain", "2s",
+		"--hold", "300ms", "--hold-until", filepath.Join(t.TempDir(), "never"))
+	if res.HoldEnd != "timeout" || res.HoldS < 0.3 || res.Loss != 0 || res.Events == 0 {
+		t.Fatalf("hold ended %q after %.2f s: %+v", res.HoldEnd, res.HoldS, res)
+	}
+	if _, err := ParseArgs(fanoutArgs(node.port, "--hold-until", "x"), io.Discard); err == nil || !strings.Contains(err.Error(), "--hold-until") {
+		t.Fatalf("--hold-until without --hold: %v", err)
+	}
+}
+
+// TestHoldWaitsForTheDown: the file alone does not end the hold while a
+// connection is down; its return does.
+func TestHoldWaitsForTheDown(t *testing.T) {
+	until := filepath.Join(t.TempDir(), "restarted")
+	if err := os.WriteFile(until, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var down, polls atomic.Int64
+	down.Store(1)
+	total := func() shardStatus {
+		polls.Add(1)
+		return shardStatus{Down: down.Load()}
+	}
+	r := &runner{cfg: Config{Hold: time.Minute, HoldUntil: until}, res: &Result{}}
+	done := make(chan struct{})
+	go func() {
+		r.hold(context.Background(), total)
+		close(done)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for polls.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the hold did not look at the connections down")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatalf("the hold ended with a connection down: %q", r.res.HoldEnd)
+	default:
+	}
+	down.Store(0)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hold did not end once no connection was down")
+	}
+	if r.res.HoldEnd != "signalled" {
+		t.Fatalf("hold ended %q", r.res.HoldEnd)
 	}
 }

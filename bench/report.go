@@ -94,6 +94,13 @@ func tableRows(res *Result) [][2]string {
 	if res.Reconnect != nil {
 		rows = append(rows, reconnectRows(res.Reconnect)...)
 	}
+	if res.HoldS > 0 {
+		h := fmt.Sprintf("%.1f s", res.HoldS)
+		if res.HoldEnd != "" {
+			h += ", ended " + res.HoldEnd
+		}
+		add("hold", h)
+	}
 	if res.DrainEnd != "" {
 		add("drain ended", res.DrainEnd)
 	}

@@ -114,6 +114,12 @@ type Result struct {
 	// nothing arrived for a second), "timeout" (--drain passed) or
 	// "cancelled".
 	DrainEnd string `json:"drain_end,omitempty"`
+	// HoldS is how long the connections were held between the ramp and
+	// the first event (--hold), HoldEnd what ended a hold with
+	// --hold-until: "signalled" (the file was there and no connection
+	// down), "timeout" (--hold passed) or "cancelled".
+	HoldS   float64 `json:"hold_s,omitempty"`
+	HoldEnd string  `json:"hold_end,omitempty"`
 
 	Server        *ServerStats `json:"server_proc,omitempty"`
 	ClientCPUS    float64      `json:"client_cpu_s"`

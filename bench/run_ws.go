@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -68,9 +69,11 @@ func (r *runner) runWS(ctx context.Context) error {
 	perChan := make([]int64, max(1, cfg.Channels))
 	var readyErr string
 	var clientRSS int64
+	var ramped shardStatus
 	for _, h := range handles {
 		select {
 		case rd := <-h.ready():
+			ramped.add(rd.Status)
 			if rd.Err != "" && readyErr == "" {
 				readyErr = rd.Err
 			}
@@ -100,9 +103,14 @@ func (r *runner) runWS(ctx context.Context) error {
 	if readyErr != "" {
 		runErr = fmt.Errorf("%s", readyErr)
 	}
+	if cfg.ReadyFile != "" {
+		if err := writeReady(cfg.ReadyFile, ramped, readyErr); err != nil {
+			r.res.Errors = appendErrs(r.res.Errors, err.Error())
+		}
+	}
 	phase0 := srvConnected
 	if runErr == nil && cfg.Hold > 0 && cfg.Scenario != ScenarioConnect {
-		sleepCtx(ctx, cfg.Hold)
+		r.hold(ctx, total)
 		phase0 = r.serverSample()
 	}
 	var phaseOps int64
@@ -375,4 +383,56 @@ func (r *runner) trigger(ctx context.Context, perChan []int64) error {
 		r.res.Errors = appendErrs(r.res.Errors, firstErr.Error())
 	}
 	return nil
+}
+
+// writeReady writes --ready-file: the ramp's connected and failed counts
+// and its error, if any, a line each. It writes a temporary file and
+// renames it, so that a reader that sees the file sees all of it.
+func writeReady(path string, st shardStatus, rampErr string) error {
+	body := fmt.Sprintf("connected %d\nfailed %d\n", st.Connected, st.Failed)
+	if rampErr != "" {
+		body += "error " + strings.ReplaceAll(rampErr, "\n", " ") + "\n"
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	return nil
+}
+
+// holdPoll is how often the hold looks for --hold-until and the count of
+// connections down.
+const holdPoll = 100 * time.Millisecond
+
+// hold keeps the connections open and quiet after the ramp: for cfg.Hold
+// or, with cfg.HoldUntil, until that file exists and (with --reconnect) no
+// connection is down, if that comes first. It records how long it held and,
+// with HoldUntil, what ended it.
+func (r *runner) hold(ctx context.Context, total func() shardStatus) {
+	cfg := &r.cfg
+	t0 := time.Now()
+	defer func() { r.res.HoldS = round2(time.Since(t0).Seconds()) }()
+	if cfg.HoldUntil == "" {
+		sleepCtx(ctx, cfg.Hold)
+		return
+	}
+	deadline := t0.Add(cfg.Hold)
+	for {
+		if _, err := os.Stat(cfg.HoldUntil); err == nil && total().Down == 0 {
+			r.res.HoldEnd = "signalled"
+			return
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			r.res.HoldEnd = "timeout"
+			return
+		}
+		if !sleepCtx(ctx, min(left, holdPoll)) {
+			r.res.HoldEnd = "cancelled"
+			return
+		}
+	}
 }

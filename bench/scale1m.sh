@@ -3,7 +3,8 @@
 # reuse_port and one Redis, CONNS connections from `reverb bench` worker
 # processes over source addresses 127.0.0.2.., all subscribed to one channel,
 # then, once they are held, a presence check and a rolling restart of some
-# nodes while the server is otherwise quiet (the bench's --hold), then
+# nodes while the server is otherwise quiet (the bench's --hold, which ends
+# once the restarted nodes have exited and their clients are back), then
 # broadcasts to all of them through the HTTP API, while the API's
 # cluster-wide reads are checked against the known totals.
 #
@@ -13,8 +14,8 @@
 # Knobs (environment): NODES, CONNS, WORKERS, CONNECT_RATE, EVENT_RATE,
 # DURATION, API_TIMEOUT, ACTIVITY_TIMEOUT, SOURCE_IPS, PORT, REDIS_PORT, OUT, PRESENCE
 # (members of the presence check, 0 to skip), RESTART (nodes to drain and
-# replace, one after another, 0 to skip), RESTART_OVERLAP, DRAIN_NICE, HOLD (the quiet
-# time between the ramp and the first broadcast they run in), PROCS,
+# replace, one after another, 0 to skip), RESTART_OVERLAP, DRAIN_NICE, HOLD (the
+# longest quiet time between the ramp and the first broadcast they run in), PROCS,
 # NODE_LOOPS, BENCH_LOOPS, NODE_GOGC, BENCH_TIMEOUT.
 #
 # A process holds at most ~19,000 sockets here (RLIMIT_NOFILE 20,000), so a
@@ -62,11 +63,13 @@ REDIS_PORT=${REDIS_PORT:-16500}
 METRICS_BASE=${METRICS_BASE:-19300}
 PRESENCE=${PRESENCE:-100}
 RESTART=${RESTART:-5}
-# The presence check takes ~22 s at a million connections, a node's
-# replacement's start 4-10 s (its predecessor drains meanwhile, see
-# RESTART_OVERLAP), and the last node's clients' reconnects (its drain
-# spreads its 4200s over 5 s) ~20 s more.
-HOLD=${HOLD:-$(( (PRESENCE > 0 ? 25 : 0) + (RESTART > 0 ? RESTART * 10 + 20 : 0) ))s}
+# The hold ends when the checks in it are done (the bench's --hold-until:
+# the restarted nodes have exited and none of their clients is down), and
+# at the latest after HOLD. At a million connections the presence check
+# takes 11-32 s, a replacement is ready 3-13 s after its predecessor's
+# SIGTERM (the next restart follows then), and the last drained node exits
+# 15-30 s after its SIGTERM, its clients back within seconds.
+HOLD=${HOLD:-$(( (PRESENCE > 0 ? 40 : 0) + (RESTART > 0 ? RESTART * 15 + 35 : 0) ))s}
 # GOMAXPROCS of each node and bench worker (and so their event loops).
 PROCS=${PROCS:-2}
 # Event loops of each node and of each bench worker (0: one per GOMAXPROCS).
@@ -253,20 +256,19 @@ fi
 vmstat -n 5 >"$OUT/vmstat" &
 pids+=($!); vmstat_pid=$!
 
-# The connections are held once the API counts all of them, or, when a few
-# failed, once its last two answers agree on 99.9% or more (the ramp is
-# over). Checks started while the ramp's last connects ran met nodes too
-# busy to answer a WebSocket upgrade within the bench's 10 s.
-held() {
-  tail -n 2 "$OUT/api.log" 2>/dev/null | awk -v all="$CONNS" 'NR == 1 {a = $2} NR == 2 {b = $2}
-    END {exit !(b >= all || (NR == 2 && a == b && b >= all * 0.999))}'
-}
+# The connections are held once the bench's ramp is over (--ready-file:
+# every connection subscribed or failed). Checks started while the ramp's
+# last connects ran met nodes too busy to answer a WebSocket upgrade within
+# the bench's 10 s.
+held() { [[ -s "$OUT/ramped" ]]; }
+# The hold's checks are done (the bench's --hold-until): the bench starts
+# the broadcasts once none of its connections is down.
+checks_done() { touch "$OUT/checks.done"; log "checks done: the broadcasts start once every dropped client is back"; }
 # Once the connections are held, the presence check runs, in the bench's
 # hold: before the broadcasts.
 presence_check() {
-  until held; do sleep 2; done
-  n=$(tail -n 1 "$OUT/api.log" | awk '{print $2}')
-  log "presence: $PRESENCE members on one channel, spread over the nodes, while $n connections are held"
+  until held; do sleep 0.5; done
+  log "presence: $PRESENCE members on one channel, spread over the nodes, while $(awk '$1 == "connected" {print $2}' "$OUT/ramped") connections are held"
   if nice -n -5 ./bin/reverb bench --config "$OUT/node1.toml" --scenario presence --connections "$PRESENCE" \
     --source-ips 127.0.0.250 --timeout 60s --progress off >"$OUT/presence.out" 2>&1; then
     log "presence: $(grep -E '^(presence|converged|failures|HTTP API) ' "$OUT/presence.out" | tr -s ' ' | paste -sd ';')"
@@ -275,6 +277,7 @@ presence_check() {
     touch "$OUT/presence.failed"
   fi
   touch "$OUT/presence.done"
+  [[ "$RESTART" -gt 0 ]] || checks_done
 }
 presence_pid=
 if [[ "$PRESENCE" -gt 0 ]]; then presence_check & presence_pid=$!; pids+=($!); fi
@@ -288,8 +291,12 @@ if [[ "$PRESENCE" -gt 0 ]]; then presence_check & presence_pid=$!; pids+=($!); f
 # RESTART_OVERLAP=1 (the default) the replacement starts as soon as its
 # predecessor is told to drain, beside it on the shared port (reuse_port; it
 # has a metrics port of its own), as a zero-downtime deployment does, and the
-# next node is restarted once the replacement is in sync; with 0 it starts
-# once its predecessor has exited, as a supervisor restarts a process.
+# next node is restarted once the replacement is ready (/readyz: listening
+# and connected to Redis), as a deployment's readiness probe goes; with 0 it
+# starts once its predecessor has exited, as a supervisor restarts a
+# process. When each replacement came into sync (counted every other node
+# as a peer) is logged too. The hold's checks are done once every drained
+# node has exited and every replacement is in sync.
 RESTART_OVERLAP=${RESTART_OVERLAP:-1}
 # The draining node runs at this nice value from its SIGTERM on, standing in
 # for the cores a node has to itself in a deployment, as Redis's does: at
@@ -297,8 +304,9 @@ RESTART_OVERLAP=${RESTART_OVERLAP:-1}
 # its drain (~0.8 s of CPU for 18,000 connections) took 50-110 s, its
 # clients' 4200s and closes trickling out into the broadcasts. 0 to leave it.
 DRAIN_NICE=${DRAIN_NICE:--10}
+ready() { curl -fs -o /dev/null -m 2 "http://127.0.0.1:$1/readyz"; }
 restart_nodes() {
-  until held; do sleep 2; done
+  until held; do sleep 0.5; done
   # After the presence check: its members must not land on a draining node.
   while [[ "$PRESENCE" -gt 0 && ! -e "$OUT/presence.done" ]]; do sleep 1; done
   local i old t0 t1 held p name mport waiters=()
@@ -324,32 +332,40 @@ restart_nodes() {
       log "restart: node $i (pid $old, ${held:-?} connections) drained and exited in $((t1 - t0)) ms"
     fi
     start_node "$name"
-    for _ in $(seq 240); do
-      p=$(metric "$mport" reverb_cluster_peers)
-      [[ -n "$p" && "$p" -ge $((NODES - 1)) ]] && break
-      sleep 0.25
-    done
-    log "restart: node $i's replacement (pid ${node_pid[$name]}) was in sync $(($(now_ms) - t1)) ms after $([[ "$RESTART_OVERLAP" == 1 ]] && echo "its predecessor's SIGTERM" || echo "its start")"
+    since=$([[ "$RESTART_OVERLAP" == 1 ]] && echo "its predecessor's SIGTERM" || echo "its start")
+    for _ in $(seq 240); do ready "$mport" && break; sleep 0.25; done
+    log "restart: node $i's replacement (pid ${node_pid[$name]}) was ready $(($(now_ms) - t1)) ms after $since"
+    ( for _ in $(seq 240); do
+        p=$(metric "$mport" reverb_cluster_peers)
+        [[ -n "$p" && "$p" -ge $((NODES - 1)) ]] && break
+        sleep 0.25
+      done
+      log "restart: node $i's replacement was in sync $(($(now_ms) - t1)) ms after $since" ) &
+    waiters+=($!)
   done
   wait "${waiters[@]}" 2>/dev/null || true
+  checks_done
 }
 restart_pid=
 if [[ "$RESTART" -gt 0 ]]; then restart_nodes & restart_pid=$!; pids+=($!); fi
 
 log "ramping $CONNS connections at $CONNECT_RATE/s, holding them $HOLD, then $EVENT_RATE broadcasts/s for $DURATION"
 [[ "$RESTART" -gt 0 ]] && RESTART_FLAGS=--reconnect
+# Without checks the hold lasts HOLD.
+[[ "$PRESENCE" -gt 0 || "$RESTART" -gt 0 ]] && HOLD_FLAGS="--hold-until $OUT/checks.done"
 set +e
 GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanout --connections "$CONNS" --channels 1 \
   --rate "$EVENT_RATE" --payload 100 --hold "$HOLD" --duration "$DURATION" --drain "$DRAIN" --workers "$WORKERS" --loops "$BENCH_LOOPS" \
   --source-ips "$SOURCE_IPS" --connect-rate "$CONNECT_RATE" --ping-interval "${ACTIVITY_TIMEOUT}s" \
-  ${RESTART_FLAGS:-} --timeout "${BENCH_TIMEOUT:-560s}" --api-timeout "$API_TIMEOUT" --server-pid "$(server_pids)" --progress off \
+  ${RESTART_FLAGS:-} ${HOLD_FLAGS:-} --ready-file "$OUT/ramped" --timeout "${BENCH_TIMEOUT:-560s}" --api-timeout "$API_TIMEOUT" --server-pid "$(server_pids)" --progress off \
   --report "$OUT/fanout.html" 2>"$OUT/bench.err" | tee "$OUT/bench.out"
 status=${PIPESTATUS[0]}
 set -e
 
-if [[ -n "$presence_pid" ]] && [[ -s "$OUT/presence.out" || $(tail -n 1 "$OUT/api.log" | awk '{print $2}') -ge $((CONNS * 999 / 1000)) ]]; then
-  wait "$presence_pid" || true
-fi
+# A check that started is waited for; one still waiting for the ramp's end
+# (the bench failed) is stopped by cleanup.
+if [[ -n "$presence_pid" ]] && held; then wait "$presence_pid" || true; fi
+if [[ -n "$restart_pid" ]] && held; then wait "$restart_pid" || true; fi
 kill "$api_pid" "$sampler" "$vmstat_pid" 2>/dev/null || true
 echo
 log "== results"

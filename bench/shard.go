@@ -74,6 +74,9 @@ type shardReady struct {
 	RSSReadyKB   int64   `json:"rss_ready_kb"`
 	CPUConnectNS int64   `json:"cpu_connect_ns"`
 	Err          string  `json:"err,omitempty"`
+	// Status is the shard's status at the ramp's end (a worker's periodic
+	// status may be older).
+	Status shardStatus `json:"status"`
 }
 
 // shardResult is a shard's final report.
@@ -229,6 +232,7 @@ func (s *shard) connect(ctx context.Context) shardReady {
 	if ctx.Err() != nil {
 		r.Err = ctx.Err().Error()
 	}
+	r.Status = s.status()
 	s.ready.Store(true)
 	s.bg.Add(1)
 	go s.pinger()
