@@ -790,3 +790,55 @@ func TestHoldWaitsForTheDown(t *testing.T) {
 		t.Fatalf("hold ended %q", r.res.HoldEnd)
 	}
 }
+
+// Regression: a worker process exited as soon as it had reported, so the
+// kernel closed its connections while the other workers were still
+// reporting; at a million connections those closes starved them past the
+// run's timeout. A finished worker keeps its connections open until it is
+// released.
+func TestWorkerHoldsConnectionsUntilReleased(t *testing.T) {
+	useTestWorkers(t)
+	node := startReuseNode(t, 0, 0)
+	const conns = 6
+	cfg, err := ParseArgs(fanoutArgs(node.port, "--connections", strconv.Itoa(conns)), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := startRemote(shardSpec{Config: cfg, Count: conns, Tag: "release"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case rd := <-h.ready():
+		if rd.Err != "" || rd.Status.Connected != conns {
+			t.Fatalf("ramp: %+v", rd)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("worker not ready in 15 s")
+	}
+	res, err := h.finish()
+	if err != nil || res.Status.Connected != conns {
+		t.Fatalf("finish: %v %+v", err, res.Status)
+	}
+	// The worker has reported: its connections are still open, for as long
+	// as the server takes to notice a close (checked repeatedly).
+	for range 20 {
+		if n := node.appStats().Connections; n != conns {
+			t.Fatalf("after its result the worker closed connections: server counts %d of %d", n, conns)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.release()
+	deadline := time.Now().Add(10 * time.Second)
+	for node.appStats().Connections != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("released worker's connections still open: %d", node.appStats().Connections)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("released worker did not exit")
+	}
+}

@@ -47,6 +47,7 @@ func (r *runner) runWS(ctx context.Context) error {
 		if err != nil {
 			for _, h := range handles {
 				_, _ = h.finish()
+				h.release()
 			}
 			return err
 		}
@@ -187,6 +188,9 @@ func (r *runner) runWS(ctx context.Context) error {
 		})
 	}
 	fwg.Wait()
+	for _, h := range handles {
+		h.release()
+	}
 	for _, f := range results {
 		res, err := f.res, f.err
 		fin.add(res.Status)

@@ -25,7 +25,15 @@ type shardHandle interface {
 	// settle tells the shard the sequence numbers of the accepted events
 	// (--reconnect): its status then says what its connected slots owe.
 	settle(seqs []int64)
+	// finish stops the shard and returns its result. A worker process
+	// keeps its connections open until release.
 	finish() (shardResult, error)
+	// release lets a finished worker process exit, which closes its
+	// connections in the kernel. The caller releases every shard once all
+	// have reported: a worker that exited as soon as it reported had the
+	// kernel close its ~18,000 connections while the others were still
+	// reporting, and at a million connections those closes starved them.
+	release()
 }
 
 // localShard runs a shard in this process.
@@ -52,6 +60,8 @@ func (l *localShard) settle(seqs []int64)      { l.s.settle(seqs) }
 func (l *localShard) finish() (shardResult, error) {
 	return l.s.finish(), nil
 }
+
+func (l *localShard) release() {}
 
 // workerMsg is one line a worker writes to its stdout.
 type workerMsg struct {
@@ -183,7 +193,6 @@ func (r *remoteShard) finish() (shardResult, error) {
 	defer t.Stop()
 	select {
 	case res := <-r.resultc:
-		_ = r.w.Close()
 		return res, nil
 	case <-r.done:
 		select {
@@ -202,11 +211,16 @@ func (r *remoteShard) finish() (shardResult, error) {
 	return shardResult{Status: r.status()}, errors.New(msg)
 }
 
+// release closes the worker's input: it exits.
+func (r *remoteShard) release() { _ = r.w.Close() }
+
 // RunWorker serves one shard for a coordinator: it reads the shard's spec
 // as one JSON line from in, reports on out (status lines every 250 ms, a
 // ready line when its connections are up, a result line at the end) and
 // obeys "send", "stop", "settle [seq,...]" and "finish" lines. End of
-// input means finish. It returns the process exit code.
+// input means finish. After its result it waits for the end of its input
+// (shardHandle.release) with its connections open. It returns the process
+// exit code.
 func RunWorker(in io.Reader, out io.Writer) int {
 	var mu sync.Mutex
 	emit := func(m workerMsg) {
@@ -297,5 +311,7 @@ func RunWorker(in io.Reader, out io.Writer) int {
 	// The process exits next: the kernel closes the connections.
 	res := s.finishOpen()
 	emit(workerMsg{Type: "result", Result: &res})
+	for range cmds {
+	}
 	return 0
 }
