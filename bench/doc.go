@@ -41,6 +41,13 @@
 // that moment has everything due to it; one still reconnecting owes
 // nothing (Result.DrainEnd says what ended the wait).
 //
+// --hold keeps the connections quiet between the ramp and the first event,
+// for checks that want them all held (a presence check, a rolling
+// restart). --ready-file tells a script when the ramp is over, and
+// --hold-until ends the hold once the script says its checks are done and
+// no connection is down, so that the events neither meet the checks' load
+// nor wait longer than they need.
+//
 // WebSocket connections are dialed and upgraded with blocking sockets (a
 // bounded number in flight), then handed to gnet's client event loops
 // (Client.Enroll) for the steady state, so an idle connection costs no

@@ -66,9 +66,10 @@ RESTART=${RESTART:-5}
 # The hold ends when the checks in it are done (the bench's --hold-until:
 # the restarted nodes have exited and none of their clients is down), and
 # at the latest after HOLD. At a million connections the presence check
-# takes 11-32 s, a replacement is ready 3-13 s after its predecessor's
-# SIGTERM (the next restart follows then), and the last drained node exits
-# 15-30 s after its SIGTERM, its clients back within seconds.
+# takes 11-32 s (the replacements start meanwhile), a node leaves the port
+# 1-7 s after its SIGTERM and sends its 4200s over 5 s more (the next
+# SIGTERM follows then), and the last drained node exits 15-30 s after its
+# SIGTERM, its clients back within seconds.
 HOLD=${HOLD:-$(( (PRESENCE > 0 ? 40 : 0) + (RESTART > 0 ? RESTART * 15 + 35 : 0) ))s}
 # GOMAXPROCS of each node and bench worker (and so their event loops).
 PROCS=${PROCS:-2}
@@ -285,19 +286,24 @@ if [[ "$PRESENCE" -gt 0 ]]; then presence_check & presence_pid=$!; pids+=($!); f
 # A rolling restart once the connections are held and the presence check is
 # done, in the bench's hold: RESTART nodes, one after another, get SIGTERM
 # (what `reverb restart` sends a node: it tells its clients to reconnect,
-# 4200, and exits) and a replacement starts on the same port. Their clients
-# reconnect to whichever node the kernel picks (the bench runs with
-# --reconnect); every other client must see every event. With
-# RESTART_OVERLAP=1 (the default) the replacement starts as soon as its
-# predecessor is told to drain, beside it on the shared port (reuse_port; it
-# has a metrics port of its own), as a zero-downtime deployment does, and the
-# next node is restarted once the replacement is ready (/readyz: listening
-# and connected to Redis), as a deployment's readiness probe goes; with 0 it
-# starts once its predecessor has exited, as a supervisor restarts a
-# process. When each replacement came into sync (counted every other node
-# as a peer) is logged too. The hold's checks are done once every drained
-# node has exited and every replacement is in sync.
+# 4200, and exits) and a replacement takes its place on the same port. Their
+# clients reconnect to whichever node the kernel picks (the bench runs with
+# --reconnect); every other client must see every event.
+#
+# With RESTART_OVERLAP=1 (the default) it goes as a deployment with surge
+# does: the replacements start beside the nodes on the shared port
+# (reuse_port; each has a metrics port of its own) once the connections are
+# held, while the presence check runs, and the old nodes are told to drain
+# once all of them are ready (/readyz: listening and connected to Redis),
+# one after another: the next once the last has left the port and sent its
+# 4200s (spread over half its drain_timeout, DRAIN_SPREAD seconds). With 0
+# a replacement starts once its predecessor has exited, as a supervisor
+# restarts a process, and the next node follows once it is ready. When each
+# replacement came into sync (counted every other node as a peer) is logged
+# too. The hold's checks are done once every drained node has exited and
+# every replacement is in sync.
 RESTART_OVERLAP=${RESTART_OVERLAP:-1}
+DRAIN_SPREAD=${DRAIN_SPREAD:-5}
 # The draining node runs at this nice value from its SIGTERM on, standing in
 # for the cores a node has to itself in a deployment, as Redis's does: at
 # equal priority among 111 busy processes it gets ~1% of the machine, and
@@ -305,11 +311,39 @@ RESTART_OVERLAP=${RESTART_OVERLAP:-1}
 # clients' 4200s and closes trickling out into the broadcasts. 0 to leave it.
 DRAIN_NICE=${DRAIN_NICE:--10}
 ready() { curl -fs -o /dev/null -m 2 "http://127.0.0.1:$1/readyz"; }
+# in_sync NAME MPORT T0 WHAT: logs when the node on metrics port MPORT
+# counts every other node as a peer (in the background; its PID is added
+# to waiters).
+in_sync() {
+  ( for _ in $(seq 240); do
+      p=$(metric "$2" reverb_cluster_peers)
+      [[ -n "$p" && "$p" -ge $((NODES - 1)) ]] && break
+      sleep 0.25
+    done
+    log "restart: node $1's replacement was in sync $(($(now_ms) - $3)) ms after $4" ) &
+  waiters+=($!)
+}
 restart_nodes() {
   until held; do sleep 0.5; done
-  # After the presence check: its members must not land on a draining node.
-  while [[ "$PRESENCE" -gt 0 && ! -e "$OUT/presence.done" ]]; do sleep 1; done
   local i old t0 t1 held p name mport waiters=()
+  if [[ "$RESTART_OVERLAP" == 1 ]]; then
+    t1=$(now_ms)
+    for i in $(seq "$RESTART"); do
+      name=${i}r mport=$((METRICS_BASE + NODES + i))
+      sed "s/^port = $((METRICS_BASE + i))\$/port = $mport/" "$OUT/node$i.toml" >"$OUT/node$name.toml"
+      start_node "$name"
+      in_sync "$i" "$mport" "$t1" "its start"
+    done
+    log "restart: $RESTART replacements started beside the nodes they replace"
+  fi
+  # After the presence check: its members must not land on a draining node.
+  while [[ "$PRESENCE" -gt 0 && ! -e "$OUT/presence.done" ]]; do sleep 0.5; done
+  if [[ "$RESTART_OVERLAP" == 1 ]]; then
+    for i in $(seq "$RESTART"); do
+      for _ in $(seq 240); do ready $((METRICS_BASE + NODES + i)) && break; sleep 0.25; done
+    done
+    log "restart: the replacements were ready $(($(now_ms) - t1)) ms after their start"
+  fi
   for i in $(seq "$RESTART"); do
     old=${node_pid[$i]}
     held=$(metric $((METRICS_BASE + i)) reverb_connections)
@@ -318,30 +352,22 @@ restart_nodes() {
     [[ "$DRAIN_NICE" != 0 ]] && renice -n "$DRAIN_NICE" -p $(ls "/proc/$old/task") >/dev/null 2>&1
     kill -TERM "$old"
     if [[ "$RESTART_OVERLAP" == 1 ]]; then
-      name=${i}r mport=$((METRICS_BASE + NODES + i))
-      sed "s/^port = $((METRICS_BASE + i))\$/port = $mport/" "$OUT/node$i.toml" >"$OUT/node$name.toml"
       # Its drain is timed in the background.
       ( while kill -0 "$old" 2>/dev/null; do sleep 0.25; done
         log "restart: node $i (pid $old, ${held:-?} connections) drained and exited $(($(now_ms) - t0)) ms after SIGTERM" ) &
       waiters+=($!)
-      t1=$t0
+      for _ in $(seq 120); do grep -q "Left the shared port" "$OUT/node$i.log" && break; kill -0 "$old" 2>/dev/null || break; sleep 0.25; done
+      log "restart: node $i left the port $(($(now_ms) - t0)) ms after SIGTERM"
+      [[ "$i" -lt "$RESTART" ]] && sleep "$DRAIN_SPREAD"
     else
-      name=$i mport=$((METRICS_BASE + i))
       while kill -0 "$old" 2>/dev/null; do sleep 0.25; done
       t1=$(now_ms)
       log "restart: node $i (pid $old, ${held:-?} connections) drained and exited in $((t1 - t0)) ms"
+      start_node "$i"
+      for _ in $(seq 240); do ready $((METRICS_BASE + i)) && break; sleep 0.25; done
+      log "restart: node $i's replacement (pid ${node_pid[$i]}) was ready $(($(now_ms) - t1)) ms after its start"
+      in_sync "$i" $((METRICS_BASE + i)) "$t1" "its start"
     fi
-    start_node "$name"
-    since=$([[ "$RESTART_OVERLAP" == 1 ]] && echo "its predecessor's SIGTERM" || echo "its start")
-    for _ in $(seq 240); do ready "$mport" && break; sleep 0.25; done
-    log "restart: node $i's replacement (pid ${node_pid[$name]}) was ready $(($(now_ms) - t1)) ms after $since"
-    ( for _ in $(seq 240); do
-        p=$(metric "$mport" reverb_cluster_peers)
-        [[ -n "$p" && "$p" -ge $((NODES - 1)) ]] && break
-        sleep 0.25
-      done
-      log "restart: node $i's replacement was in sync $(($(now_ms) - t1)) ms after $since" ) &
-    waiters+=($!)
   done
   wait "${waiters[@]}" 2>/dev/null || true
   checks_done
