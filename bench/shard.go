@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -468,10 +469,12 @@ func (s *shard) readLoop(c *wsConn, left []byte) {
 
 // pinger sends pusher:ping on every connection that has heard nothing from
 // the server for PingInterval, as pusher-js does with its activity timeout.
+// It starts when the shard's ramp is over; see spreadOverdue.
 func (s *shard) pinger() {
 	defer s.bg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	spreadOverdue(s.conns, time.Now(), s.cfg.PingInterval, rand.Int64N)
 	for {
 		select {
 		case <-s.stop:
@@ -683,3 +686,24 @@ func (nopLogger) Infof(string, ...any)  {}
 func (nopLogger) Warnf(string, ...any)  {}
 func (nopLogger) Errorf(string, ...any) {}
 func (nopLogger) Fatalf(string, ...any) {}
+
+// spreadOverdue moves the first ping of every connection already silent for
+// interval at now to a random point of the next interval (by back-dating
+// when it last heard the server). The pinger starts at the ramp's end, when
+// every connection older than the interval is due at once: at a million
+// connections that was ~600,000 pings in one second, a burst that kept
+// the nodes saturated for tens of seconds (upgrades then took over 15 s);
+// clients that connected at random times ping at random times. rnd(n)
+// returns a number in [0, n).
+func spreadOverdue(conns []atomic.Pointer[wsConn], now time.Time, interval time.Duration, rnd func(int64) int64) {
+	if interval <= 0 {
+		return
+	}
+	for i := range conns {
+		c := conns[i].Load()
+		if c != nil && now.UnixNano()-c.heard.Load() >= int64(interval) {
+			// Due at now + r: heard at now - interval + r.
+			c.heard.Store(now.UnixNano() - int64(interval) + rnd(int64(interval)))
+		}
+	}
+}
