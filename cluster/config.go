@@ -76,6 +76,10 @@ type Config struct {
 	// GatherTimeout bounds the wait for other nodes' answers to an HTTP API
 	// query. Default: 1 s.
 	GatherTimeout time.Duration
+	// SyncTimeout bounds how long a starting node waits for the state of
+	// the nodes the registry lists as alive (Redis.Warm) before it serves
+	// without the missing ones'. Default: NodeTimeout.
+	SyncTimeout time.Duration
 	// PublishQueue is how many envelopes may wait to be published. Past it
 	// Publish refuses (the HTTP API answers 503) instead of dropping.
 	// Default: 10000.
@@ -123,6 +127,9 @@ func (c *Config) normalize() {
 	}
 	if c.GatherTimeout <= 0 {
 		c.GatherTimeout = time.Second
+	}
+	if c.SyncTimeout <= 0 {
+		c.SyncTimeout = c.NodeTimeout
 	}
 	if c.PublishQueue <= 0 {
 		c.PublishQueue = 10000

@@ -324,6 +324,7 @@ func (r *Redis) applySync(node string, s *syncBody) {
 	delete(r.syncs, node)
 	r.mu.Unlock()
 	r.px.ReplaceNodePresence(node, st.members)
+	r.noteSynced(node)
 }
 
 // PresenceJoin implements pusher.Broker.

@@ -147,6 +147,7 @@ func (r *Redis) onAlive() {
 			"after", time.Since(time.Unix(0, r.degradedSince.Load())).Round(time.Millisecond))
 	} else {
 		r.log.Info("Connected to Redis", "mode", r.cfg.Mode, "prefix", r.cfg.Channel)
+		go r.awaitWarm()
 	}
 	// Give every known node a full node_timeout to answer our hello before
 	// it may be declared dead: the silence was Redis's.
@@ -170,6 +171,7 @@ func (r *Redis) onError(err error, lost bool) {
 		// Degraded since the start, so setDegraded says nothing: say once
 		// why the first connection fails (address, password, TLS, ...).
 		r.log.Warn("Redis unreachable: serving local clients only until it is back", "err", err)
+		r.closeWarm()
 	}
 	r.setDegraded(true)
 	if lost {

@@ -120,6 +120,14 @@ type Redis struct {
 	lastSyncReq map[string]time.Time
 	onRestart   func()
 	gen         int64
+	// warm is closed once this node has the cluster's state (warm.go);
+	// warmWait holds the registered nodes whose sync it awaits (nil until
+	// the registry was read), warmSynced the nodes whose sync came before
+	// that (nil after).
+	warm       chan struct{}
+	warmOnce   sync.Once
+	warmWait   map[string]bool
+	warmSynced map[string]bool
 
 	imu      sync.Mutex
 	subs     map[string]*chanState // bus channel → interest state
@@ -213,6 +221,8 @@ func newBroker(cfg Config, px pusher.Node, t transport) *Redis {
 		subs:        make(map[string]*chanState),
 		opWake:      make(chan struct{}, 1),
 		barriers:    make(map[string]barrierWait),
+		warm:        make(chan struct{}),
+		warmSynced:  make(map[string]bool),
 	}
 	for _, a := range px.Apps() {
 		r.apps[a.ID] = a
@@ -319,6 +329,7 @@ func (r *Redis) Close() {
 	if r.closing.Swap(true) {
 		return
 	}
+	r.closeWarm()
 	// Before the bye: a survivor that reaps this node then sees its last
 	// holds and releases.
 	r.stopTracker()

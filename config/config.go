@@ -342,6 +342,11 @@ type Scaling struct {
 	// GatherTimeoutMS bounds, in milliseconds, the wait for other nodes'
 	// answers to a cluster-wide HTTP API query. Must be > 0. Default: 1000.
 	GatherTimeoutMS int `toml:"gather_timeout_ms"`
+	// SyncTimeout bounds, in seconds, how long a starting node waits for the
+	// presence state of the nodes alive in the cluster before it listens
+	// anyway (without the missing nodes' state until they answer). Must not
+	// be negative. Default: 0, node_timeout.
+	SyncTimeout int `toml:"sync_timeout"`
 	// PublishQueue is how many envelopes may wait to be published (for
 	// example while Redis is unreachable). Past it the HTTP API answers 503
 	// with Retry-After instead of accepting the event: events are never

@@ -418,6 +418,7 @@ func (c *Config) problems() []string {
 		}
 		v.positive("scaling.heartbeat_interval", c.Scaling.HeartbeatInterval)
 		v.positive("scaling.gather_timeout_ms", c.Scaling.GatherTimeoutMS)
+		v.nonNegative("scaling.sync_timeout", c.Scaling.SyncTimeout)
 		v.positive("scaling.publish_queue", c.Scaling.PublishQueue)
 		v.positive("scaling.tracker_queue", c.Scaling.TrackerQueue)
 		v.positive("scaling.publish_timeout_ms", c.Scaling.PublishTimeoutMS)

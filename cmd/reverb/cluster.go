@@ -31,6 +31,7 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) cluster.Config {
 		HeartbeatInterval:     time.Duration(sc.HeartbeatInterval) * time.Second,
 		NodeTimeout:           time.Duration(sc.NodeTimeout) * time.Second,
 		GatherTimeout:         time.Duration(sc.GatherTimeoutMS) * time.Millisecond,
+		SyncTimeout:           time.Duration(sc.SyncTimeout) * time.Second,
 		PublishQueue:          sc.PublishQueue,
 		PublishTimeout:        time.Duration(sc.PublishTimeoutMS) * time.Millisecond,
 		TrackerQueue:          sc.TrackerQueue,

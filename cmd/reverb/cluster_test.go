@@ -20,6 +20,7 @@ func TestClusterConfig(t *testing.T) {
 	sc.PublishQueue = 77
 	sc.PublishTimeoutMS = 1500
 	sc.TrackerQueue = 55
+	sc.SyncTimeout = 7
 	cfg.Webhooks.VacateDelayMS = 1200
 	sc.Redis = config.Redis{
 		Mode:                  "sentinel",
@@ -58,6 +59,7 @@ func TestClusterConfig(t *testing.T) {
 		HeartbeatInterval:     3 * time.Second,
 		NodeTimeout:           9 * time.Second,
 		GatherTimeout:         250 * time.Millisecond,
+		SyncTimeout:           7 * time.Second,
 		PublishQueue:          77,
 		PublishTimeout:        1500 * time.Millisecond,
 		TrackerQueue:          55,

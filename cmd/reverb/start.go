@@ -183,6 +183,19 @@ func cmdStart(args []string) int {
 	}
 	defer stopMetrics()
 
+	// Signals are caught from here on: one that comes before the server
+	// listens stops it (the broker says bye) without a drain.
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	if redisBroker != nil {
+		// Listen once this node has the cluster's state (bounded by
+		// [scaling] sync_timeout; at once while Redis is unreachable).
+		select {
+		case <-redisBroker.Warm():
+		case s := <-sig:
+			log.Info("Stopped before listening", "signal", s.String())
+			return 0
+		}
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run() }()
 	select {
@@ -210,7 +223,6 @@ func cmdStart(args []string) int {
 	log.Info("Starting server on "+srv.Addr()+" ("+host+")", "scheme", scheme,
 		"loops", lcfg.Loops, "apps", len(cfg.Apps), "path", cfg.Server.Path, "version", version)
 
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case s := <-sig:
 		drain := time.Duration(cfg.Server.DrainTimeout) * time.Second
