@@ -333,6 +333,7 @@ func (r *Redis) Close() {
 	// Before the bye: a survivor that reaps this node then sees its last
 	// holds and releases.
 	r.stopTracker()
+	r.markGone()
 	r.sendControl(r.chCtl, &header{kind: kindBye}, nil)
 	close(r.stopping)
 	r.wg.Wait()

@@ -97,3 +97,25 @@ func (r *Redis) noteSynced(node string) {
 		r.closeWarm()
 	}
 }
+
+// markGone replaces this node's registry entry with "bye" as it stops: a
+// node that starts meanwhile does not wait for its state (awaitWarm counts
+// only entries that hold a heartbeat time), and a survivor that missed the
+// bye still reaps it (reapStale takes such an entry for a stale one). The
+// survivor that reaps it removes the entry.
+func (r *Redis) markGone() {
+	if r.rdb == nil || r.degraded.Load() {
+		return
+	}
+	r.trk.mu.Lock()
+	registered := r.trk.registered
+	r.trk.mu.Unlock()
+	if !registered {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PublishTimeout)
+	defer cancel()
+	if err := r.rdb.HSet(ctx, r.registryKey(), r.node, "bye").Err(); err != nil {
+		r.log.Debug("could not mark this node gone in the registry", "err", err)
+	}
+}

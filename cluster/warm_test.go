@@ -119,3 +119,31 @@ func TestWarmAloneOrWithoutRedis(t *testing.T) {
 		t.Fatal("not warm with Redis unreachable")
 	}
 }
+
+// A node that stopped (its bye) leaves "bye" as its registry entry: a node
+// started right after it does not wait sync_timeout for its state, and the
+// entry does not pass for a heartbeat.
+func TestWarmSkipsAStoppedNode(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := trackConfig(srv, nil, "warm-gone")
+	a := warmNode(t, cfg)
+	a.Start()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	waitFor(t, "a is in the registry", func() bool {
+		v, err := rdb.HGet(context.Background(), "warm-gone:t:nodes", a.NodeID()).Result()
+		return err == nil && v != "bye"
+	})
+	a.Close()
+	if v, err := rdb.HGet(context.Background(), "warm-gone:t:nodes", a.NodeID()).Result(); err != nil || v != "bye" {
+		t.Fatalf("a's registry entry after its Close: %q, %v; want bye", v, err)
+	}
+	cfg.SyncTimeout = time.Hour
+	b := warmNode(t, cfg)
+	b.Start()
+	select {
+	case <-b.Warm():
+	case <-time.After(trackWait):
+		t.Fatal("a node started after another stopped waits for the stopped one's state")
+	}
+}
