@@ -67,12 +67,14 @@ PRESENCE=${PRESENCE:-100}
 RESTART=${RESTART:-5}
 # The hold ends when the checks in it are done (the bench's --hold-until:
 # the restarted nodes have exited and none of their clients is down), and
-# at the latest after HOLD. At a million connections the presence check
-# takes 11-32 s (the replacements start meanwhile), a node leaves the port
-# 1-7 s after its SIGTERM and sends its 4200s over 5 s more (the next
-# SIGTERM follows then), and the last drained node exits 15-30 s after its
-# SIGTERM, its clients back within seconds.
-HOLD=${HOLD:-$(( (PRESENCE > 0 ? 40 : 0) + (RESTART > 0 ? RESTART * 15 + 35 : 0) ))s}
+# at the latest after HOLD: past it the broadcasts meet the restarts'
+# reconnects, and the last one's deliveries may outlast DRAIN. At a million
+# connections the presence check takes 18-72 s (the replacements start
+# meanwhile), the nodes are drained RESTART_INTERVAL apart, and the last one
+# exits 20-30 s after its SIGTERM, its clients back within seconds: the hold
+# took 107-170 s. On a slow day that makes the run longer than ten minutes
+# rather than wrong.
+HOLD=${HOLD:-$(( (PRESENCE > 0 ? 60 : 0) + (RESTART > 0 ? RESTART * 25 + 55 : 0) ))s}
 # GOMAXPROCS of each node and bench worker (and so their event loops).
 PROCS=${PROCS:-2}
 # Event loops of each node and of each bench worker (0: one per GOMAXPROCS).
@@ -391,7 +393,7 @@ set +e
 GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanout --connections "$CONNS" --channels 1 \
   --rate "$EVENT_RATE" --payload 100 --hold "$HOLD" --duration "$DURATION" --drain "$DRAIN" --workers "$WORKERS" --loops "$BENCH_LOOPS" \
   --source-ips "$SOURCE_IPS" --connect-rate "$CONNECT_RATE" --ping-interval "${ACTIVITY_TIMEOUT}s" \
-  ${RESTART_FLAGS:-} ${HOLD_FLAGS:-} --ready-file "$OUT/ramped" --timeout "${BENCH_TIMEOUT:-560s}" --api-timeout "$API_TIMEOUT" --server-pid "$(server_pids)" --progress off \
+  ${RESTART_FLAGS:-} ${HOLD_FLAGS:-} --ready-file "$OUT/ramped" --timeout "${BENCH_TIMEOUT:-720s}" --api-timeout "$API_TIMEOUT" --server-pid "$(server_pids)" --progress off \
   --report "$OUT/fanout.html" 2>"$OUT/bench.err" | tee "$OUT/bench.out"
 status=${PIPESTATUS[0]}
 set -e
