@@ -12,7 +12,7 @@
 #   NODES=6 CONNS=100000 bench/scale1m.sh  # the 100k run
 #
 # Knobs (environment): NODES, CONNS, WORKERS, CONNECT_RATE, EVENT_RATE,
-# DURATION, API_TIMEOUT, ACTIVITY_TIMEOUT, SOURCE_IPS, PORT, REDIS_PORT, OUT, PRESENCE
+# DURATION, API_TIMEOUT, ACTIVITY_TIMEOUT, SOURCE_IPS, PORT, REDIS_PORT, OUT, PRESENCE, PRESENCE_TIMEOUT
 # (members of the presence check, 0 to skip), RESTART (nodes to drain and
 # replace, one after another, 0 to skip), RESTART_OVERLAP, DRAIN_NICE, HOLD (the
 # longest quiet time between the ramp and the first broadcast they run in), PROCS,
@@ -71,10 +71,10 @@ RESTART=${RESTART:-5}
 # reconnects, and the last one's deliveries may outlast DRAIN. At a million
 # connections the presence check takes 18-72 s (the replacements start
 # meanwhile), the nodes are drained RESTART_INTERVAL apart, and the last one
-# exits 20-30 s after its SIGTERM, its clients back within seconds: the hold
-# took 107-170 s. On a slow day that makes the run longer than ten minutes
+# exits 20-36 s after its SIGTERM, its clients back within seconds: the hold
+# took 107-205 s. On a slow day that makes the run longer than ten minutes
 # rather than wrong.
-HOLD=${HOLD:-$(( (PRESENCE > 0 ? 60 : 0) + (RESTART > 0 ? RESTART * 25 + 55 : 0) ))s}
+HOLD=${HOLD:-$(( (PRESENCE > 0 ? 90 : 0) + (RESTART > 0 ? RESTART * 25 + 55 : 0) ))s}
 # GOMAXPROCS of each node and bench worker (and so their event loops).
 PROCS=${PROCS:-2}
 # Event loops of each node and of each bench worker (0: one per GOMAXPROCS).
@@ -272,11 +272,15 @@ held() { [[ -s "$OUT/ramped" ]]; }
 checks_done() { touch "$OUT/checks.done"; log "checks done: the broadcasts start once every dropped client is back"; }
 # Once the connections are held, the presence check runs, in the bench's
 # hold: before the broadcasts.
+# The presence check's bound: its members join one after another, and under
+# the keepalive load of a million connections a join took 166-339 ms (p50),
+# so 100 joins and 20 rounds of API reads took up to 65 s.
+PRESENCE_TIMEOUT=${PRESENCE_TIMEOUT:-120s}
 presence_check() {
   until held; do sleep 0.5; done
   log "presence: $PRESENCE members on one channel, spread over the nodes, while $(awk '$1 == "connected" {print $2}' "$OUT/ramped") connections are held"
   if nice -n -5 ./bin/reverb bench --config "$OUT/node1.toml" --scenario presence --connections "$PRESENCE" \
-    --source-ips 127.0.0.250 --timeout 60s --progress off >"$OUT/presence.out" 2>&1; then
+    --source-ips 127.0.0.250 --timeout "$PRESENCE_TIMEOUT" --progress off >"$OUT/presence.out" 2>&1; then
     log "presence: $(grep -E '^(presence|converged|failures|HTTP API) ' "$OUT/presence.out" | tr -s ' ' | paste -sd ';')"
   else
     log "presence FAILED:"; grep -v '^{' "$OUT/presence.out"
@@ -393,7 +397,7 @@ set +e
 GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanout --connections "$CONNS" --channels 1 \
   --rate "$EVENT_RATE" --payload 100 --hold "$HOLD" --duration "$DURATION" --drain "$DRAIN" --workers "$WORKERS" --loops "$BENCH_LOOPS" \
   --source-ips "$SOURCE_IPS" --connect-rate "$CONNECT_RATE" --ping-interval "${ACTIVITY_TIMEOUT}s" \
-  ${RESTART_FLAGS:-} ${HOLD_FLAGS:-} --ready-file "$OUT/ramped" --timeout "${BENCH_TIMEOUT:-720s}" --api-timeout "$API_TIMEOUT" --server-pid "$(server_pids)" --progress off \
+  ${RESTART_FLAGS:-} ${HOLD_FLAGS:-} --ready-file "$OUT/ramped" --timeout "${BENCH_TIMEOUT:-780s}" --api-timeout "$API_TIMEOUT" --server-pid "$(server_pids)" --progress off \
   --report "$OUT/fanout.html" 2>"$OUT/bench.err" | tee "$OUT/bench.out"
 status=${PIPESTATUS[0]}
 set -e
