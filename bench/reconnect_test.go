@@ -465,25 +465,7 @@ func TestSmokeHoldRestart(t *testing.T) {
 	if onB == 0 {
 		t.Skip("every connection went to the first node")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.srv.Drain(ctx, 200*time.Millisecond); err != nil {
-		t.Fatalf("drain: %v", err)
-	}
-	// Every client is on a now, and still no event was sent.
-	for {
-		sa := a.appStats()
-		if sa.Subscribed == conns {
-			if sa.MessagesSent > sa.Connections+sa.Subscribed {
-				t.Fatalf("an event was sent during the hold (%v): a %+v", time.Since(start), sa)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("clients of the drained node did not reconnect within the hold: a %+v", sa)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	drainOnto(t, b, a, conns, deadline)
 	o := <-done
 	if o.err != nil {
 		t.Fatalf("Run: %v (%+v)", o.err, o.res)
@@ -695,25 +677,7 @@ func testHoldUntil(t *testing.T, mode string) {
 	if onB == 0 {
 		t.Skip("every connection went to the first node")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.srv.Drain(ctx, 200*time.Millisecond); err != nil {
-		t.Fatalf("drain: %v", err)
-	}
-	// Every client is on a now, and still no event was sent.
-	for {
-		sa := a.appStats()
-		if sa.Subscribed == conns {
-			if sa.MessagesSent > sa.Connections+sa.Subscribed {
-				t.Fatalf("an event was sent during the hold: a %+v", sa)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("clients of the drained node did not reconnect: a %+v", sa)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	drainOnto(t, b, a, conns, deadline)
 	// The restart is over: the bench goes on.
 	if err := os.WriteFile(until, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -840,5 +804,30 @@ func TestWorkerHoldsConnectionsUntilReleased(t *testing.T) {
 	case <-h.done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("released worker did not exit")
+	}
+}
+
+// drainOnto drains node from (its clients get 4200) and waits until all
+// conns clients are subscribed on node to, failing if an event reached
+// them meanwhile (the bench holds) or if they are not back by deadline.
+func drainOnto(t *testing.T, from, to *reuseNode, conns int64, deadline time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := from.srv.Drain(ctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	for {
+		st := to.appStats()
+		if st.Subscribed == conns {
+			if st.MessagesSent > st.Connections+st.Subscribed {
+				t.Fatalf("an event was sent during the hold: %+v", st)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clients of the drained node did not reconnect within the hold: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -23,6 +23,16 @@ func warmNode(t *testing.T, cfg Config) *Redis {
 	return r
 }
 
+// waitWarm waits until r is warm, failing with what after trackWait.
+func waitWarm(t *testing.T, r *Redis, what string) {
+	t.Helper()
+	select {
+	case <-r.Warm():
+	case <-time.After(trackWait):
+		t.Fatal(what)
+	}
+}
+
 // register writes node into the registry as alive now, as its heartbeat
 // would.
 func register(t *testing.T, srv *redistest.Server, prefix, node string) {
@@ -59,21 +69,13 @@ func TestWarmWaitsForRegisteredNodes(t *testing.T) {
 	}
 	// g starts: it says hello and sends its state, which b applies.
 	g.Start()
-	select {
-	case <-b.Warm():
-	case <-time.After(trackWait):
-		t.Fatal("not warm once the registered node sent its state")
-	}
+	waitWarm(t, b, "not warm once the registered node sent its state")
 	if n := b.Stats().Nodes; n != 1 {
 		t.Fatalf("warm, knowing %d other nodes, want 1", n)
 	}
 	// g was not registered when it started (its first heartbeat is an hour
 	// away) and b was: g waits for b's answer to its hello.
-	select {
-	case <-g.Warm():
-	case <-time.After(trackWait):
-		t.Fatal("g not warm")
-	}
+	waitWarm(t, g, "g not warm")
 }
 
 // A registered node that never answers holds a starting node back for
@@ -86,11 +88,7 @@ func TestWarmTimesOut(t *testing.T) {
 	b := warmNode(t, cfg)
 	t0 := time.Now()
 	b.Start()
-	select {
-	case <-b.Warm():
-	case <-time.After(trackWait):
-		t.Fatal("not warm after sync_timeout")
-	}
+	waitWarm(t, b, "not warm after sync_timeout")
 	if d := time.Since(t0); d < cfg.SyncTimeout {
 		t.Fatalf("warm after %v, before the silent node's sync_timeout %v", d, cfg.SyncTimeout)
 	}
@@ -104,20 +102,12 @@ func TestWarmAloneOrWithoutRedis(t *testing.T) {
 	cfg.SyncTimeout = time.Hour
 	b := warmNode(t, cfg)
 	b.Start()
-	select {
-	case <-b.Warm():
-	case <-time.After(trackWait):
-		t.Fatal("a node alone is not warm")
-	}
+	waitWarm(t, b, "a node alone is not warm")
 
 	cfg.Port = testkit.FreePort(t) // nothing listens there
 	c := warmNode(t, cfg)
 	c.Start()
-	select {
-	case <-c.Warm():
-	case <-time.After(trackWait):
-		t.Fatal("not warm with Redis unreachable")
-	}
+	waitWarm(t, c, "not warm with Redis unreachable")
 }
 
 // A node that stopped (its bye) leaves "bye" as its registry entry: a node
@@ -141,9 +131,5 @@ func TestWarmSkipsAStoppedNode(t *testing.T) {
 	cfg.SyncTimeout = time.Hour
 	b := warmNode(t, cfg)
 	b.Start()
-	select {
-	case <-b.Warm():
-	case <-time.After(trackWait):
-		t.Fatal("a node started after another stopped waits for the stopped one's state")
-	}
+	waitWarm(t, b, "a node started after another stopped waits for the stopped one's state")
 }
