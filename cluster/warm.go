@@ -65,7 +65,9 @@ func (r *Redis) awaitWarm() {
 	}
 	select {
 	case <-r.warm:
-		r.log.Info("In sync with the cluster", "nodes", alive, "in", time.Since(t0).Round(time.Millisecond))
+		if !r.closing.Load() {
+			r.log.Info("In sync with the cluster", "nodes", alive, "in", time.Since(t0).Round(time.Millisecond))
+		}
 	case <-ctx.Done():
 		r.mu.Lock()
 		missing := len(r.warmWait)
