@@ -75,8 +75,14 @@ RESTART=${RESTART:-5}
 # took 107-205 s. On a slow day that makes the run longer than ten minutes
 # rather than wrong.
 HOLD=${HOLD:-$(( (PRESENCE > 0 ? 90 : 0) + (RESTART > 0 ? RESTART * 25 + 55 : 0) ))s}
-# GOMAXPROCS of each node and bench worker (and so their event loops).
-PROCS=${PROCS:-2}
+# GOMAXPROCS of each node and bench worker. One: 114 processes share two
+# cores, so a process never has more than a fraction of one, and a second P
+# only lets more of its threads wait for a core. At a million connections
+# with one P the deliveries ran at 38,925/s and 18.3 us of server CPU each
+# (two: 20,644-20,806/s and 28.3-28.7 us), the bench used 467 s of CPU
+# instead of 566 s and the 100 presence joins took 28 s instead of 48 s;
+# the ramp was as fast (304 s). bench/RESULTS.md has the runs.
+PROCS=${PROCS:-1}
 # Event loops of each node and of each bench worker (0: one per GOMAXPROCS).
 # One each: with 111 processes on two cores a second loop adds no
 # parallelism, and a loop blocked in epoll_wait holds its P in a syscall, so
@@ -242,13 +248,23 @@ cpu_s() {
   echo "$(cat "${sf[@]}" 2>/dev/null | awk '{t += $14 + $15} END {print int(t / 100)}') $(cat "${bf[@]}" /dev/null 2>/dev/null | awk '{t += $14 + $15} END {print int(t / 100)}')"
 }
 
+# Every node's RSS (VmRSS, KiB): "min median max".
+node_rss() {
+  local files=() p
+  for p in $(cat "$OUT/nodes.pids"); do [[ -r /proc/$p/status ]] && files+=("/proc/$p/status"); done
+  cat "${files[@]}" 2>/dev/null | awk '/^VmRSS:/ {print $2}' | sort -n | awk '{a[NR] = $1} END {print a[1] + 0, a[int((NR + 1) / 2)] + 0, a[NR] + 0}'
+}
 # Sample every node's RSS and the kernel's socket state every 5 s (more
-# often costs the machine CPU the run is short of).
+# often costs the machine CPU the run is short of), at the observers'
+# priority: at nice 0 the samples came 15-50 s apart. Fields: time, mem_kb
+# (3), TCP sockets in use and buffer pages, load (3), MemAvailable, cpu_s
+# (2), node_rss (3).
 ( while :; do
-    echo "$(date +%s) $(mem_kb) $(awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat) $(cut -d' ' -f1-3 /proc/loadavg) $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) $(cpu_s)" >>"$OUT/samples"
+    echo "$(date +%s) $(mem_kb) $(awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat) $(cut -d' ' -f1-3 /proc/loadavg) $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) $(cpu_s) $(node_rss)" >>"$OUT/samples"
     sleep 5
   done ) &
 pids+=($!); sampler=$!
+renice -n -5 "$sampler" >/dev/null
 # The kernel's TCP counters that explain a reset connection, as deltas
 # every 10 s (nstat keeps its own history per user; -r starts it afresh).
 if command -v nstat >/dev/null; then
@@ -269,7 +285,22 @@ pids+=($!); vmstat_pid=$!
 held() { [[ -s "$OUT/ramped" ]]; }
 # The hold's checks are done (the bench's --hold-until): the bench starts
 # the broadcasts once none of its connections is down.
-checks_done() { touch "$OUT/checks.done"; log "checks done: the broadcasts start once every dropped client is back"; }
+# Connections refused at a node's max_connections (its fd budget), summed
+# over the nodes up: "<sum> <nodes that answered>".
+refused_sum() {
+  local mp n=0
+  for mp in $(seq $((METRICS_BASE + 1)) $((METRICS_BASE + NODES + RESTART))); do
+    metric "$mp" reverb_connections_refused_total &
+  done | awk '{s += $1; k++} END {printf "%d %d\n", s, k}'
+}
+# Once the checks are done every connection is open (the broadcasts open
+# none), so that is when the refusals are counted: after the bench the
+# nodes are busy with a million closes and answer slowly.
+checks_done() {
+  touch "$OUT/checks.done"
+  log "checks done: the broadcasts start once every dropped client is back"
+  refused_sum >"$OUT/refused"
+}
 # Once the connections are held, the presence check runs, in the bench's
 # hold: before the broadcasts.
 # The presence check's bound: its members join one after another, and under
@@ -349,9 +380,13 @@ restart_nodes() {
   # After the presence check: its members must not land on a draining node.
   while [[ "$PRESENCE" -gt 0 && ! -e "$OUT/presence.done" ]]; do sleep 0.5; done
   if [[ "$RESTART_OVERLAP" == 1 ]]; then
+    # All at once (not the node processes: they are children here too).
+    local readiness=()
     for i in $(seq "$RESTART"); do
-      for _ in $(seq 240); do ready $((METRICS_BASE + NODES + i)) && break; sleep 0.25; done
+      ( for _ in $(seq 240); do ready $((METRICS_BASE + NODES + i)) && break; sleep 0.25; done ) &
+      readiness+=($!)
     done
+    wait "${readiness[@]}"
     log "restart: the replacements were ready $(($(now_ms) - t1)) ms after their start"
   fi
   for i in $(seq "$RESTART"); do
@@ -402,6 +437,9 @@ GOMAXPROCS=$PROCS ./bin/reverb bench --config "$OUT/node1.toml" --scenario fanou
 status=${PIPESTATUS[0]}
 set -e
 log "the bench exited with status $status"
+# The figures are read at the observers' priority: the kernel and the nodes
+# are closing a million connections meanwhile.
+renice -n -5 -p $$ >/dev/null
 
 # A check that started is waited for; one still waiting for the ramp's end
 # (the bench failed) is stopped by cleanup.
@@ -413,11 +451,7 @@ log "== results"
 read -r peak_rss peak_pss peak_anon < <(awk '$3 > m {m = $3; l = $2 " " $3 " " $4} END {print l}' "$OUT/samples")
 log "server memory at the peak, summed over the nodes: PSS $((peak_pss / 1024)) MiB (before: $((pss_before / 1024))), anonymous $((peak_anon / 1024)) MiB, RSS $((peak_rss / 1024)) MiB (counts the shared binary once per node)"
 log "growth per connection: PSS $(((peak_pss - pss_before) * 1024 / CONNS)) B, anonymous $(((peak_anon - anon_before) * 1024 / CONNS)) B"
-# One reader for all the nodes: once the bench has exited, the kernel closes
-# its million connections, and a process started per node took 30 s.
-node_status=()
-for p in $(cat "$OUT/nodes.pids"); do [[ -r /proc/$p/status ]] && node_status+=("/proc/$p/status"); done
-log "server RSS per node at the end (KiB): $(cat "${node_status[@]}" 2>/dev/null | awk '/^VmRSS:/ {print $2}' | sort -n | awk '{a[NR]=$1} END {print "min", a[1], "median", a[int((NR+1)/2)], "max", a[NR]}')"
+log "server RSS per node at the last sample (KiB): $(tail -n 1 "$OUT/samples" | awk '{print "min", $13, "median", $14, "max", $15}')"
 log "kernel: peak TCP sockets in use $(awk '$5 > m {m = $5} END {print m}' "$OUT/samples"), peak TCP buffer memory $(awk '$6 > m {m = $6} END {printf "%d MiB", m * 4 / 1024}' "$OUT/samples"), peak load $(awk '$7 > m {m = $7} END {print m}' "$OUT/samples"), machine memory in use at the peak $(awk 'NR == 1 {f = $10} $10 < l || NR == 1 {l = $10} END {printf "%.1f GiB more than before", (f - l) / 1048576}' "$OUT/samples")"
 log "redis: $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_human:|^used_memory_peak_human:/ {gsub("\r",""); printf "%s=%s ", $1, $2}') CPU $(echo "$(redis_cpu) - $redis_cpu0" | bc) s during the run, $(redis-cli -p "$REDIS_PORT" info clients | awk -F: '/^connected_clients:/ {gsub("\r",""); print $2}') clients"
 # Every answer must be complete (no timeout) and agree between the two
@@ -428,10 +462,11 @@ awk '{n++; if ($2 < 0 || $3 < 0) {miss++; if ($2 < 0) why[$6 "/" $7]++; if ($3 <
   END {for (w in why) ws = ws sprintf(" %s x%d", w, why[w])
     printf "API reads during the run: %d rounds, %d answered by both endpoints with the same count, %d differing (connections changing in between), %d not answered (HTTP status/curl exit:%s); largest count %d, slowest answer %.3f s\n", n, same, diff, miss, ws ? ws : " none", m, l}' "$OUT/api.log" | while read -r l; do log "$l"; done
 # A node over its fd budget (max_connections) refuses connections; the
-# restarted nodes' counts went with them.
-refused=$(for mp in $(seq $((METRICS_BASE + 1)) $((METRICS_BASE + NODES + RESTART))); do
-  metric "$mp" reverb_connections_refused_total & done | awk '{s += $1} END {printf "%d", s}')
-log "connections refused at a node's max_connections (its fd budget), summed over the nodes still up: $refused"
+# restarted nodes' counts went with them. Read when the checks were done
+# (checks_done), else now.
+if [[ -s "$OUT/refused" ]]; then when="when the checks were done"; else refused_sum >"$OUT/refused"; when="at the end"; fi
+read -r refused answered <"$OUT/refused"
+log "connections refused at a node's max_connections (its fd budget), summed over the $answered nodes up that answered ($when): $refused"
 log "the run took $((($(now_ms) - t_script) / 1000)) s from the first node's start"
 if [[ -e "$OUT/presence.failed" ]]; then
   log "the presence check failed"
