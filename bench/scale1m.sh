@@ -49,9 +49,10 @@ DURATION=${DURATION:-41s}
 # unanswered by then counts as unconfirmed (and its event as expected).
 API_TIMEOUT=${API_TIMEOUT:-30s}
 # The longest wait for the deliveries after the last broadcast (sent 40 s
-# after the first): the machine delivers 20,000-36,000 a second, so the
-# three broadcasts' 3,000,000 deliveries take 85-150 s in all. The wait
-# ends as soon as everything due has arrived.
+# after the first): the machine delivers 33,000-41,000 a second (one P per
+# process; 20,000-36,000 with two), so the three broadcasts' 3,000,000
+# deliveries take 73-90 s in all (85-150 s). The wait ends as soon as
+# everything due has arrived.
 DRAIN=${DRAIN:-120s}
 # Pusher's own default, what a large deployment chooses: a client that hears
 # nothing for 120 s pings. The server pings a client silent for 2.5 times
