@@ -127,6 +127,13 @@ type Config struct {
 	// script waits for it to start what must run with every connection
 	// held. Default: "", none.
 	ReadyFile string
+	// KeepWorkers leaves the worker processes (Workers), and so their
+	// connections, open when Run returns, until Result.Release: the
+	// command reports first, because once they exit the kernel and the
+	// server close every connection (a million closes keep a machine busy
+	// for tens of seconds). Default: false, Run lets them exit before it
+	// returns. Not a flag.
+	KeepWorkers bool `json:"-"`
 	// Timeout bounds the whole run. Default: Hold + Duration + 2 min.
 	Timeout time.Duration
 	// PingInterval is how often an idle connection sends pusher:ping.

@@ -807,6 +807,46 @@ func TestWorkerHoldsConnectionsUntilReleased(t *testing.T) {
 	}
 }
 
+// TestKeepWorkersUntilReleased checks that with Config.KeepWorkers the
+// worker processes keep their connections open after Run has returned, so
+// that the result is reported before they close, and close them on
+// Result.Release.
+func TestKeepWorkersUntilReleased(t *testing.T) {
+	useTestWorkers(t)
+	node := startReuseNode(t, 0, 0)
+	const conns = 6
+	cfg, err := ParseArgs(fanoutArgs(node.port, "--connections", strconv.Itoa(conns), "--workers", "2",
+		"--rate", "10", "--duration", "200ms"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.KeepWorkers = true
+	res, err := Run(context.Background(), cfg, io.Discard, io.Discard)
+	if err != nil || res.Connected != conns || res.Loss != 0 {
+		t.Fatalf("Run: %v %+v", err, res)
+	}
+	// A released worker exits (TestWorkerHoldsConnectionsUntilReleased):
+	// Run must not have released them.
+	if res.release == nil {
+		t.Fatal("Run released the workers before returning")
+	}
+	for range 20 {
+		if n := node.appStats().Connections; n != conns {
+			t.Fatalf("Run returned and the workers closed connections: server counts %d of %d", n, conns)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	res.Release()
+	res.Release() // a second call does nothing
+	deadline := time.Now().Add(10 * time.Second)
+	for node.appStats().Connections != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("released workers' connections still open: %d", node.appStats().Connections)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // drainOnto drains node from (its clients get 4200) and waits until all
 // conns clients are subscribed on node to, failing if an event reached
 // them meanwhile (the bench holds) or if they are not back by deadline.

@@ -131,6 +131,19 @@ type Result struct {
 	Series []Point   `json:"-"`
 	Dist   []Bucket  `json:"-"`
 	Start  time.Time `json:"-"`
+
+	// release lets the worker processes exit (Config.KeepWorkers).
+	release func()
+}
+
+// Release lets the worker processes of a run with Config.KeepWorkers exit,
+// which closes their connections. It does nothing for other runs or when
+// called again. Not safe for concurrent use.
+func (r *Result) Release() {
+	if f := r.release; f != nil {
+		r.release = nil
+		f()
+	}
 }
 
 // runner holds the state of one run.

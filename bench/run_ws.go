@@ -188,8 +188,15 @@ func (r *runner) runWS(ctx context.Context) error {
 		})
 	}
 	fwg.Wait()
-	for _, h := range handles {
-		h.release()
+	release := func() {
+		for _, h := range handles {
+			h.release()
+		}
+	}
+	if cfg.KeepWorkers {
+		r.res.release = release
+	} else {
+		release()
 	}
 	for _, f := range results {
 		res, err := f.res, f.err

@@ -40,11 +40,14 @@ func cmdBench(args []string) int {
 	if note != "" {
 		fmt.Fprintln(os.Stderr, "reverb bench:", note)
 	}
+	// The workers' connections stay open until the result is written.
+	cfg.KeepWorkers = true
 	res, runErr := bench.Run(ctx, cfg, os.Stdout, os.Stderr)
 	if res == nil {
 		fmt.Fprintln(os.Stderr, "reverb bench:", runErr)
 		return 1
 	}
+	defer res.Release()
 	if !cfg.JSON {
 		_ = bench.WriteTable(os.Stdout, res)
 	}
