@@ -178,8 +178,7 @@ start_node() {
 }
 for i in $(seq "$NODES"); do start_node "$i"; done
 # In sync: every node answers and counts all the others as peers (asked
-# all at once: one after another, 58 curls took seconds on the starting
-# machine).
+# all at once).
 synced() {
   local i n
   n=$(for i in $(seq "$NODES"); do metric $((METRICS_BASE + i)) reverb_cluster_peers & done |
@@ -392,19 +391,25 @@ restart_nodes() {
     wait "${readiness[@]}"
     log "restart: the replacements were ready $(($(now_ms) - t1)) ms after their start"
   fi
+  # The drains start RESTART_INTERVAL apart, counted from the first: what
+  # comes before a SIGTERM (a metric read, a renice) takes seconds here, and
+  # counted from each SIGTERM the drains went 12-16 s apart.
+  local tnext
+  tnext=$(now_ms)
   for i in $(seq "$RESTART"); do
     old=${node_pid[$i]}
     held=$(metric $((METRICS_BASE + i)) reverb_connections)
-    t0=$(now_ms)
     # Every thread: a nice value is per thread on Linux.
     [[ "$DRAIN_NICE" != 0 ]] && renice -n "$DRAIN_NICE" -p $(ls "/proc/$old/task") >/dev/null 2>&1
+    t0=$(now_ms)
     kill -TERM "$old"
     if [[ "$RESTART_OVERLAP" == 1 ]]; then
       # Its drain is timed in the background.
       ( while kill -0 "$old" 2>/dev/null; do sleep 0.25; done
         log "restart: node $i (pid $old, ${held:-?} connections) drained and exited $(($(now_ms) - t0)) ms after SIGTERM" ) &
       waiters+=($!)
-      [[ "$i" -lt "$RESTART" ]] && sleep "$(awk -v w=$((t0 + RESTART_INTERVAL * 1000 - $(now_ms))) 'BEGIN {print (w > 0 ? w / 1000 : 0)}')"
+      tnext=$((tnext + RESTART_INTERVAL * 1000))
+      [[ "$i" -lt "$RESTART" ]] && sleep "$(awk -v w=$((tnext - $(now_ms))) 'BEGIN {print (w > 0 ? w / 1000 : 0)}')"
     else
       while kill -0 "$old" 2>/dev/null; do sleep 0.25; done
       t1=$(now_ms)
