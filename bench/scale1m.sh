@@ -79,10 +79,11 @@ HOLD=${HOLD:-$(( (PRESENCE > 0 ? 90 : 0) + (RESTART > 0 ? RESTART * 25 + 55 : 0)
 # GOMAXPROCS of each node and bench worker. One: 114 processes share two
 # cores, so a process never has more than a fraction of one, and a second P
 # only lets more of its threads wait for a core. At a million connections
-# with one P the deliveries ran at 38,925/s and 18.3 us of server CPU each
-# (two: 20,644-20,806/s and 28.3-28.7 us), the bench used 467 s of CPU
-# instead of 566 s and the 100 presence joins took 28 s instead of 48 s;
-# the ramp was as fast (304 s). bench/RESULTS.md has the runs.
+# with one P the deliveries ran at 32,600-41,000/s and 17.8-20.6 us of
+# server CPU each (two: 20,644-20,806/s and 28.3-28.7 us), the bench used
+# 431-500 s of CPU instead of 566 s and the 100 presence joins took 8-26 s
+# instead of 26-48 s; the ramp was no faster (270-304 s). bench/RESULTS.md
+# has the runs.
 PROCS=${PROCS:-1}
 # Event loops of each node and of each bench worker (0: one per GOMAXPROCS).
 # One each: with 111 processes on two cores a second loop adds no
