@@ -49,7 +49,7 @@ DURATION=${DURATION:-41s}
 # unanswered by then counts as unconfirmed (and its event as expected).
 API_TIMEOUT=${API_TIMEOUT:-30s}
 # The longest wait for the deliveries after the last broadcast (sent 40 s
-# after the first): the machine delivers 33,000-41,000 a second (one P per
+# after the first): the machine delivers 32,600-41,000 a second (one P per
 # process; 20,000-36,000 with two), so the three broadcasts' 3,000,000
 # deliveries take 73-90 s in all (85-150 s). The wait ends as soon as
 # everything due has arrived.
@@ -291,7 +291,7 @@ held() { [[ -s "$OUT/ramped" ]]; }
 # Connections refused at a node's max_connections (its fd budget), summed
 # over the nodes up: "<sum> <nodes that answered>".
 refused_sum() {
-  local mp n=0
+  local mp
   for mp in $(seq $((METRICS_BASE + 1)) $((METRICS_BASE + NODES + RESTART))); do
     metric "$mp" reverb_connections_refused_total &
   done | awk '{s += $1; k++} END {printf "%d %d\n", s, k}'
