@@ -51,7 +51,7 @@ API_TIMEOUT=${API_TIMEOUT:-30s}
 # The longest wait for the deliveries after the last broadcast (sent 40 s
 # after the first): the machine delivers 32,600-41,000 a second (one P per
 # process; 20,000-36,000 with two), so the three broadcasts' 3,000,000
-# deliveries take 73-90 s in all (85-150 s). The wait ends as soon as
+# deliveries take 73-92 s in all (85-150 s). The wait ends as soon as
 # everything due has arrived.
 DRAIN=${DRAIN:-120s}
 # Pusher's own default, what a large deployment chooses: a client that hears
